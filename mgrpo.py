@@ -1,0 +1,725 @@
+"""
+Multi-Layer GRPO (MGRPO, arXiv 2506.04746) in one file.
+
+MGRPO trains one policy πθ on two layers of GRPO per step:
+
+  Layer 1  standard GRPO. For a question q sample G answers o_1..o_G, reward each with a rule
+           (R ∈ {0,1}, verify.reward), and push up the answers that beat their group.
+  Layer 2  self-correction. For a Layer-1 answer o build q' = q + o + p_guide (a guiding phrase
+           asking to re-check the work), sample H corrections, keep the successful ones and
+           push those up too -- on the same policy, with the same optimizer.
+
+Equations and where they live:
+
+  A_i = (r_i - mean(r)) / (std(r) + eps)                        group_advantages()
+  ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)   token_logprobs() + grpo_loss()
+  KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)     grpo_loss()
+  J = 1/G Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}]
+                                              (loss = -J)       grpo_loss()
+  q' = q + o + p_guide                                          build_correction_prompt()
+  keep only corrections with R = 1 (selection)                  select_corrections()
+  Acc@t1, Acc@t2, Δ(t1,t2), Δi→c, Δc→i                          self_correction_metrics()
+
+One training step (train_step): Layer-1 rollouts -> rewards -> update -> Layer-2 rollouts from
+the updated policy -> rewards -> selection -> update.  `--layers 1` is plain GRPO.
+
+Sections below run in the order of the algorithm: config, data, prompts, rollouts, log-probs,
+the GRPO maths, the training step, evaluation, checkpoints, main.  Choices the paper leaves
+open are listed in README.md ("Choices the paper leaves open").
+"""
+
+import argparse
+import contextlib
+import glob
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import time
+import urllib.request
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from verify import last_boxed, reward
+
+# -----------------------------------------------------------------------------
+# Config: one argparse block; the defaults run Qwen2.5-0.5B on GSM8K on one 24 GB GPU.
+
+
+def build_parser():
+    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO) on one GPU.")
+    a = p.add_argument
+    a("--model", help="Hugging Face model id or local directory (policy and reference)")
+    a("--data", default="gsm8k", help="training data: gsm8k, math500 (eval only) or a .jsonl path")
+    a("--eval-data", default=None, help="eval data: gsm8k, math500 or a .jsonl path (default: test split of --data)")
+    a("--output-dir", default=None, help="where log.jsonl, eval files and checkpoints go (default: out/)")
+    a("--steps", type=int, default=200, help="training steps (one step = Layer 1 + Layer 2 on one batch)")
+    a("--batch-size", type=int, default=8, help="questions per step")
+    a("--G", type=int, default=8, help="Layer-1 samples per question (group size, >= 2)")
+    a("--H", type=int, default=4, help="Layer-2 corrections per q' (group size, >= 2)")
+    a("--lr", type=float, default=1e-6, help="AdamW learning rate")
+    a("--beta", type=float, default=0.04, help="KL weight; 0 skips loading the reference model")
+    a("--clip-eps", type=float, default=0.2, help="PPO clip range ε")
+    a("--mu", type=int, default=1, help="optimisation passes over the same rollouts")
+    a("--loss-agg", default="seq-mean-token-mean", choices=["seq-mean-token-mean", "token-mean"],
+      help="seq-mean-token-mean: the paper's 1/G Σ 1/|o_i| Σ_t; token-mean: one mean over all tokens (DAPO)")
+    a("--max-new-tokens", type=int, default=512, help="generation length cap for answers and corrections")
+    a("--temperature", type=float, default=1.0, help="sampling temperature for training rollouts")
+    a("--layers", type=int, default=2, choices=[1, 2], help="2 = MGRPO, 1 = plain GRPO (the baseline)")
+    a("--l2-inputs", default="incorrect", choices=["incorrect", "all"],
+      help="which Layer-1 answers get a Layer-2 correction round")
+    a("--l2-select", default="successful", choices=["successful", "all"],
+      help="successful: only corrections with reward 1 are trained on (the paper); all: plain GRPO on q'")
+    a("--micro-batch", type=int, default=8, help="sequences per forward/backward (gradient accumulation)")
+    a("--gen-batch", type=int, default=256, help="most sequences per generate call")
+    a("--grad-checkpointing", action="store_true", help="recompute activations in backward to save memory")
+    a("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping threshold")
+    a("--static-cache", default="auto", choices=["auto", "on", "off"],
+      help="static KV cache + compiled decode for rollouts (auto: on for CUDA)")
+    a("--eval-every", type=int, default=50, help="evaluate every K steps (0: only at the end)")
+    a("--eval-only", action="store_true", help="no training: evaluate --model (t1 and t2) and exit")
+    a("--eval-n", type=int, default=500, help="evaluate on the first N test problems (0: all)")
+    a("--save-every", type=int, default=100, help="checkpoint every K steps (and always at the end)")
+    a("--resume", default=None, help="checkpoint directory (or an output dir: its latest checkpoint)")
+    a("--seed", type=int, default=0, help="seeds data order, sampling and guide choice")
+    a("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda if available)")
+    p.error = lambda msg: die(msg)  # one line and exit code 2, like every other bad input
+    return p
+
+
+def die(msg):
+    print(f"mgrpo: error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def check_args(args):
+    if args.G < 2:
+        die(f"--G must be >= 2 (got {args.G}): a group of one has no advantage")
+    if args.layers == 2 and args.H < 2:
+        die(f"--H must be >= 2 (got {args.H}): a group of one has no advantage")
+    for name in ("steps", "batch_size", "mu", "micro_batch", "gen_batch", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            die(f"--{name.replace('_', '-')} must be >= 1")
+    if args.temperature <= 0:
+        die("--temperature must be > 0 (evaluation is greedy; training needs sampling)")
+    if args.beta < 0 or args.clip_eps <= 0:
+        die("--beta must be >= 0 and --clip-eps > 0")
+
+
+# -----------------------------------------------------------------------------
+# Data: a list of {"question": str, "gold": str}.
+
+GSM8K_URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{split}.jsonl"
+CACHE_DIR = os.environ.get("MGRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mgrpo"))
+
+
+def download(url, path):
+    """Fetch url to path once; later runs read the cached file offline."""
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        print(f"downloading {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r:
+                data = r.read()
+        except OSError as e:
+            die(f"could not download {url} ({e}); put the file at {path} to run offline")
+        with open(path + ".tmp", "wb") as f:
+            f.write(data)
+        os.replace(path + ".tmp", path)  # never leave a half-written cache file
+    return path
+
+
+def gold_of(row):
+    """Gold answer: `answer` after its last '####' (GSM8K, commas dropped), else `answer`, else the
+    last \\boxed{} of `solution` (MATH)."""
+    if "answer" in row:
+        ans = str(row["answer"])
+        return ans.rsplit("####", 1)[1].strip().replace(",", "") if "####" in ans else ans.strip()
+    if "solution" in row:
+        return last_boxed(str(row["solution"]))
+    return None
+
+
+def load_problems(spec, split):
+    if spec == "gsm8k":
+        path = download(GSM8K_URL.format(split=split), os.path.join(CACHE_DIR, "gsm8k", f"{split}.jsonl"))
+    elif spec == "math500":
+        if split == "train":
+            die("math500 is a test set: train with --data PATH.jsonl and evaluate with --eval-data math500")
+        from huggingface_hub import hf_hub_download  # ships with transformers; caches in ~/.cache/huggingface
+        try:
+            path = hf_hub_download("HuggingFaceH4/MATH-500", "test.jsonl", repo_type="dataset")
+        except Exception as e:
+            die(f"could not fetch MATH-500 from the Hugging Face Hub ({type(e).__name__}); pass a local .jsonl instead")
+    elif spec.endswith(".jsonl") or os.path.sep in spec:
+        path = spec
+        if not os.path.isfile(path):
+            die(f"data file not found: {path}")
+    else:
+        die(f"unknown dataset '{spec}': use gsm8k, math500 or a path to a .jsonl file")
+    problems = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                die(f"{path} line {n}: not valid JSON")
+            q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
+            gold = gold_of(row) if isinstance(row, dict) else None
+            if not isinstance(q, str) or not gold:
+                die(f"{path} line {n}: needs a 'question' or 'problem' field and an 'answer' or 'solution' field")
+            problems.append({"question": q, "gold": gold})
+    if not problems:
+        die(f"{path} holds no problems")
+    return problems
+
+
+def batch_indices(step, batch_size, n, seed):
+    """Questions for a step: a fresh seeded permutation each epoch, so a resumed run sees the same order."""
+    out = []
+    for k in range(step * batch_size, (step + 1) * batch_size):
+        epoch, i = divmod(k, n)
+        perm = np.random.default_rng([seed, epoch]).permutation(n)
+        out.append(int(perm[i]))
+    return out
+
+
+# -----------------------------------------------------------------------------
+# Prompts. Everything from here on works on token ids: q' reuses the exact sampled tokens of o
+# instead of re-tokenising decoded text (which can split differently).
+
+INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+# p_guide: neutral wording, because with --l2-inputs all it also follows correct answers.
+GUIDES = [
+    "Please re-check the solution above step by step. If you find an error, correct it; "
+    "then give the final answer again within \\boxed{}.",
+    "Review your previous answer carefully and verify each calculation. Fix any mistake "
+    "and restate the final answer within \\boxed{}.",
+    "Let's verify the reasoning above one step at a time. If something is wrong, redo it "
+    "correctly, and put the final answer within \\boxed{}.",
+    "Double-check every step of the solution. Correct anything that is wrong and write "
+    "the final answer within \\boxed{}.",
+]
+
+
+def chat_parts(tok):
+    """The template text around each turn of [user q, assistant o, user p_guide], found by rendering
+    the chat template once with placeholders. Returns (head, tail1, sep, tail2) so that
+      Layer-1 prompt = head + q + tail1          q' = Layer-1 prompt + o + sep + p_guide + tail2.
+    Without a chat template, a plain 'Question: ... Answer:' format is used."""
+    if not getattr(tok, "chat_template", None):
+        return "Question: ", "\nAnswer: ", "\n\n", "\n"
+    marks = ["\x00Q\x00", "\x00O\x00", "\x00G\x00"]
+    msgs = [{"role": r, "content": m} for r, m in zip(["user", "assistant", "user"], marks)]
+    s = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    head, rest = s.split(marks[0])
+    tail1, rest = rest.split(marks[1])
+    sep, tail2 = rest.split(marks[2])
+    return head, tail1, sep, tail2
+
+
+def layer1_prompt(parts, question):
+    head, tail1, _, _ = parts
+    return head + question.strip() + "\n" + INSTRUCTION + tail1
+
+
+def build_correction_prompt(prompt, response, guide):
+    """q' = q + o + p_guide. Token-id lists (or strings): `response` without its end-of-sequence
+    token, `guide` already wrapped in the template's turn markers (see guide_ids)."""
+    return prompt + response + guide
+
+
+class Tokens:
+    """Token ids the loop needs, computed once: guide phrases wrapped in turn markers, stop ids, pad."""
+
+    def __init__(self, tok, model):
+        self.parts = chat_parts(tok)
+        _, _, sep, tail2 = self.parts
+        self.guides = [tok.encode(sep + g + tail2, add_special_tokens=False) for g in GUIDES]
+        stop = {tok.eos_token_id}
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        stop.update(eos if isinstance(eos, list) else [eos])
+        # The token that closes an assistant turn (<|im_end|> for Qwen) must stop generation too.
+        turn_end = tok.encode(sep, add_special_tokens=False)[:1]
+        stop.update(t for t in turn_end if t in tok.all_special_ids)
+        self.stop = sorted(t for t in stop if t is not None)
+        if not self.stop:
+            die("the tokenizer has no end-of-sequence token")
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.stop[0]
+        self.tok = tok
+
+    def prompt(self, question):
+        return self.tok.encode(layer1_prompt(self.parts, question), add_special_tokens=False)
+
+    def text(self, ids):
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+    def strip_stop(self, ids):
+        return ids[:-1] if ids and ids[-1] in self.stop else ids
+
+
+# -----------------------------------------------------------------------------
+# Rollouts: plain Hugging Face generate, all prompts of a layer in one batched call.
+
+
+def left_pad(rows, pad, device):
+    """list of id lists -> (ids, attention_mask) [n, L], left-padded so every row ends at column L-1."""
+    L = max(len(r) for r in rows)
+    ids = torch.full((len(rows), L), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), L), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, L - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, L - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def cut_at_stop(row, stop):
+    """Completion ids up to and including the first stop token (tokens after it are padding)."""
+    for j, t in enumerate(row):
+        if t in stop:
+            return row[: j + 1]
+    return row
+
+
+class _DoneRows:
+    """Stopping criterion that marks filler rows finished from the first token (so they never delay the batch)."""
+
+    def __init__(self, done):
+        self.done = done
+
+    def __call__(self, input_ids, scores, **kw):
+        return self.done
+
+
+@torch.no_grad()
+def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=False, gen_batch=256, cache_len=None):
+    """Sample n completions per prompt. Returns completion id lists, group-major: row i*n + j is
+    the j-th sample for prompt i. With cache_len set (static cache), each call gets a fixed
+    max_cache_len and a power-of-two number of rows, so the compiled decode step is reused."""
+    from transformers import GenerationConfig
+
+    rows = [p for p in prompts for _ in range(n)]
+    cfg = dict(max_new_tokens=max_new_tokens, eos_token_id=tk.stop, pad_token_id=tk.pad)
+    cfg.update(do_sample=False) if greedy else cfg.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+    if cache_len:
+        cfg.update(cache_implementation="static", max_cache_len=cache_len)
+    gcfg = GenerationConfig(**cfg)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    for s in range(0, len(rows), gen_batch):
+        chunk = rows[s:s + gen_batch]
+        n_real = len(chunk)
+        extra = {}
+        if cache_len:
+            size = min(gen_batch, 1 << (n_real - 1).bit_length())
+            chunk = chunk + [chunk[0]] * (size - n_real)
+            done = torch.arange(size, device=device) >= n_real
+            extra["stopping_criteria"] = [_DoneRows(done)]
+        ids, mask = left_pad(chunk, tk.pad, device)
+        seq = model.generate(input_ids=ids, attention_mask=mask, generation_config=gcfg, **extra)
+        for row in seq[:n_real, ids.shape[1]:].tolist():
+            out.append(cut_at_stop(row, tk.stop))
+    model.train(was_training)
+    return out
+
+
+# -----------------------------------------------------------------------------
+# Log-probs: log πθ(o_t | q, o_<t) per completion token, without ever holding fp32 logits over
+# the whole vocabulary for a whole batch -- only for `chunk` tokens at a time, recomputed in backward.
+
+
+def _chunk_logp(head, h, targets):
+    logits = head(h).float()                                       # [chunk, V]
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+
+
+def token_logprobs(model, ids, mask, n_new, chunk=2048):
+    """ids, mask: [b, P + n_new], prompt left-padded, completion right-padded.
+    Returns [b, n_new] fp32 log-probs of the last n_new tokens, 0 where mask is 0."""
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
+    h = model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
+    h = h[:, -n_new - 1:-1]                                         # [b, n_new, d]: states that predict o_t
+    tgt, real = ids[:, -n_new:], mask[:, -n_new:].bool()
+    hs, ts = h[real], tgt[real]                                    # [n_real, d], [n_real]
+    head = model.get_output_embeddings()
+    f = (lambda *x: checkpoint(_chunk_logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else _chunk_logp
+    parts = [f(head, hs[i:i + chunk], ts[i:i + chunk]) for i in range(0, len(ts), chunk)]
+    out = torch.zeros(real.shape, dtype=torch.float32, device=ids.device)
+    out[real] = torch.cat(parts)
+    return out
+
+
+def pack(prompts, completions, pad, device):
+    """Prompts left-padded + completions right-padded -> (ids, mask [b, P+T], completion mask [b, T])."""
+    p_ids, p_mask = left_pad(prompts, pad, device)
+    T = max(len(c) for c in completions)
+    c_ids = torch.full((len(completions), T), pad, dtype=torch.long)
+    c_mask = torch.zeros((len(completions), T), dtype=torch.long)
+    for i, c in enumerate(completions):
+        c_ids[i, :len(c)] = torch.tensor(c, dtype=torch.long)
+        c_mask[i, :len(c)] = 1
+    c_ids, c_mask = c_ids.to(device), c_mask.to(device)
+    return torch.cat([p_ids, c_ids], 1), torch.cat([p_mask, c_mask], 1), c_mask
+
+
+# -----------------------------------------------------------------------------
+# The GRPO maths: pure functions of tensors.
+
+
+def group_advantages(rewards, eps=1e-4):
+    """rewards [n_groups, group_size] -> advantages, same shape: (r - mean) / (std + eps) within
+    each group. std is the population std (no Bessel), so a group of all-equal rewards gets
+    exactly 0 (numerator 0), never NaN."""
+    r = rewards.float()
+    mean = r.mean(-1, keepdim=True)
+    std = r.std(-1, keepdim=True, unbiased=False)
+    return (r - mean) / (std + eps)
+
+
+def select_corrections(rewards, mode):
+    """Layer-2 rewards [n_groups, H] -> bool keep mask. 'successful': only corrections that reached
+    the right answer (reward 1) are trained on; 'all': the whole group (plain GRPO on q')."""
+    if mode == "successful":
+        return rewards >= 1
+    if mode == "all":
+        return torch.ones_like(rewards, dtype=torch.bool)
+    raise ValueError(f"unknown selection mode {mode!r}")
+
+
+def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg):
+    """The clipped GRPO objective with a k3 KL penalty, negated so it can be minimised.
+    logp, old_logp, ref_logp, mask: [n_seq, T]; adv: [n_seq]. ref_logp may be None when beta == 0.
+    agg 'seq-mean-token-mean' = 1/n Σ_i 1/|o_i| Σ_t (the paper); 'token-mean' = Σ_i,t / Σ|o_i|."""
+    mask = mask.bool()
+    ratio = torch.exp(logp - old_logp)                                  # ρ [n, T]
+    a = adv[:, None]
+    surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
+    kl = torch.zeros_like(logp)
+    if beta > 0:
+        d = ref_logp - logp                                             # log(πref/πθ)
+        kl = torch.exp(d) - d - 1
+    per_token = torch.where(mask, surrogate - beta * kl, 0.0)           # where, not *: padding may be inf
+    n_tok = mask.sum(-1)
+    if agg == "seq-mean-token-mean":
+        J = (per_token.sum(-1) / n_tok.clamp(min=1)).mean()
+    elif agg == "token-mean":
+        J = per_token.sum() / n_tok.sum().clamp(min=1)
+    else:
+        raise ValueError(f"unknown loss aggregation {agg!r}")
+    clipped = ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + clip_eps) & (a > 0))
+    real = mask.sum().clamp(min=1)
+    stats = {"kl": (torch.where(mask, kl, 0.0).sum() / real).item(),
+             "clip_frac": ((clipped & mask).sum() / real).item()}
+    return -J, stats
+
+
+def self_correction_metrics(correct_t1, correct_t2):
+    """Per-problem correctness at turn 1 and turn 2 -> the paper's metrics, as fractions of all problems."""
+    t1 = torch.as_tensor(correct_t1, dtype=torch.bool)
+    t2 = torch.as_tensor(correct_t2, dtype=torch.bool)
+    n = max(len(t1), 1)
+    m = {"acc_t1": t1.sum().item() / n, "acc_t2": t2.sum().item() / n,
+         "delta_i2c": (~t1 & t2).sum().item() / n, "delta_c2i": (t1 & ~t2).sum().item() / n}
+    m["delta"] = m["delta_i2c"] - m["delta_c2i"]  # equals acc_t2 - acc_t1, without rounding drift
+    return m
+
+
+# -----------------------------------------------------------------------------
+# The training step.
+
+
+def autocast(device):
+    # bf16 compute on CUDA over fp32 master weights; plain fp32 on CPU (bf16 matmuls there are slow).
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def policy_update(run, prompts, completions, adv, args):
+    """One layer's update: `mu` optimizer steps on the same rollouts (micro-batched, accumulated).
+    prompts, completions: id lists; adv: [n] advantages. Returns mean stats over the passes."""
+    policy, device = run.policy, run.device
+    n = len(completions)
+    mbs = [range(i, min(i + args.micro_batch, n)) for i in range(0, n, args.micro_batch)]
+    n_tok = sum(len(c) for c in completions)
+    packed = [pack([prompts[i] for i in mb], [completions[i] for i in mb], run.tk.pad, device) for mb in mbs]
+
+    def logps(model, grad):
+        with torch.set_grad_enabled(grad), autocast(device):
+            return [token_logprobs(model, ids, mask, cm.shape[1]) for ids, mask, cm in packed]
+
+    ref_lp = logps(run.ref, False) if args.beta > 0 else [None] * len(mbs)
+    # With mu == 1, πθ_old is the current policy: ρ == 1 but its gradient is the policy gradient.
+    old_lp = logps(policy, False) if args.mu > 1 else None
+    stats = {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0}
+    for _ in range(args.mu):
+        run.opt.zero_grad(set_to_none=True)
+        for k, (mb, (ids, mask, cmask)) in enumerate(zip(mbs, packed)):
+            with autocast(device):
+                lp = token_logprobs(policy, ids, mask, cmask.shape[1])
+            old = old_lp[k] if old_lp is not None else lp.detach()
+            loss, st = grpo_loss(lp, old, ref_lp[k], adv[list(mb)].to(device), cmask,
+                                 args.clip_eps, args.beta, args.loss_agg)
+            # The loss is a mean over this micro-batch; weight it to a mean over the whole layer.
+            w = len(mb) / n if args.loss_agg == "seq-mean-token-mean" else cmask.sum().item() / n_tok
+            (loss * w).backward()
+            stats["loss"] += loss.item() * w / args.mu
+            stats["kl"] += st["kl"] * w / args.mu
+            stats["clip_frac"] += st["clip_frac"] * w / args.mu
+        gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+        stats["grad_norm"] += gn.item() / args.mu
+        run.opt.step()
+    sync_rollout_model(run)
+    return stats
+
+
+def sync_rollout_model(run):
+    """Copy the fp32 master weights into the bf16 rollout copy (CUDA only): one cheap copy per
+    update instead of casting the fp32 weights on every decode step."""
+    if run.rollout is not run.policy:
+        with torch.no_grad():
+            for dst, src in zip(run.rollout.parameters(), run.policy.parameters()):
+                dst.copy_(src)
+
+
+def train_step(run, batch, args, rng, cache_len=None):
+    """One MGRPO step on a batch of problems. Returns a dict of statistics for the log."""
+    tk, B, G, H = run.tk, len(batch), args.G, args.H
+    log, t = {}, time.time()
+
+    def lap(name):
+        nonlocal t
+        log[f"sec_{name}"] = round(time.time() - t, 3)
+        t = time.time()
+
+    # Layer 1: standard GRPO on q.
+    prompts = [tk.prompt(p["question"]) for p in batch]
+    o = generate(run.rollout, prompts, G, tk, args.max_new_tokens, args.temperature,
+                 gen_batch=args.gen_batch, cache_len=cache_len)                     # B*G id lists
+    lap("gen1")
+    r1 = torch.tensor([reward(tk.text(o[i]), batch[i // G]["gold"]) for i in range(B * G)]).view(B, G)
+    lap("reward1")
+    A1 = group_advantages(r1)                                                       # [B, G]
+    st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], o, A1.flatten(), args)
+    lap("update1")
+    log.update(l1_reward=r1.mean().item(), l1_kl=st1["kl"], l1_clip_frac=st1["clip_frac"],
+               l1_grad_norm=st1["grad_norm"], l1_loss=st1["loss"], l1_tokens=sum(map(len, o)))
+    if args.layers == 1:
+        return log
+
+    # Layer 2: self-correction on q' = q + o + p_guide, sampled from the updated policy.
+    src = [i for i in range(B * G) if args.l2_inputs == "all" or r1.view(-1)[i] == 0]
+    log.update(l2_groups=len(src), l2_groups_kept=0, l2_samples_kept=0)
+    if not src:
+        return log
+    q2 = [build_correction_prompt(prompts[i // G], tk.strip_stop(o[i]), tk.guides[rng.randrange(len(tk.guides))])
+          for i in src]
+    c = generate(run.rollout, q2, H, tk, args.max_new_tokens, args.temperature,
+                 gen_batch=args.gen_batch, cache_len=cache_len)                     # len(src)*H
+    lap("gen2")
+    r2 = torch.tensor([reward(tk.text(c[j]), batch[src[j // H] // G]["gold"]) for j in range(len(c))])
+    r2 = r2.view(len(src), H)
+    lap("reward2")
+    A2 = group_advantages(r2)                                                       # [n_q', H]
+    keep = select_corrections(r2, args.l2_select)
+    was_wrong = r1.view(-1)[src] == 0
+    log.update(l2_reward=r2.mean().item(), l2_groups_kept=int(keep.any(-1).sum()),
+               l2_samples_kept=int(keep.sum()), l2_keep_frac=keep.any(-1).float().mean().item(),
+               l2_tokens=sum(map(len, c)),
+               l2_correction_rate=r2[was_wrong].mean().item() if was_wrong.any() else None)
+    idx = keep.flatten().nonzero().flatten().tolist()
+    if idx:
+        st2 = policy_update(run, [q2[j // H] for j in idx], [c[j] for j in idx],
+                            A2.flatten()[idx], args)
+        log.update(l2_kl=st2["kl"], l2_clip_frac=st2["clip_frac"], l2_grad_norm=st2["grad_norm"], l2_loss=st2["loss"])
+    lap("update2")
+    return log
+
+
+# -----------------------------------------------------------------------------
+# Evaluation: greedy t1 with the Layer-1 prompt, then greedy t2 on q' with the first guide.
+
+
+def evaluate(run, problems, args, path, cache_len=None):
+    tk = run.tk
+    prompts = [tk.prompt(p["question"]) for p in problems]
+    t1 = generate(run.rollout, prompts, 1, tk, args.max_new_tokens, greedy=True,
+                  gen_batch=args.gen_batch, cache_len=cache_len)
+    q2 = [build_correction_prompt(p, tk.strip_stop(o), tk.guides[0]) for p, o in zip(prompts, t1)]
+    t2 = generate(run.rollout, q2, 1, tk, args.max_new_tokens, greedy=True,
+                  gen_batch=args.gen_batch, cache_len=cache_len)
+    c1 = [reward(tk.text(o), p["gold"]) == 1.0 for o, p in zip(t1, problems)]
+    c2 = [reward(tk.text(o), p["gold"]) == 1.0 for o, p in zip(t2, problems)]
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        for p, a, b, x, y in zip(problems, t1, t2, c1, c2):
+            f.write(json.dumps({"question": p["question"], "gold": p["gold"], "t1": tk.text(a),
+                                "t2": tk.text(b), "correct_t1": x, "correct_t2": y}) + "\n")
+    os.replace(path + ".tmp", path)
+    return self_correction_metrics(c1, c2)
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints: model + tokenizer + training state, written to a temporary directory and renamed,
+# so a crash mid-write never leaves a checkpoint that looks complete.
+
+
+def save_checkpoint(out_dir, step, run, rng, args):
+    final = os.path.join(out_dir, f"step-{step:06d}")
+    tmp = final + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    run.policy.save_pretrained(tmp)
+    run.tk.tok.save_pretrained(tmp)
+    state = {"step": step, "optimizer": run.opt.state_dict(), "args": vars(args),
+             "rng": {"python": rng.getstate(), "torch": torch.get_rng_state(),
+                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
+    torch.save(state, os.path.join(tmp, "trainer_state.pt"))
+    if os.path.exists(final):
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def find_checkpoint(path):
+    """A checkpoint directory, or an output directory whose latest step-* checkpoint is taken."""
+    if os.path.isfile(os.path.join(path, "trainer_state.pt")):
+        return path
+    found = sorted(d for d in glob.glob(os.path.join(path, "step-*")) if not d.endswith(".tmp"))
+    if not found:
+        die(f"--resume: no checkpoint (trainer_state.pt) in {path}")
+    return found[-1]
+
+
+# -----------------------------------------------------------------------------
+# Main.
+
+
+def load_model(name, device, dtype, grad_checkpointing=False):
+    from transformers import AutoModelForCausalLM
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    except (OSError, ValueError) as e:
+        die(f"cannot load model '{name}': {str(e).splitlines()[0]}")
+    if grad_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    return model.to(device)
+
+
+def setup(args):
+    """Everything a step needs: policy (fp32 master weights), its bf16 copy for rollouts (CUDA),
+    the frozen reference (only when beta > 0), the optimizer and the prompt tokens."""
+    from transformers import AutoTokenizer
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda" and not torch.cuda.is_available():
+        die("--device cuda given but no CUDA GPU is visible")
+    src = find_checkpoint(args.resume) if args.resume else args.model
+    try:
+        tok = AutoTokenizer.from_pretrained(src)
+    except (OSError, ValueError) as e:
+        die(f"cannot load tokenizer '{src}': {str(e).splitlines()[0]}")
+    policy = load_model(src, device, torch.float32, args.grad_checkpointing)
+    low = torch.bfloat16 if device.type == "cuda" else torch.float32
+    rollout = policy
+    if low != torch.float32:
+        rollout = load_model(src, device, low).requires_grad_(False)
+    ref = None
+    if args.beta > 0 and not args.eval_only:
+        ref = load_model(args.model, device, low).eval().requires_grad_(False)  # the initial policy, even on resume
+    opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device)
+
+
+def resolve_resume(args):
+    """--resume: the learning set-up comes from the checkpoint; run-control flags from this command."""
+    if not os.path.isdir(args.resume):
+        die(f"--resume: not a directory: {args.resume}")
+    ckpt = find_checkpoint(args.resume)
+    state = torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=False)
+    saved = dict(state["args"])
+    for k in ("steps", "device", "eval_every", "save_every", "micro_batch", "gen_batch",
+              "grad_checkpointing", "static_cache", "eval_n"):
+        saved[k] = getattr(args, k)
+    saved["resume"] = args.resume
+    saved["output_dir"] = args.output_dir or os.path.dirname(os.path.abspath(ckpt))
+    return argparse.Namespace(**saved), state
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    state = None
+    if args.resume:
+        args, state = resolve_resume(args)
+    elif not args.model:
+        die("--model is required (a Hugging Face model id or a local directory)")
+    check_args(args)
+    args.output_dir = args.output_dir or "out"
+    os.makedirs(args.output_dir, exist_ok=True)
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    rng = random.Random(args.seed)  # guide choice
+
+    eval_spec = args.eval_data or (args.data if args.eval_only or args.data in ("gsm8k", "math500") else None)
+    eval_set = load_problems(eval_spec, "test")[: args.eval_n or None] if eval_spec else None
+    train_set = None if args.eval_only else load_problems(args.data, "train")
+    run = setup(args)
+    cache_len = None
+    if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):
+        # One cache length for the whole run (the longest q' possible): decode compiles once per row count.
+        longest = max(len(run.tk.prompt(p["question"])) for p in (train_set or []) + (eval_set or []))
+        cache_len = -(-(longest + 2 * args.max_new_tokens + max(map(len, run.tk.guides))) // 128) * 128
+
+    if args.eval_only:
+        m = evaluate(run, eval_set, args, os.path.join(args.output_dir, "eval_only.jsonl"), cache_len)
+        print(json.dumps({"eval": m}))
+        return m
+
+    start, log_path = 0, os.path.join(args.output_dir, "log.jsonl")
+    if state:
+        run.opt.load_state_dict(state["optimizer"])
+        start = state["step"]
+        rng.setstate(state["rng"]["python"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if state["rng"]["cuda"] is not None and run.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        if os.path.exists(log_path):  # steps after the checkpoint get redone: drop their old lines
+            with open(log_path) as f:
+                kept = [ln for ln in f if ln.strip() and json.loads(ln)["step"] <= start]
+            with open(log_path, "w") as f:
+                f.writelines(kept)
+    elif os.path.exists(log_path):
+        os.replace(log_path, log_path + ".old")  # a fresh run never appends to an older run's log
+
+    from tqdm.auto import tqdm  # ships with transformers
+    run.policy.train()
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="mgrpo", dynamic_ncols=True)
+    for step in bar:
+        done = step + 1
+        batch = [train_set[i] for i in batch_indices(step, args.batch_size, len(train_set), args.seed)]
+        t0 = time.time()
+        log = {"step": done, **train_step(run, batch, args, rng, cache_len)}
+        log["sec_step"] = round(time.time() - t0, 3)
+        if eval_set and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
+            path = os.path.join(args.output_dir, f"eval-{done:06d}.jsonl")
+            log["eval"] = evaluate(run, eval_set, args, path, cache_len)
+            tqdm.write(f"step {done}: " + " ".join(f"{k}={v:.3f}" for k, v in log["eval"].items()))
+        with open(log_path, "a") as f:
+            f.write(json.dumps(log) + "\n")
+        bar.set_postfix(r1=f"{log['l1_reward']:.2f}", r2=f"{log.get('l2_reward', float('nan')):.2f}",
+                        kl=f"{log['l1_kl']:.3f}")
+        if done % args.save_every == 0 or done == args.steps:
+            save_checkpoint(args.output_dir, done, run, rng, args)
+    return log if start < args.steps else None
+
+
+if __name__ == "__main__":
+    main()
