@@ -402,14 +402,16 @@ def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg):
     logp, old_logp, ref_logp, mask: [n_seq, T]; adv: [n_seq]. ref_logp may be None when beta == 0.
     agg 'seq-mean-token-mean' = 1/n Σ_i 1/|o_i| Σ_t (the paper); 'token-mean' = Σ_i,t / Σ|o_i|."""
     mask = mask.bool()
-    ratio = torch.exp(logp - old_logp)                                  # ρ [n, T]
+    # Padding may hold anything (even inf): zero the log-ratios there *before* exp, or NaN would
+    # leak into the gradient through 0 * inf in backward.
+    ratio = torch.exp(torch.where(mask, logp - old_logp, 0.0))          # ρ [n, T]
     a = adv[:, None]
     surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
     kl = torch.zeros_like(logp)
     if beta > 0:
-        d = ref_logp - logp                                             # log(πref/πθ)
+        d = torch.where(mask, ref_logp - logp, 0.0)                     # log(πref/πθ)
         kl = torch.exp(d) - d - 1
-    per_token = torch.where(mask, surrogate - beta * kl, 0.0)           # where, not *: padding may be inf
+    per_token = torch.where(mask, surrogate - beta * kl, 0.0)
     n_tok = mask.sum(-1)
     if agg == "seq-mean-token-mean":
         J = (per_token.sum(-1) / n_tok.clamp(min=1)).mean()
@@ -668,9 +670,9 @@ def main(argv=None):
     torch.manual_seed(args.seed)
     rng = random.Random(args.seed)  # guide choice
 
+    train_set = None if args.eval_only else load_problems(args.data, "train")
     eval_spec = args.eval_data or (args.data if args.eval_only or args.data in ("gsm8k", "math500") else None)
     eval_set = load_problems(eval_spec, "test")[: args.eval_n or None] if eval_spec else None
-    train_set = None if args.eval_only else load_problems(args.data, "train")
     run = setup(args)
     cache_len = None
     if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):

@@ -1,0 +1,467 @@
+"""Specification of mgrpo.py (and, further down, verify.py), on tiny models built in code. Offline."""
+
+import json
+import math
+import os
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+os.environ["HF_HUB_OFFLINE"] = "1"   # the tests never touch the network
+
+import mgrpo
+from mgrpo import (build_correction_prompt, grpo_loss, group_advantages, select_corrections,
+                   self_correction_metrics)
+
+# -----------------------------------------------------------------------------
+# A tiny Qwen2 model and a byte-level BPE tokenizer with a chat template, built in code.
+
+CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+
+
+def make_tiny_model(path, seed=0, corpus=None, vocab_size=300, hidden=32):
+    """Save a random-weight 2-layer Qwen2 and its tokenizer to `path` (loads with from_pretrained)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+    bpe = Tokenizer(models.BPE())
+    # Byte-level, so text survives the save/load round trip through Qwen2Tokenizer unchanged.
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
+                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    corpus = corpus or [f"What is {a} + {b}? {mgrpo.INSTRUCTION} {mgrpo.GUIDES[a % 4]} \\boxed{{{a + b}}}"
+                        for a in range(10) for b in range(10)]
+    bpe.train_from_iterator(corpus, trainer)
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                  chat_template=CHAT_TEMPLATE)
+    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
+    torch.manual_seed(seed)
+    Qwen2ForCausalLM(cfg).save_pretrained(path)
+    tok.save_pretrained(path)
+    return path
+
+
+def write_jsonl(path, rows):
+    with open(path, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory):
+    return make_tiny_model(str(tmp_path_factory.mktemp("tiny")))
+
+
+@pytest.fixture(scope="session")
+def toy_data(tmp_path_factory):
+    rows = [{"question": f"What is {a} + {b}?", "answer": f"{a} + {b} = {a + b}\n#### {a + b}"}
+            for a in range(6) for b in range(6)]
+    return write_jsonl(tmp_path_factory.mktemp("data") / "toy.jsonl", rows)
+
+
+def run_args(**kw):
+    a = mgrpo.build_parser().parse_args(["--model", "x"])
+    a.__dict__.update(device="cpu", max_new_tokens=12, micro_batch=4, G=4, H=2, batch_size=2)
+    a.__dict__.update(kw)
+    return a
+
+
+def tiny_run(tiny, **kw):
+    args = run_args(model=tiny, **kw)
+    torch.manual_seed(0)
+    return mgrpo.setup(args), args
+
+
+# -----------------------------------------------------------------------------
+# group_advantages
+
+
+def test_advantages_hand_computed():
+    A = group_advantages(torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]]), eps=0.0)
+    s3 = math.sqrt(3)
+    # group 1: mean 1/4, population std sqrt(3)/4 -> (3/4)/(sqrt3/4) = sqrt3 and -(1/4)/(sqrt3/4) = -1/sqrt3
+    assert torch.allclose(A[0], torch.tensor([s3, -1 / s3, -1 / s3, -1 / s3]), atol=1e-6)
+    assert torch.allclose(A[1], torch.tensor([1.0, -1.0, 1.0, -1.0]), atol=1e-6)
+
+
+def test_advantages_eps_in_denominator():
+    A = group_advantages(torch.tensor([[1.0, 0.0]]), eps=0.5)   # mean .5, std .5 -> ±.5/1.0
+    assert A.tolist() == [[0.5, -0.5]]
+
+
+def test_advantages_all_equal_group_is_exactly_zero():
+    A = group_advantages(torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]]))
+    assert not torch.isnan(A).any()
+    assert (A == 0).all()
+
+
+def test_advantages_keep_shape_and_groups_are_independent():
+    r = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    A = group_advantages(r)
+    assert A.shape == r.shape
+    assert torch.allclose(A[0], A[3][[1, 0, 2]])    # same rewards permuted -> same advantages permuted
+    assert torch.allclose(A.sum(-1), torch.zeros(4), atol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# select_corrections
+
+
+def test_select_successful_keeps_exactly_reward_one():
+    r = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
+    assert select_corrections(r, "successful").tolist() == [[True, False, True, False],
+                                                           [False, False, False, False],
+                                                           [True, True, True, True]]
+
+
+def test_select_all_keeps_everything():
+    r = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    assert select_corrections(r, "all").tolist() == [[True, True], [True, True]]
+
+
+def test_select_unknown_mode_raises():
+    with pytest.raises(ValueError):
+        select_corrections(torch.zeros(1, 2), "best")
+
+
+# -----------------------------------------------------------------------------
+# grpo_loss
+
+
+def loop_loss(logp, old, ref, adv, mask, eps, beta, agg):
+    """The objective written as plain per-token Python loops, for comparison."""
+    seq_terms, tok_sum, tok_n = [], 0.0, 0
+    for i in range(logp.shape[0]):
+        s, n = 0.0, 0
+        for t in range(logp.shape[1]):
+            if not mask[i, t]:
+                continue
+            rho = math.exp(logp[i, t] - old[i, t])
+            a = float(adv[i])
+            surr = min(rho * a, min(max(rho, 1 - eps), 1 + eps) * a)
+            kl = math.exp(ref[i, t] - logp[i, t]) - (ref[i, t] - logp[i, t]) - 1
+            s += surr - beta * kl
+            n += 1
+        seq_terms.append(s / max(n, 1))
+        tok_sum, tok_n = tok_sum + s, tok_n + n
+    J = sum(seq_terms) / len(seq_terms) if agg == "seq-mean-token-mean" else tok_sum / tok_n
+    return -J
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean"])
+def test_loss_equals_per_token_loop(agg):
+    g = torch.Generator().manual_seed(1)
+    n, T = 5, 7
+    logp = -torch.rand(n, T, generator=g, dtype=torch.float64) * 3
+    old = logp + 0.4 * torch.randn(n, T, generator=g, dtype=torch.float64)   # ratios on both sides of the clip
+    ref = logp + 0.3 * torch.randn(n, T, generator=g, dtype=torch.float64)
+    adv = torch.randn(n, generator=g, dtype=torch.float64)
+    mask = torch.ones(n, T, dtype=torch.bool)
+    for i, L in enumerate([7, 3, 1, 5, 6]):
+        mask[i, L:] = False
+    loss, _ = grpo_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg)
+    assert loss.item() == pytest.approx(loop_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg), rel=1e-12)
+
+
+def test_gradient_at_ratio_one_is_minus_adv_over_G_len():
+    # ρ = 1 (old = logp detached), β = 0: d(loss)/d(logp_{i,t}) = -A_i / (G |o_i|) on real tokens.
+    G, T = 4, 5
+    lengths = [4, 2, 1, 2]          # powers of two, so the expected values are exact in binary
+    adv = torch.tensor([1.5, -0.5, 0.25, -1.25], dtype=torch.float64)
+    mask = torch.tensor([[t < L for t in range(T)] for L in lengths])
+    logp = (-torch.rand(G, T, dtype=torch.float64)).requires_grad_()
+    loss, _ = grpo_loss(logp, logp.detach(), None, adv, mask, 0.2, 0.0, "seq-mean-token-mean")
+    loss.backward()
+    expected = torch.zeros(G, T, dtype=torch.float64)
+    for i, L in enumerate(lengths):
+        expected[i, :L] = -adv[i] / (G * L)
+    assert torch.equal(logp.grad, expected)
+    assert logp.grad[0, 0] < 0       # positive advantage: minimising the loss raises the log-prob
+
+
+def test_gradient_token_mean_is_minus_adv_over_total_tokens():
+    adv = torch.tensor([2.0, -1.0], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1], [1, 0, 0]], dtype=torch.bool)
+    logp = torch.zeros(2, 3, dtype=torch.float64, requires_grad=True)
+    loss, _ = grpo_loss(logp, logp.detach(), None, adv, mask, 0.2, 0.0, "token-mean")
+    loss.backward()
+    assert logp.grad.tolist() == [[-0.5, -0.5, -0.5], [0.25, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("delta,adv,clipped", [(0.5, 1.0, True), (-0.5, -1.0, True),
+                                               (0.5, -1.0, False), (-0.5, 1.0, False)])
+def test_clipping_zeroes_gradient_only_on_the_side_it_should(delta, adv, clipped):
+    # ρ = e^{±0.5} is outside [0.8, 1.2]. Clipped when the move already went the advantage's way.
+    old = torch.zeros(1, 1, dtype=torch.float64)
+    logp = torch.full((1, 1), delta, dtype=torch.float64, requires_grad=True)
+    loss, stats = grpo_loss(logp, old, None, torch.tensor([adv], dtype=torch.float64),
+                            torch.ones(1, 1, dtype=torch.bool), 0.2, 0.0, "seq-mean-token-mean")
+    loss.backward()
+    if clipped:
+        assert logp.grad.item() == 0.0 and stats["clip_frac"] == 1.0
+    else:
+        assert logp.grad.item() == pytest.approx(-adv * math.exp(delta)) and stats["clip_frac"] == 0.0
+
+
+def test_k3_kl_is_zero_at_reference_and_positive_elsewhere():
+    logp = torch.tensor([[-1.0, -2.0, -0.5]])
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    adv = torch.zeros(1)
+    loss, stats = grpo_loss(logp, logp, logp.clone(), adv, mask, 0.2, 0.1, "seq-mean-token-mean")
+    assert stats["kl"] == 0.0 and loss.item() == 0.0
+    ref = logp + torch.tensor([[0.3, -0.2, 1.0]])
+    loss, stats = grpo_loss(logp, logp, ref, adv, mask, 0.2, 0.1, "seq-mean-token-mean")
+    d = torch.tensor([0.3, -0.2, 1.0])
+    k3 = (d.exp() - d - 1).mean().item()
+    assert stats["kl"] == pytest.approx(k3) and k3 > 0
+    assert loss.item() == pytest.approx(0.1 * k3)     # the penalty raises the loss
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean"])
+def test_padded_tokens_contribute_nothing(agg):
+    logp = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, 0.0, 0.0]], requires_grad=True)
+    old = torch.tensor([[-1.1, -1.9, 0.0], [-0.4, 0.0, 0.0]])
+    ref = torch.tensor([[-1.2, -2.1, 0.0], [-0.6, 0.0, 0.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
+    adv = torch.tensor([1.0, -1.0])
+    base, st = grpo_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg)
+    garbage_old, garbage_ref = old.clone(), ref.clone()
+    garbage_old[~mask], garbage_ref[~mask] = -float("inf"), 50.0     # padding may hold anything
+    loss, st2 = grpo_loss(logp, garbage_old, garbage_ref, adv, mask, 0.2, 0.04, agg)
+    loss.backward()
+    assert loss.item() == base.item() and st == st2
+    assert (logp.grad[~mask] == 0).all() and torch.isfinite(logp.grad).all()
+
+
+# -----------------------------------------------------------------------------
+# self_correction_metrics
+
+
+def test_metrics_hand_example():
+    m = self_correction_metrics([1, 1, 0, 0, 0], [1, 0, 1, 1, 0])
+    assert m == pytest.approx({"acc_t1": 0.4, "acc_t2": 0.6, "delta": 0.2, "delta_i2c": 0.4, "delta_c2i": 0.2})
+
+
+def test_metrics_delta_identity():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        t1, t2 = (torch.rand(37, generator=g) > 0.5).tolist(), (torch.rand(37, generator=g) > 0.5).tolist()
+        m = self_correction_metrics(t1, t2)
+        assert m["delta"] == pytest.approx(m["delta_i2c"] - m["delta_c2i"])
+        assert m["delta"] == pytest.approx(m["acc_t2"] - m["acc_t1"])
+
+
+# -----------------------------------------------------------------------------
+# Prompts, data
+
+
+def test_correction_prompt_is_prompt_then_answer_then_guide():
+    assert build_correction_prompt([1, 2], [3, 4, 5], [6]) == [1, 2, 3, 4, 5, 6]
+    assert build_correction_prompt("q ", "o ", "g") == "q o g"
+
+
+def test_correction_prompt_matches_the_chat_template_of_a_second_user_turn(tiny):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    tk = mgrpo.Tokens(tok, AutoModelForCausalLM.from_pretrained(tiny))
+    q, o = "What is 2 + 3?", "2 + 3 = \\boxed{5}"
+    o_ids = tok.encode(o, add_special_tokens=False) + [tok.eos_token_id]   # as sampled, with EOS
+    ids = build_correction_prompt(tk.prompt(q), tk.strip_stop(o_ids), tk.guides[0])
+    expected = tok.apply_chat_template(
+        [{"role": "user", "content": q + "\n" + mgrpo.INSTRUCTION}, {"role": "assistant", "content": o},
+         {"role": "user", "content": mgrpo.GUIDES[0]}], tokenize=False, add_generation_prompt=True)
+    assert tok.decode(ids) == expected
+    assert tok.convert_tokens_to_ids("<|im_end|>") in tk.stop
+
+
+def test_guides_are_at_least_four_and_ask_for_boxed():
+    assert len(mgrpo.GUIDES) >= 4 and len(set(mgrpo.GUIDES)) == len(mgrpo.GUIDES)
+    assert all("\\boxed{}" in g for g in mgrpo.GUIDES)
+
+
+def test_gold_answers_from_each_format():
+    assert mgrpo.gold_of({"answer": "48/2 = <<48/2=24>>24\n#### 1,080"}) == "1080"
+    assert mgrpo.gold_of({"answer": "\\frac{\\sqrt{3}}{2}"}) == "\\frac{\\sqrt{3}}{2}"
+    assert mgrpo.gold_of({"solution": "so $\\boxed{\\frac{1}{2}}$ and \\boxed{(1, {2})}"}) == "(1, {2})"
+
+
+def test_batch_order_is_a_seeded_permutation_per_epoch():
+    n, B = 10, 4
+    seen = [i for s in range(5) for i in mgrpo.batch_indices(s, B, n, seed=3)]   # 2 epochs
+    assert sorted(seen[:10]) == list(range(10)) and sorted(seen[10:20]) == list(range(10))
+    assert seen[:10] != seen[10:20]
+    assert mgrpo.batch_indices(3, B, n, seed=3) == seen[12:16]                  # no hidden state
+    assert mgrpo.batch_indices(0, B, n, seed=4) != seen[:4]
+
+
+# -----------------------------------------------------------------------------
+# Log-probs, masking
+
+
+def test_left_padded_logprobs_equal_each_row_alone(tiny):
+    (run, _) = tiny_run(tiny)
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
+    comps = [[20, 21, 22], [23, 24, 25, 26, 27], [28]]
+    ids, mask, cmask = mgrpo.pack(prompts, comps, run.tk.pad, run.device)
+    with torch.no_grad():
+        batch = mgrpo.token_logprobs(run.policy, ids, mask, cmask.shape[1])
+        for i in range(3):
+            ids1, mask1, c1 = mgrpo.pack([prompts[i]], [comps[i]], run.tk.pad, run.device)
+            alone = mgrpo.token_logprobs(run.policy, ids1, mask1, c1.shape[1])
+            assert torch.allclose(batch[i, :len(comps[i])], alone[0], atol=1e-5)
+            assert (batch[i, len(comps[i]):] == 0).all()
+            # and the chunked gather-minus-logsumexp equals a plain log_softmax
+            full = torch.log_softmax(run.policy(ids1, attention_mask=mask1).logits[0, -len(comps[i]) - 1:-1], -1)
+            assert torch.allclose(alone[0], full.gather(-1, torch.tensor(comps[i])[:, None]).squeeze(-1), atol=1e-5)
+
+
+def test_tokens_after_first_eos_are_cut_and_eos_is_kept():
+    assert mgrpo.cut_at_stop([5, 6, 2, 9, 2], [2]) == [5, 6, 2]
+    assert mgrpo.cut_at_stop([5, 6, 7], [2]) == [5, 6, 7]            # truncated: all tokens are real
+    ids, mask, cmask = mgrpo.pack([[1], [1, 1]], [[5, 6, 2], [7]], 0, "cpu")
+    assert cmask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    assert mask.tolist() == [[0, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+
+
+def test_generate_returns_group_major_rows_cut_at_eos(tiny):
+    (run, args) = tiny_run(tiny)
+    torch.manual_seed(0)
+    outs = mgrpo.generate(run.rollout, [[5, 6, 7], [8, 9]], 3, run.tk, max_new_tokens=30, gen_batch=4)
+    assert len(outs) == 6
+    for o in outs:
+        stops = [j for j, t in enumerate(o) if t in run.tk.stop]
+        assert stops in ([], [len(o) - 1]) and 1 <= len(o) <= 30
+    greedy = mgrpo.generate(run.rollout, [[5, 6, 7]], 2, run.tk, max_new_tokens=10, greedy=True)
+    assert greedy[0] == greedy[1]
+
+
+# -----------------------------------------------------------------------------
+# Updates
+
+
+def test_one_step_on_a_positive_advantage_sample_raises_its_logprob(tiny):
+    (run, args) = tiny_run(tiny, lr=1e-2, beta=0.0)
+    prompt, comp = [5, 6, 7], [20, 21, 22, run.tk.stop[0]]
+    ids, mask, cm = mgrpo.pack([prompt], [comp], run.tk.pad, run.device)
+
+    def seq_logp():
+        with torch.no_grad():
+            return mgrpo.token_logprobs(run.policy, ids, mask, cm.shape[1]).sum().item()
+
+    before = seq_logp()
+    mgrpo.policy_update(run, [prompt], [comp], torch.tensor([1.0]), args)
+    up = seq_logp()
+    mgrpo.policy_update(run, [prompt], [comp], torch.tensor([-1.0]), args)
+    mgrpo.policy_update(run, [prompt], [comp], torch.tensor([-1.0]), args)
+    assert up > before and seq_logp() < up
+
+
+def test_learning_rate_1e6_moves_fp32_master_weights(tiny):
+    (run, args) = tiny_run(tiny, lr=1e-6, beta=0.0)
+    before = [p.detach().clone() for p in run.policy.parameters()]
+    mgrpo.policy_update(run, [[5, 6, 7]], [[20, 21, 22]], torch.tensor([1.0]), args)
+    assert all(p.dtype == torch.float32 for p in run.policy.parameters())
+    changed = sum((p != b).sum().item() for p, b in zip(run.policy.parameters(), before))
+    assert changed > 0.5 * sum(b.numel() for b in before)
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean"])
+def test_micro_batching_gives_the_same_update_as_one_batch(tiny, agg):
+    prompts = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14], [15, 16]]
+    comps = [[20, 21], [22, 23, 24, 25], [26], [27, 28, 29], [30, 31, 32, 33, 34]]
+    adv = torch.tensor([1.0, -0.5, 0.7, -1.2, 0.3])
+    weights = []
+    for mb in (5, 2):
+        (run, args) = tiny_run(tiny, beta=0.04, micro_batch=mb, loss_agg=agg, max_grad_norm=1e9)
+        run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
+        with torch.no_grad():                        # move the reference so the KL term has a gradient
+            for p in run.ref.parameters():
+                p.mul_(0.9)
+        # SGD with lr 1 turns the accumulated gradient into the weight change (Adam would hide it)
+        run.opt = torch.optim.SGD(run.policy.parameters(), lr=1.0)
+        before = torch.cat([p.detach().flatten() for p in run.policy.parameters()])
+        mgrpo.policy_update(run, prompts, comps, adv, args)
+        weights.append(torch.cat([p.detach().flatten() for p in run.policy.parameters()]) - before)
+    assert weights[0].abs().max() > 1e-3
+    assert torch.allclose(weights[0], weights[1], rtol=1e-4, atol=1e-7)
+
+
+def test_full_mgrpo_step_runs_both_layers_and_changes_weights(tiny, toy_data, monkeypatch):
+    # A random model never answers correctly, so grade by a rule it can satisfy: odd completion length.
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))
+    (run, args) = tiny_run(tiny, G=4, H=4, l2_inputs="all")
+    run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
+    batch = mgrpo.load_problems(toy_data, "train")[:3]
+    before = [p.detach().clone() for p in run.policy.parameters()]
+    import random
+    log = mgrpo.train_step(run, batch, args, random.Random(0))
+    assert log["l1_tokens"] > 0 and log["l2_groups"] == 12 and log["l2_tokens"] > 0
+    assert 0 < log["l2_samples_kept"] <= 48 and log["l2_groups_kept"] <= 12 and "l2_loss" in log
+    assert any((p != b).any() for p, b in zip(run.policy.parameters(), before))
+
+
+# -----------------------------------------------------------------------------
+# The command line
+
+
+def test_cli_trains_evaluates_checkpoints_and_resumes_exactly(tiny, toy_data, tmp_path):
+    common = ["--model", tiny, "--data", toy_data, "--eval-data", toy_data, "--device", "cpu", "--G", "3",
+              "--H", "2", "--batch-size", "2", "--max-new-tokens", "8", "--eval-n", "4", "--l2-inputs", "all",
+              "--eval-every", "1", "--save-every", "1", "--seed", "5"]
+    a, b = str(tmp_path / "a"), str(tmp_path / "b")
+    mgrpo.main(common + ["--steps", "2", "--output-dir", a])
+    log = [json.loads(x) for x in open(os.path.join(a, "log.jsonl"))]
+    assert [x["step"] for x in log] == [1, 2] and "eval" in log[0] and "l2_keep_frac" in log[1]
+    rows = [json.loads(x) for x in open(os.path.join(a, "eval-000002.jsonl"))]
+    assert len(rows) == 4 and {"question", "gold", "t1", "t2", "correct_t1", "correct_t2"} <= set(rows[0])
+    from transformers import AutoModelForCausalLM
+    straight = AutoModelForCausalLM.from_pretrained(os.path.join(a, "step-000002"))
+    # resume from step 1 in another directory: same step-2 weights as the straight run
+    import shutil
+    shutil.copytree(os.path.join(a, "step-000001"), os.path.join(b, "step-000001"))
+    mgrpo.main(["--resume", b, "--steps", "2", "--device", "cpu", "--eval-every", "1", "--save-every", "1"])
+    log_b = [json.loads(x) for x in open(os.path.join(b, "log.jsonl"))]
+    assert [x["step"] for x in log_b] == [2]
+    resumed = AutoModelForCausalLM.from_pretrained(os.path.join(b, "step-000002"))
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+    assert not [d for d in os.listdir(a) if d.endswith(".tmp")]
+
+
+def test_cli_eval_only_writes_metrics(tiny, toy_data, tmp_path):
+    m = mgrpo.main(["--model", tiny, "--data", toy_data, "--eval-only", "--eval-n", "3", "--max-new-tokens", "6",
+                    "--device", "cpu", "--output-dir", str(tmp_path)])
+    assert set(m) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"}
+    assert len(open(tmp_path / "eval_only.jsonl").readlines()) == 3
+
+
+@pytest.mark.parametrize("argv,needle", [
+    (["--data", "imagenet"], "unknown dataset"),
+    (["--data", "/nonexistent/x.jsonl"], "not found"),
+    (["--G", "1"], "--G must be >= 2"),
+    (["--H", "1"], "--H must be >= 2"),
+    (["--loss-agg", "sum"], "invalid choice"),
+    (["--data", "math500"], "math500 is a test set"),
+])
+def test_bad_input_exits_2_with_one_line(argv, needle, tiny, capsys):
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", tiny, "--device", "cpu"] + argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and needle in err and len(err.splitlines()) == 1
+
+
+def test_bad_rows_and_missing_model_exit_2(tmp_path, capsys):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"question": "q", "answer": "1"}, {"text": "no fields"}])
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems(bad, "train")
+    assert e.value.code == 2 and "line 2" in capsys.readouterr().err
+    good = write_jsonl(tmp_path / "good.jsonl", [{"question": "q", "answer": "1"}])
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", str(tmp_path / "no-model"), "--data", good, "--device", "cpu"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "cannot load" in err and len(err.splitlines()) == 1
