@@ -465,3 +465,236 @@ def test_bad_rows_and_missing_model_exit_2(tmp_path, capsys):
         mgrpo.main(["--model", str(tmp_path / "no-model"), "--data", good, "--device", "cpu"])
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and "cannot load" in err and len(err.splitlines()) == 1
+
+
+# =============================================================================
+# verify.py: the answer checker
+
+import time  # noqa: E402
+
+import verify  # noqa: E402
+from verify import extract_answer, is_equiv, reward  # noqa: E402
+
+EQUIV = [  # (pred, gold, expected) -- one line each, grouped by category
+    # integers, thousands separators, signs
+    ("42", "42", True), ("42", "43", False), ("1,000", "1000", True), ("1{,}000", "1000", True),
+    ("1\\,000", "1000", True), ("12,345,678", "12345678", True), ("-7", "-7", True), ("-7", "7", False),
+    ("\u22125", "-5", True), ("007", "7", True), ("+3", "3", True), ("3.0", "3", True), ("3.00", "3", True),
+    ("3.01", "3", False), ("10", "1", False),
+    # rationals, decimals (exact policy), mixed numbers
+    ("0.5", "\\frac12", True), ("1/2", "\\frac{1}{2}", True), ("\\dfrac{2}{4}", "\\frac12", True),
+    ("\\tfrac{3}{6}", "0.5", True), (".5", "1/2", True), ("0.333", "\\frac13", False),
+    ("0.3333333333", "\\frac{1}{3}", False), ("0.25", "\\frac{1}{4}", True), ("2\\frac{1}{3}", "\\frac{7}{3}", True),
+    ("-2\\frac{1}{2}", "-2.5", True), ("\\frac{7}{3}", "2\\frac13", True), ("1.5", "\\frac{3}{2}", True),
+    ("\\frac{-1}{2}", "-\\frac12", True), ("\\frac{2}{3}", "\\frac{3}{2}", False), ("0.1", "\\frac{1}{9}", False),
+    ("\\frac{639}{40}", "15\\frac{39}{40}", True),
+    # radicals, pi, e
+    ("\\frac{1}{\\sqrt2}", "\\frac{\\sqrt2}{2}", True), ("\\sqrt{8}", "2\\sqrt{2}", True), ("\\sqrt{12}", "2\\sqrt3", True),
+    ("\\sqrt{2}", "1.414", False), ("\\sqrt{2}", "\\sqrt{3}", False), ("2\\pi", "\\pi \\cdot 2", True),
+    ("\\frac{\\pi}{2}", "\\frac{1}{2}\\pi", True), ("\\pi", "3.14159", False), ("\\sqrt[3]{27}", "3", True),
+    ("\\sqrt{2}+\\sqrt{3}", "\\sqrt{3}+\\sqrt{2}", True), ("(\\sqrt2+1)^2", "3+2\\sqrt2", True), ("e^2", "e^{2}", True),
+    ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}{3}", False),
+    # percent: a unit or x1/100, never a licence to rescale
+    ("50\\%", "50", True), ("50%", "50", True), ("50\\%", "0.5", True), ("0.5", "50", False), ("50", "0.5", False),
+    ("0.5", "50\\%", True), ("25\\%", "\\frac14", True), ("20\\%", "25", False),
+    # degrees, dollars, units
+    ("30^\\circ", "30", True), ("30^{\\circ}", "30", True), ("30", "30^\\circ", True), ("\\$5", "5", True),
+    ("$5$", "5", True), ("5 dollars", "5", True), ("5\\text{ cm}", "5", True), ("864 \\mbox{ inches}^2", "864", True),
+    ("\\$1,080", "1080", True), ("12 \\text{ meters}", "13", False), ("5.4 \\text{ cents}", "5.4", True),
+    # scientific notation
+    ("1.2\\times10^{3}", "1200", True), ("1.2e3", "1200", True), ("3 \\times 10^{-2}", "0.03", True),
+    ("2.5E-1", "\\frac14", True), ("1.2\\times 10^3", "120", False),
+    # equations
+    ("x = 3", "3", True), ("3", "x = 3", True), ("x=3", "x=4", False), ("y = 2x+1", "2x+1", True),
+    ("2x - y = 1", "y = 2x - 1", True), ("4x - 2y = 2", "y = 2x - 1", True), ("y = 2x + 1", "y = 2x - 1", False),
+    ("x + y = 1", "x - y = 1", False), ("x \\in [-2,7]", "[-2,7]", True),
+    # intervals and unions
+    ("(-\\infty, 3]", "(-\\infty,3]", True), ("(-\\infty, 3)", "(-\\infty, 3]", False), ("[1, 2)", "[1,2)", True),
+    ("[1, 2)", "(1, 2]", False), ("[1,2) \\cup (3,4]", "(3,4] \\cup [1,2)", True), ("[1,2) \\cup (3,4]", "[1,2)", False),
+    ("(-\\infty, -1) \\cup (1, \\infty)", "(-\\infty,-1)\\cup(1,\\infty)", True), ("[0, \\frac12]", "[0, 0.5]", True),
+    # sets (unordered) and tuples (ordered)
+    ("\\{1, 2\\}", "\\{2, 1\\}", True), ("1, 2", "2, 1", True), ("1, 2, 3", "1, 2", False), ("\\{1,2\\}", "\\{1,3\\}", False),
+    ("(1, 2)", "(1, 2)", True), ("(1, 2)", "(2, 1)", False), ("(1,2,3)", "(1, 2)", False), ("(0.5, 1)", "(\\frac12, 1)", True),
+    ("\\emptyset", "\\varnothing", True), ("-2, 2", "\\pm 2", True),
+    # matrices
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{bmatrix}1&2\\\\3&4\\end{bmatrix}", True),
+    ("\\begin{pmatrix}1&2\\\\3&4\\end{pmatrix}", "\\begin{pmatrix}1&2\\\\3&5\\end{pmatrix}", False),
+    ("\\begin{pmatrix}1\\\\2\\end{pmatrix}", "\\begin{pmatrix}1&2\\end{pmatrix}", False),
+    ("\\begin{pmatrix} -1/3 \\\\ 2/3 \\end{pmatrix}", "\\begin{pmatrix}-\\frac13\\\\ \\frac23\\end{pmatrix}", True),
+    # complex numbers
+    ("3+4i", "4i+3", True), ("3-4i", "3+4i", False), ("i^2", "-1", True), ("\\frac{1}{i}", "-i", True),
+    ("2i", "2", False), ("-2 + 7i", "7i - 2", True),
+    # expressions: symbolic identities and numeric probing
+    ("(x+1)^2", "x^2+2x+1", True), ("x^2-1", "(x-1)(x+1)", True), ("\\sin^2 x + \\cos^2 x", "1", True),
+    ("2x+1", "2y+1", False), ("\\frac{x^2-1}{x-1}", "x+1", True), ("x^2", "x^3", False), ("\\log(e^3)", "3", True),
+    ("\\frac{a}{b}", "a/b", True), ("2^{10}", "1024", True), ("10^{12}", "10^12", True), ("5!", "120", True),
+    ("|{-3}|", "3", True), ("3!", "5", False), ("x_1+x_2", "x_2+x_1", True), ("\\sqrt{x^2}", "x", True),
+    # multiple choice
+    ("(B)", "B", True), ("\\text{B}", "(B)", True), ("\\textbf{(B)}", "B", True), ("\\text{(C)}", "C", True),
+    ("B", "C", False), ("A, B", "B", False), ("(A)", "\\text{(A)}", True),
+    # text answers
+    ("\\text{Monday}", "monday", True), ("Monday", "\\text{Monday}", True), ("\\text{even}", "\\text{odd}", False),
+    ("\\text{no solution}", "\\text{No Solution}", True), ("\\text{Evelyn}", "\\text{Navin}", False),
+    # hedges and one-value golds
+    ("\\pm 2", "2", False), ("2", "\\pm2", False), ("3 \\pm 1", "2, 4", True),
+    # bases
+    ("52_8", "52_8", True), ("52", "52_8", True), ("42", "52_8", False), ("4210_{5}", "4210_5", True),
+]
+
+
+@pytest.mark.parametrize("pred,gold,expected", EQUIV)
+def test_is_equiv(pred, gold, expected):
+    assert is_equiv(pred, gold) is expected
+
+
+SYMMETRIC = [(p, g, e) for p, g, e in EQUIV if "%" not in p + g]   # percent reading is one-sided by design
+
+
+@pytest.mark.parametrize("pred,gold,expected", SYMMETRIC)
+def test_is_equiv_is_symmetric(pred, gold, expected):
+    assert is_equiv(gold, pred) is expected
+
+
+EXTRACT = [
+    ("so the answer is $\\boxed{42}$.", "42"),
+    ("\\boxed{\\frac{1}{2}} and nothing else", "\\frac{1}{2}"),
+    ("nested \\boxed{\\frac{\\sqrt{3}}{2}}", "\\frac{\\sqrt{3}}{2}"),
+    ("braceless \\boxed 7 done", "7"),
+    ("\\fbox{12}", "12"),
+    ("first \\boxed{5}, wait, still \\boxed{5}", "5"),
+    ("We get 3 + 4 = 7.\n#### 7", "7"),
+    ("#### 1,080", "1,080"),
+    ("Work...\nThe final answer is 12.", "12"),
+    ("Answer: $x = 3$", "x = 3"),
+    ("The answer is: 9", "9"),
+    ("\\boxed{3} beats #### 4", "3"),
+    ("42", "42"),
+    ("  \\frac{3}{4} ", "\\frac{3}{4}"),
+]
+
+
+@pytest.mark.parametrize("text,expected", EXTRACT)
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+NO_ANSWER = [
+    "I computed 3 + 4 = 7 and then 7 * 6 = 42 so",           # no 'last number' fallback (truncated work)
+    "The total is 42 apples, which we double-check below, and after the check we conclude something",
+    "first \\boxed{3} then \\boxed{5}",                       # several different boxed values
+    "\\boxed{3 \\text{ or } 5}",
+    "The answer is either 3 or 5.",
+    "\\boxed{3 or 5}",
+    "\\boxed{unbalanced",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", NO_ANSWER)
+def test_no_answer_or_hedge_gets_nothing(text):
+    assert extract_answer(text) is None and reward(text, "3") == 0.0 and reward(text, "42") == 0.0
+
+
+REWARD = [
+    ("Thus $\\boxed{1080}$ dollars.", "1080", 1.0),
+    ("Thus $\\boxed{\\$1,080}$.", "1080", 1.0),
+    ("She has 18 left.\n#### 18", "18", 1.0),
+    ("\\boxed{18}", "19", 0.0),
+    ("The answer is \\boxed{x=3}", "3", 1.0),
+    ("\\boxed{(B)}", "\\text{(B)}", 1.0),
+    ("\\boxed{A, C}", "\\text{(C)}", 0.0),
+    ("\\boxed{\\pm 3}", "3", 0.0),
+    ("\\boxed{15\\frac{39}{40}} or \\boxed{\\frac{639}{40}}", "\\frac{639}{40}", 1.0),
+]
+
+
+@pytest.mark.parametrize("completion,gold,expected", REWARD)
+def test_reward(completion, gold, expected):
+    assert reward(completion, gold) == expected
+
+
+HOSTILE = [
+    "\\boxed{2^{2^{2^{2^{2^{2}}}}}}",
+    "\\boxed{9^{9^{9^{9}}}}",
+    "\\boxed{10^{10^{10}}}",
+    "\\boxed{100000!}",
+    "\\boxed{(10^{100})!}",
+    "\\boxed{" + "(" * 5000 + "1" + ")" * 5000 + "}",
+    "\\boxed{" + "{" * 5000 + "1" + "}" * 5000 + "}",
+    "\\boxed{" + "1" * 100_000 + "}",
+    "x" * 100_000,
+    "\\boxed{1" + "+1" * 50_000 + "}",
+    "\\boxed{1\x002}",
+    "\\boxed{" * 3000,
+    "}}}}\\boxed{{{{{1}",
+    "\\boxed{__import__('os').system('touch pwned_by_checker')}",
+    "\\boxed{().__class__.__bases__[0].__subclasses__()}",
+    "\\boxed{eval(\"open('pwned_by_checker','w')\")}",
+    "\\boxed{\\x^{\\x^{\\x}}}",
+    "\\boxed{1e999999999}",
+    "\\boxed{(x+1)^{100000}}",
+    "\\boxed{\\sqrt[0]{2}}",
+    "\\boxed{\\frac{1}{0}}",
+    "\\boxed{0^{-1}}",
+    "\\boxed{\\begin{pmatrix}" + "1&" * 2000 + "1\\end{pmatrix}}",
+    "\\boxed{" + "x" * 999 + "}",
+    "\\boxed{" + "\\sin(" * 300 + "1" + ")" * 300 + "}",
+]
+
+
+@pytest.mark.parametrize("completion", HOSTILE, ids=[f"hostile{i}" for i in range(len(HOSTILE))])
+@pytest.mark.parametrize("gold", ["1", "x"])
+def test_hostile_input_is_refused_quickly_and_executes_nothing(completion, gold, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    t = time.perf_counter()
+    assert reward(completion, gold) == 0.0
+    assert time.perf_counter() - t < 1.0
+    assert os.listdir(tmp_path) == []
+
+
+def test_reward_never_raises_on_odd_types():
+    assert reward(None, "1") == 0.0 and reward(12, "12") == 0.0 and reward("\\boxed{1}", None) == 0.0
+    assert is_equiv(None, "1") is False
+
+
+def test_reward_works_off_the_main_thread():
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(2) as ex:
+        got = list(ex.map(lambda c: reward(c, "\\frac{\\sqrt2}{2}"), ["\\boxed{\\frac{1}{\\sqrt{2}}}"] * 4))
+    assert got == [1.0] * 4
+
+
+def test_plain_integers_are_fast():
+    t = time.perf_counter()
+    for i in range(2000):
+        reward(f"We add them.\n\\boxed{{{i},000}}", f"{i}000")
+    assert (time.perf_counter() - t) / 2000 < 2e-3   # generous bound; bench/verify_real_data.py measures
+
+
+# -----------------------------------------------------------------------------
+# Real data (skipped where ../shared/data is absent, as on users' machines)
+
+SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data")
+needs_data = pytest.mark.skipif(not os.path.isdir(SHARED), reason="../shared/data not present")
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(x) for x in f if x.strip()]
+
+
+@needs_data
+@pytest.mark.parametrize("split", ["test", "train"])
+def test_gsm8k_solutions_earn_full_reward(split):
+    rows = read_jsonl(os.path.join(SHARED, "gsm8k", f"{split}.jsonl"))
+    misses = [r for r in rows if reward(r["answer"], mgrpo.gold_of(r)) != 1.0]
+    assert not misses
+
+
+@needs_data
+def test_math500_solutions_earn_reward_and_answers_equal_themselves():
+    rows = read_jsonl(os.path.join(SHARED, "math500", "test.jsonl"))
+    hits = sum(reward(r["solution"], r["answer"]) for r in rows)
+    assert hits / len(rows) >= 0.995
+    assert all(is_equiv(r["answer"], r["answer"]) for r in rows)
+    assert all(is_equiv("\\displaystyle " + r["answer"], r["answer"]) for r in rows)   # full parse, no fast path
