@@ -310,8 +310,8 @@ def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=Fals
     rows = [p for p in prompts for _ in range(n)]
     cfg = dict(max_new_tokens=max_new_tokens, eos_token_id=tk.stop, pad_token_id=tk.pad)
     cfg.update(do_sample=False) if greedy else cfg.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
-    if cache_len:
-        cfg.update(cache_implementation="static", max_cache_len=cache_len)
+    if cache_len:  # newer transformers read max_cache_len, older ones cache_config; each ignores the other
+        cfg.update(cache_implementation="static", max_cache_len=cache_len, cache_config={"max_cache_len": cache_len})
     gcfg = GenerationConfig(**cfg)
     was_training = model.training
     model.eval()

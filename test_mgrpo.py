@@ -340,6 +340,14 @@ def test_generate_returns_group_major_rows_cut_at_eos(tiny):
     assert greedy[0] == greedy[1]
 
 
+def test_static_cache_with_filler_rows_gives_the_same_greedy_rollouts(tiny):
+    (run, _) = tiny_run(tiny)
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 12], [13], [14, 15], [16, 17, 18, 19]]   # 5 rows -> padded to 8
+    dynamic = mgrpo.generate(run.rollout, prompts, 1, run.tk, 15, greedy=True)
+    static = mgrpo.generate(run.rollout, prompts, 1, run.tk, 15, greedy=True, gen_batch=8, cache_len=64)
+    assert static == dynamic and len(static) == 5
+
+
 # -----------------------------------------------------------------------------
 # Updates
 
