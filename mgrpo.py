@@ -76,9 +76,10 @@ def build_parser():
       help="which Layer-1 answers get a Layer-2 correction round")
     a("--l2-select", default="successful", choices=["successful", "all"],
       help="successful: only corrections with reward 1 are trained on (the paper); all: plain GRPO on q'")
-    a("--micro-batch", type=int, default=8, help="sequences per forward/backward (gradient accumulation)")
+    a("--micro-batch", type=int, default=16, help="sequences per forward/backward (gradient accumulation)")
     a("--gen-batch", type=int, default=256, help="most sequences per generate call")
-    a("--grad-checkpointing", action="store_true", help="recompute activations in backward to save memory")
+    a("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+      help="recompute activations in backward: slower updates, a fraction of the memory (README)")
     a("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping threshold")
     a("--static-cache", default="auto", choices=["auto", "on", "off"],
       help="static KV cache + compiled decode for rollouts (auto: on for CUDA)")
@@ -344,7 +345,7 @@ def _chunk_logp(head, h, targets):
     return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
-def token_logprobs(model, ids, mask, n_new, chunk=2048):
+def token_logprobs(model, ids, mask, n_new, chunk=1024):
     """ids, mask: [b, P + n_new], prompt left-padded, completion right-padded.
     Returns [b, n_new] fp32 log-probs of the last n_new tokens, 0 where mask is 0."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
@@ -421,8 +422,9 @@ def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg):
         raise ValueError(f"unknown loss aggregation {agg!r}")
     clipped = ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + clip_eps) & (a > 0))
     real = mask.sum().clamp(min=1)
-    stats = {"kl": (torch.where(mask, kl, 0.0).sum() / real).item(),
-             "clip_frac": ((clipped & mask).sum() / real).item()}
+    # 0-d tensors, not floats: .item() here would stall the GPU once per micro-batch
+    stats = {"kl": (torch.where(mask, kl, 0.0).sum() / real).detach(),
+             "clip_frac": ((clipped & mask).sum() / real).detach()}
     return -J, stats
 
 
@@ -462,7 +464,7 @@ def policy_update(run, prompts, completions, adv, args):
     ref_lp = logps(run.ref, False) if args.beta > 0 else [None] * len(mbs)
     # With mu == 1, πθ_old is the current policy: ρ == 1 but its gradient is the policy gradient.
     old_lp = logps(policy, False) if args.mu > 1 else None
-    stats = {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0}
+    stats = {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0}   # sums of 0-d tensors until the end
     for _ in range(args.mu):
         run.opt.zero_grad(set_to_none=True)
         for k, (mb, (ids, mask, cmask)) in enumerate(zip(mbs, packed)):
@@ -472,16 +474,15 @@ def policy_update(run, prompts, completions, adv, args):
             loss, st = grpo_loss(lp, old, ref_lp[k], adv[list(mb)].to(device), cmask,
                                  args.clip_eps, args.beta, args.loss_agg)
             # The loss is a mean over this micro-batch; weight it to a mean over the whole layer.
-            w = len(mb) / n if args.loss_agg == "seq-mean-token-mean" else cmask.sum().item() / n_tok
+            w = len(mb) / n if args.loss_agg == "seq-mean-token-mean" else sum(len(completions[i]) for i in mb) / n_tok
             (loss * w).backward()
-            stats["loss"] += loss.item() * w / args.mu
+            stats["loss"] += loss.detach() * w / args.mu
             stats["kl"] += st["kl"] * w / args.mu
             stats["clip_frac"] += st["clip_frac"] * w / args.mu
-        gn = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
-        stats["grad_norm"] += gn.item() / args.mu
+        stats["grad_norm"] += torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm) / args.mu
         run.opt.step()
     sync_rollout_model(run)
-    return stats
+    return {k: float(v) for k, v in stats.items()}
 
 
 def sync_rollout_model(run):
@@ -611,9 +612,16 @@ def load_model(name, device, dtype, grad_checkpointing=False):
     except (OSError, ValueError) as e:
         die(f"cannot load model '{name}': {str(e).splitlines()[0]}")
     if grad_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.config.use_cache = False
+        enable_checkpointing(model)
     return model.to(device)
+
+
+def enable_checkpointing(model):
+    # transformers >= 5.2x renamed gradient_checkpointing_enable; keep both working
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def setup(args):

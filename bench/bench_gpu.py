@@ -65,7 +65,7 @@ def build(cfg, device, args):
     torch.manual_seed(0)
     policy = Qwen2ForCausalLM(Qwen2Config(**cfg)).to(device)                 # fp32 master weights
     if args.grad_checkpointing:
-        policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        mgrpo.enable_checkpointing(policy)
     low = torch.bfloat16 if device.type == "cuda" else torch.float32
     rollout = copy.deepcopy(policy).to(low).requires_grad_(False) if low != torch.float32 else policy
     ref = copy.deepcopy(policy).to(low).eval().requires_grad_(False) if args.beta > 0 else None
@@ -175,6 +175,39 @@ def measure(cfg, device, args, label, replay):
     return res
 
 
+def update_sweep(cfg, device, seqs, prompt_len, new_tokens, smoke):
+    """policy_update alone on synthetic rollouts, for several micro-batch sizes with and without
+    gradient checkpointing: update tokens/s and peak memory (no generation, so no compilation)."""
+    out = []
+    for mb, ckpt in ([(2, False), (2, True)] if smoke else
+                     [(8, False), (16, False), (8, True), (16, True), (32, True)]):
+        args = step_args(micro_batch=mb, grad_checkpointing=ckpt, prompt_len=prompt_len)
+        run = build(cfg, device, args)
+        run.policy.train()
+        g = torch.Generator().manual_seed(0)
+        V = cfg["vocab_size"] - 2
+        prompts = [torch.randint(V, (prompt_len,), generator=g).tolist() for _ in range(seqs)]
+        comps = [torch.randint(V, (new_tokens,), generator=g).tolist() for _ in range(seqs)]
+        adv = torch.randn(seqs, generator=g)
+        mgrpo.policy_update(run, prompts, comps, adv, args)          # warm-up
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        sync(device)
+        t = time.perf_counter()
+        mgrpo.policy_update(run, prompts, comps, adv, args)
+        sync(device)
+        sec = time.perf_counter() - t
+        r = {"micro_batch": mb, "grad_checkpointing": ckpt, "seqs": seqs, "seq_len": prompt_len + new_tokens,
+             "sec": sec, "tok_per_s": seqs * (prompt_len + new_tokens) / sec,
+             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if device.type == "cuda" else None}
+        print(json.dumps(r), flush=True)
+        out.append(r)
+        del run
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    return out
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="tiny model on the CPU (checks the script, not speed)")
@@ -196,6 +229,7 @@ def main(argv=None):
         plan.append(("CLI defaults (8q x G8, 512 new)", default, False))
     info = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
             "transformers": __import__("transformers").__version__, "date": time.strftime("%Y-%m-%d")}
+    sweep = update_sweep(cfg, device, 4 if a.smoke else 256, 5 if a.smoke else 128, 6 if a.smoke else 256, a.smoke)
     for label, args, replay in plan:
         label = "smoke: " + label if a.smoke else label
         print(f"--- {label}", flush=True)
@@ -203,10 +237,14 @@ def main(argv=None):
         results.append(r)
         print(json.dumps(r, indent=1), flush=True)
         with open(os.path.join(a.out, "bench_gpu.json"), "w") as f:   # after each config, in case of a crash
-            json.dump({"info": info, "results": results}, f, indent=1)
+            json.dump({"info": info, "results": results, "update_sweep": sweep}, f, indent=1)
     print(f"\n{info}")
     print(f"{'config':34} {'step s':>7} {'gen tok/s':>10} {'plain tok/s':>11} {'ratio':>6} {'upd tok/s':>10} "
           f"{'other':>6} {'peak GiB':>8} {'1st step s':>10}")
+    for r in sweep:
+        print(f"update only: {r['seqs']} seqs x {r['seq_len']} tokens, micro-batch {r['micro_batch']:2}, "
+              f"checkpointing {'on ' if r['grad_checkpointing'] else 'off'}: {r['tok_per_s']:8.0f} tok/s, "
+              f"peak {r['peak_gib'] or 0:.2f} GiB")
     for r in results:
         print(f"{r['config']:34} {r['sec_step']:7.2f} {r['gen_tok_per_s']:10.0f} {r.get('plain_tok_per_s', 0):11.0f} "
               f"{r.get('rollout_speedup', 0):6.2f} {r['update_tok_per_s']:10.0f} {100 * r['other_frac']:5.1f}% "
