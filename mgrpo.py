@@ -32,7 +32,6 @@ import argparse
 import contextlib
 import glob
 import json
-import math
 import os
 import random
 import shutil
@@ -43,7 +42,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
 from verify import last_boxed, reward
@@ -111,6 +109,13 @@ def check_args(args):
         die("--temperature must be > 0 (evaluation is greedy; training needs sampling)")
     if args.beta < 0 or args.clip_eps <= 0:
         die("--beta must be >= 0 and --clip-eps > 0")
+    if args.device:  # checked before any download or model load
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            die(f"--device: unknown device '{args.device}' (use cuda, cpu, cuda:1, ...)")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            die(f"--device {args.device} given but no CUDA GPU is visible")
 
 
 # -----------------------------------------------------------------------------
@@ -222,6 +227,8 @@ def chat_parts(tok):
     marks = ["\x00Q\x00", "\x00O\x00", "\x00G\x00"]
     msgs = [{"role": r, "content": m} for r, m in zip(["user", "assistant", "user"], marks)]
     s = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    if any(s.count(m) != 1 for m in marks):
+        die("the tokenizer's chat template does not render [user, assistant, user] turns verbatim")
     head, rest = s.split(marks[0])
     tail1, rest = rest.split(marks[1])
     sep, tail2 = rest.split(marks[2])
@@ -235,7 +242,7 @@ def layer1_prompt(parts, question):
 
 def build_correction_prompt(prompt, response, guide):
     """q' = q + o + p_guide. Token-id lists (or strings): `response` without its end-of-sequence
-    token, `guide` already wrapped in the template's turn markers (see guide_ids)."""
+    token, `guide` already wrapped in the template's turn markers (Tokens.guides)."""
     return prompt + response + guide
 
 
@@ -309,8 +316,9 @@ def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=Fals
     from transformers import GenerationConfig
 
     rows = [p for p in prompts for _ in range(n)]
-    cfg = dict(max_new_tokens=max_new_tokens, eos_token_id=tk.stop, pad_token_id=tk.pad)
-    cfg.update(do_sample=False) if greedy else cfg.update(do_sample=True, temperature=temperature, top_k=0, top_p=1.0)
+    cfg = dict(max_new_tokens=max_new_tokens, eos_token_id=tk.stop, pad_token_id=tk.pad, do_sample=not greedy)
+    if not greedy:  # temperature only, whatever the model's generation config says: rollouts come from πθ
+        cfg.update(temperature=temperature, top_k=0, top_p=1.0)
     if cache_len:  # newer transformers read max_cache_len, older ones cache_config; each ignores the other
         cfg.update(cache_implementation="static", max_cache_len=cache_len, cache_config={"max_cache_len": cache_len})
     gcfg = GenerationConfig(**cfg)
@@ -629,8 +637,6 @@ def setup(args):
     the frozen reference (only when beta > 0), the optimizer and the prompt tokens."""
     from transformers import AutoTokenizer
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if device.type == "cuda" and not torch.cuda.is_available():
-        die("--device cuda given but no CUDA GPU is visible")
     src = find_checkpoint(args.resume) if args.resume else args.model
     try:
         tok = AutoTokenizer.from_pretrained(src)

@@ -1,9 +1,9 @@
-"""Specification of mgrpo.py (and, further down, verify.py), on tiny models built in code. Offline."""
+"""Specification of mgrpo.py, verify.py (further down) and the toy task of toy.py (at the end), on tiny
+models built in code. Offline: nothing here may touch the network."""
 
 import json
 import math
 import os
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -13,6 +13,13 @@ os.environ["HF_HUB_OFFLINE"] = "1"   # the tests never touch the network
 import mgrpo
 from mgrpo import (build_correction_prompt, grpo_loss, group_advantages, select_corrections,
                    self_correction_metrics)
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    def refuse(*a, **kw):
+        raise AssertionError("a test tried to download something")
+    monkeypatch.setattr(mgrpo.urllib.request, "urlopen", refuse)
+
 
 # -----------------------------------------------------------------------------
 # A tiny Qwen2 model and a byte-level BPE tokenizer with a chat template, built in code.
@@ -455,6 +462,7 @@ def test_cli_eval_only_writes_metrics(tiny, toy_data, tmp_path):
     (["--H", "1"], "--H must be >= 2"),
     (["--loss-agg", "sum"], "invalid choice"),
     (["--data", "math500"], "math500 is a test set"),
+    (["--device", "gpu0"], "unknown device"),
 ])
 def test_bad_input_exits_2_with_one_line(argv, needle, tiny, capsys):
     with pytest.raises(SystemExit) as e:
@@ -480,7 +488,6 @@ def test_bad_rows_and_missing_model_exit_2(tmp_path, capsys):
 
 import time  # noqa: E402
 
-import verify  # noqa: E402
 from verify import extract_answer, is_equiv, reward  # noqa: E402
 
 EQUIV = [  # (pred, gold, expected) -- one line each, grouped by category
