@@ -11,6 +11,7 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"   # the tests never touch the network
 
 import mgrpo
+import toy
 from mgrpo import (build_correction_prompt, grpo_loss, group_advantages, select_corrections,
                    self_correction_metrics)
 
@@ -24,33 +25,11 @@ def no_network(monkeypatch):
 # -----------------------------------------------------------------------------
 # A tiny Qwen2 model and a byte-level BPE tokenizer with a chat template, built in code.
 
-CHAT_TEMPLATE = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
-
-
-def make_tiny_model(path, seed=0, corpus=None, vocab_size=300, hidden=32):
-    """Save a random-weight 2-layer Qwen2 and its tokenizer to `path` (loads with from_pretrained)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
-    bpe = Tokenizer(models.BPE())
-    # Byte-level, so text survives the save/load round trip through Qwen2Tokenizer unchanged.
-    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
-                                  special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = corpus or [f"What is {a} + {b}? {mgrpo.INSTRUCTION} {mgrpo.GUIDES[a % 4]} \\boxed{{{a + b}}}"
-                        for a in range(10) for b in range(10)]
-    bpe.train_from_iterator(corpus, trainer)
-    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                  chat_template=CHAT_TEMPLATE)
-    cfg = Qwen2Config(vocab_size=len(tok), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, tie_word_embeddings=True)
-    torch.manual_seed(seed)
-    Qwen2ForCausalLM(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+def make_tiny_model(path, seed=0):
+    """A random-weight 2-layer Qwen2 (hidden 32) and a byte-level BPE tokenizer with a chat template."""
+    corpus = [f"What is {a} + {b}? {mgrpo.INSTRUCTION} {mgrpo.GUIDES[a % 4]} \\boxed{{{a + b}}}"
+              for a in range(10) for b in range(10)]
+    return toy.build_tiny(path, seed=seed, hidden=32, vocab_size=300, corpus=corpus)
 
 
 def write_jsonl(path, rows):
@@ -717,8 +696,6 @@ def test_math500_solutions_earn_reward_and_answers_equal_themselves():
 
 # =============================================================================
 # It learns: the toy task of toy.py, trained through mgrpo.train_step (about a minute per run on 2 cores)
-
-import toy  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -62,8 +62,10 @@ def split(seed, n_eval=200):
     return train, held_out
 
 
-def build_tiny(path, seed=0, hidden=64):
-    """A random 2-layer Qwen2 and a byte-level BPE tokenizer with a chat template, saved to `path`."""
+def build_tiny(path, seed=0, hidden=64, vocab_size=400, corpus=None):
+    """A random 2-layer Qwen2 and a byte-level BPE tokenizer with a chat template, saved to `path`
+    (both load with from_pretrained). The tokenizer is byte-level so that text survives the save/load
+    round trip unchanged (transformers rebuilds a 'qwen2' tokenizer as Qwen2Tokenizer)."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
     template = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -71,11 +73,11 @@ def build_tiny(path, seed=0, hidden=64):
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, show_progress=False,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
                                   special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    corpus = [p["question"] + " " + mgrpo.INSTRUCTION + " \\boxed{" + p["gold"] + "}"
-              for p in make_problems(300, seed=99)] + mgrpo.GUIDES * 20
+    corpus = corpus or [p["question"] + " " + mgrpo.INSTRUCTION + " \\boxed{" + p["gold"] + "}"
+                        for p in make_problems(300, seed=99)] + mgrpo.GUIDES * 20
     bpe.train_from_iterator(corpus, trainer)
     tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                   chat_template=template)
