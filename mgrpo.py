@@ -298,6 +298,12 @@ def cut_at_stop(row, stop):
     return row
 
 
+def static_cache_len(longest_prompt, max_new_tokens, guides):
+    """One KV-cache length for the whole run, long enough for the longest q' (prompt + answer + guide +
+    correction), so the compiled decode step is reused by every call of the same row count."""
+    return -(-(longest_prompt + 2 * max_new_tokens + max(map(len, guides))) // 128) * 128
+
+
 class _DoneRows:
     """Stopping criterion that marks filler rows finished from the first token (so they never delay the batch)."""
 
@@ -690,9 +696,8 @@ def main(argv=None):
     run = setup(args)
     cache_len = None
     if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):
-        # One cache length for the whole run (the longest q' possible): decode compiles once per row count.
         longest = max(len(run.tk.prompt(p["question"])) for p in (train_set or []) + (eval_set or []))
-        cache_len = -(-(longest + 2 * args.max_new_tokens + max(map(len, run.tk.guides))) // 128) * 128
+        cache_len = static_cache_len(longest, args.max_new_tokens, run.tk.guides)
 
     if args.eval_only:
         m = evaluate(run, eval_set, args, os.path.join(args.output_dir, "eval_only.jsonl"), cache_len)

@@ -399,6 +399,18 @@ def test_full_mgrpo_step_runs_both_layers_and_changes_weights(tiny, toy_data, mo
     assert any((p != b).any() for p, b in zip(run.policy.parameters(), before))
 
 
+def test_gpu_benchmark_smoke_mode_runs_mgrpos_own_step_on_cpu(tmp_path):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_gpu", os.path.join(os.path.dirname(__file__), "bench",
+                                                                            "bench_gpu.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    (r,) = bench.main(["--smoke", "--skip-default", "--out", str(tmp_path)])
+    assert r["gen_tokens"] > 0 and r["update_tokens"] > 0 and r["plain_gen_tokens"] > 0 and 0 <= r["other_frac"] < 1
+    assert len(r["rollout_rows"]) == 2             # Layer 1 and Layer 2 generate calls were recorded
+    assert json.load(open(tmp_path / "bench_gpu.json"))["results"][0]["config"].startswith("smoke")
+
+
 # -----------------------------------------------------------------------------
 # The command line
 

@@ -140,7 +140,7 @@ def measure(cfg, device, args, label, replay):
     run = build(cfg, device, args)
     cache_len = None
     if args.static_cache == "on" or (args.static_cache == "auto" and device.type == "cuda"):
-        cache_len = -(-(args.prompt_len + 2 * args.max_new_tokens + 40) // 128) * 128
+        cache_len = mgrpo.static_cache_len(args.prompt_len, args.max_new_tokens, run.tk.guides)
     res = {"config": label, "questions": args.batch_size, "G": args.G, "H": args.H, "prompt_len": args.prompt_len,
            "new_tokens": args.max_new_tokens, "micro_batch": args.micro_batch, "static_cache": bool(cache_len),
            "grad_checkpointing": args.grad_checkpointing}
@@ -221,7 +221,7 @@ def main(argv=None):
     realistic = step_args(batch_size=32, G=8, H=4, max_new_tokens=256, micro_batch=8, prompt_len=128)
     default = step_args(prompt_len=150)                 # the CLI defaults; GSM8K chat prompts are ~150 tokens
     if a.smoke:
-        realistic = step_args(batch_size=2, G=2, H=2, max_new_tokens=6, micro_batch=2, prompt_len=5, device="cpu")
+        realistic = step_args(batch_size=2, G=4, H=2, max_new_tokens=6, micro_batch=2, prompt_len=5, device="cpu")
         default = step_args(batch_size=2, G=2, H=2, max_new_tokens=6, micro_batch=2, prompt_len=5,
                             static_cache="on")
     plan = [("realistic (32q x G8, 256 new)", realistic, True)]
