@@ -62,20 +62,6 @@ class Refuse(Exception):
 # Extraction
 
 
-def _brace_group(text, i):
-    """text[i] == '{': return (content, index after the closing brace) or None if unbalanced."""
-    depth = 0
-    for j in range(i, len(text)):
-        c = text[j]
-        if c == "{":
-            depth += 1
-        elif c == "}":
-            depth -= 1
-            if depth == 0:
-                return text[i + 1:j], j + 1
-    return None
-
-
 def _closing_braces(text):
     """{index of '{': index of its matching '}'} in one linear pass (unmatched ones are absent)."""
     stack, match = [], {}
@@ -188,8 +174,8 @@ def normalize(s):
 
 
 def _unwrap(s):
-    while s.startswith("{") and (g := _brace_group(s, 0)) and g[1] == len(s):   # {x} is just x
-        s = g[0].strip()
+    while s.startswith("{") and _closing_braces(s).get(0) == len(s) - 1:   # {x} is just x
+        s = s[1:-1].strip()
     return s
 
 
