@@ -120,17 +120,18 @@ def test_select_unknown_mode_raises():
 
 
 def loop_loss(logp, old, ref, adv, mask, eps, beta, agg):
-    """The objective written as plain per-token Python loops, for comparison."""
+    """The objective written as plain per-token Python loops over Python floats, for comparison."""
+    logp, old, ref, adv, mask = (x.tolist() for x in (logp, old, ref, adv, mask))
     seq_terms, tok_sum, tok_n = [], 0.0, 0
-    for i in range(logp.shape[0]):
+    for i in range(len(logp)):
         s, n = 0.0, 0
-        for t in range(logp.shape[1]):
-            if not mask[i, t]:
+        for t in range(len(logp[i])):
+            if not mask[i][t]:
                 continue
-            rho = math.exp(logp[i, t] - old[i, t])
-            a = float(adv[i])
+            rho = math.exp(logp[i][t] - old[i][t])
+            a = adv[i]
             surr = min(rho * a, min(max(rho, 1 - eps), 1 + eps) * a)
-            kl = math.exp(ref[i, t] - logp[i, t]) - (ref[i, t] - logp[i, t]) - 1
+            kl = math.exp(ref[i][t] - logp[i][t]) - (ref[i][t] - logp[i][t]) - 1
             s += surr - beta * kl
             n += 1
         seq_terms.append(s / max(n, 1))
@@ -151,7 +152,8 @@ def test_loss_equals_per_token_loop(agg):
     for i, L in enumerate([7, 3, 1, 5, 6]):
         mask[i, L:] = False
     loss, _ = grpo_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg)
-    assert loss.item() == pytest.approx(loop_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg), rel=1e-12)
+    expected = loop_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg)
+    assert type(expected) is float and loss.item() == pytest.approx(expected, rel=1e-12)
 
 
 def test_gradient_at_ratio_one_is_minus_adv_over_G_len():
