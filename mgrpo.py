@@ -55,7 +55,8 @@ def build_parser():
     a = p.add_argument
     a("--model", help="Hugging Face model id or local directory (policy and reference)")
     a("--data", default="gsm8k", help="training data: gsm8k, math500 (eval only) or a .jsonl path")
-    a("--eval-data", default=None, help="eval data: gsm8k, math500 or a .jsonl path (default: test split of --data)")
+    a("--eval-data", default=None,
+      help="eval data: gsm8k, math500 or a .jsonl path (default: GSM8K's test split for --data gsm8k, else none)")
     a("--output-dir", default=None, help="where log.jsonl, eval files and checkpoints go (default: out/)")
     a("--steps", type=int, default=200, help="training steps (one step = Layer 1 + Layer 2 on one batch)")
     a("--batch-size", type=int, default=8, help="questions per step")
@@ -85,16 +86,21 @@ def build_parser():
     a("--eval-only", action="store_true", help="no training: evaluate --model (t1 and t2) and exit")
     a("--eval-n", type=int, default=500, help="evaluate on the first N test problems (0: all)")
     a("--save-every", type=int, default=100, help="checkpoint every K steps (and always at the end)")
-    a("--resume", default=None, help="checkpoint directory (or an output dir: its latest checkpoint)")
+    a("--keep-last", type=int, default=0, help="keep only the newest N checkpoints (0: keep all; README: sizes)")
+    a("--resume", default=None, help="checkpoint directory (or an output dir: its latest checkpoint); "
+      "the run goes on with the checkpoint's settings")
     a("--seed", type=int, default=0, help="seeds data order, sampling and guide choice")
     a("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda if available)")
     p.error = lambda msg: die(msg)  # one line and exit code 2, like every other bad input
     return p
 
 
-def die(msg):
+def die(msg, code=2):
+    from tqdm.auto import tqdm
+    for bar in list(getattr(tqdm, "_instances", ())):   # close progress bars first: the error is the last line
+        bar.close()
     print(f"mgrpo: error: {msg}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(code)
 
 
 def check_args(args):
@@ -105,6 +111,8 @@ def check_args(args):
     for name in ("steps", "batch_size", "mu", "micro_batch", "gen_batch", "max_new_tokens"):
         if getattr(args, name) < 1:
             die(f"--{name.replace('_', '-')} must be >= 1")
+    if args.keep_last < 0:
+        die("--keep-last must be >= 0 (0 keeps every checkpoint)")
     if args.temperature <= 0:
         die("--temperature must be > 0 (evaluation is greedy; training needs sampling)")
     if args.beta < 0 or args.clip_eps <= 0:
@@ -125,7 +133,7 @@ GSM8K_URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/g
 CACHE_DIR = os.environ.get("MGRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mgrpo"))
 
 
-def download(url, path):
+def download(url, path, offline_hint):
     """Fetch url to path once; later runs read the cached file offline."""
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -134,7 +142,7 @@ def download(url, path):
             with urllib.request.urlopen(url, timeout=60) as r:
                 data = r.read()
         except OSError as e:
-            die(f"could not download {url} ({e}); put the file at {path} to run offline")
+            die(f"could not download {url} ({e}); to run offline, {offline_hint}")
         with open(path + ".tmp", "wb") as f:
             f.write(data)
         os.replace(path + ".tmp", path)  # never leave a half-written cache file
@@ -154,7 +162,9 @@ def gold_of(row):
 
 def load_problems(spec, split):
     if spec == "gsm8k":
-        path = download(GSM8K_URL.format(split=split), os.path.join(CACHE_DIR, "gsm8k", f"{split}.jsonl"))
+        folder = os.path.join(CACHE_DIR, "gsm8k")
+        path = download(GSM8K_URL.format(split=split), os.path.join(folder, f"{split}.jsonl"),
+                        f"put GSM8K's train.jsonl and test.jsonl (both are needed) in {folder}")
     elif spec == "math500":
         if split == "train":
             die("math500 is a test set: train with --data PATH.jsonl and evaluate with --eval-data math500")
@@ -315,37 +325,49 @@ class _DoneRows:
 
 
 @torch.no_grad()
-def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=False, gen_batch=256, cache_len=None):
-    """Sample n completions per prompt. Returns completion id lists, group-major: row i*n + j is
-    the j-th sample for prompt i. With cache_len set (static cache), each call gets a fixed
-    max_cache_len and a power-of-two number of rows, so the compiled decode step is reused."""
+def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=False, gen_batch=256, cache_len=None,
+             desc=None):
+    """Sample n completions per prompt from softmax(z / temperature), or take the argmax (greedy).
+    Returns completion id lists, group-major: row i*n + j is the j-th sample for prompt i. With
+    cache_len set (static cache), each call gets a fixed max_cache_len and a power-of-two number
+    of rows, so the compiled decode step is reused. desc: show a progress bar with this label."""
+    from tqdm.auto import tqdm
     from transformers import GenerationConfig
 
     rows = [p for p in prompts for _ in range(n)]
     cfg = dict(max_new_tokens=max_new_tokens, eos_token_id=tk.stop, pad_token_id=tk.pad, do_sample=not greedy)
-    if not greedy:  # temperature only, whatever the model's generation config says: rollouts come from πθ
+    if not greedy:
         cfg.update(temperature=temperature, top_k=0, top_p=1.0)
     if cache_len:  # newer transformers read max_cache_len, older ones cache_config; each ignores the other
         cfg.update(cache_implementation="static", max_cache_len=cache_len, cache_config={"max_cache_len": cache_len})
     gcfg = GenerationConfig(**cfg)
+    # transformers fills every setting we leave unset from the model's own generation_config.json
+    # (repetition penalties, top-k, n-gram bans, ...). With a blank one for the call, rollouts are pure
+    # samples of πθ and greedy evaluation is pure argmax; the model keeps its file for save_pretrained.
+    model_gcfg, model.generation_config = model.generation_config, GenerationConfig()
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
-    for s in range(0, len(rows), gen_batch):
-        chunk = rows[s:s + gen_batch]
-        n_real = len(chunk)
-        extra = {}
-        if cache_len:
-            size = min(gen_batch, 1 << (n_real - 1).bit_length())
-            chunk = chunk + [chunk[0]] * (size - n_real)
-            done = torch.arange(size, device=device) >= n_real
-            extra["stopping_criteria"] = [_DoneRows(done)]
-        ids, mask = left_pad(chunk, tk.pad, device)
-        seq = model.generate(input_ids=ids, attention_mask=mask, generation_config=gcfg, **extra)
-        for row in seq[:n_real, ids.shape[1]:].tolist():
-            out.append(cut_at_stop(row, tk.stop))
-    model.train(was_training)
+    bar = tqdm(total=len(rows), desc=desc, leave=False, disable=desc is None, dynamic_ncols=True)
+    try:
+        for s in range(0, len(rows), gen_batch):
+            chunk = rows[s:s + gen_batch]
+            n_real = len(chunk)
+            extra = {}
+            if cache_len:
+                size = min(gen_batch, 1 << (n_real - 1).bit_length())
+                chunk = chunk + [chunk[0]] * (size - n_real)
+                done = torch.arange(size, device=device) >= n_real
+                extra["stopping_criteria"] = [_DoneRows(done)]
+            ids, mask = left_pad(chunk, tk.pad, device)
+            seq = model.generate(input_ids=ids, attention_mask=mask, generation_config=gcfg, **extra)
+            out += [cut_at_stop(row, tk.stop) for row in seq[:n_real, ids.shape[1]:].tolist()]
+            bar.update(n_real)
+    finally:
+        bar.close()
+        model.train(was_training)
+        model.generation_config = model_gcfg
     return out
 
 
@@ -354,14 +376,15 @@ def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=Fals
 # the whole vocabulary for a whole batch -- only for `chunk` tokens at a time, recomputed in backward.
 
 
-def _chunk_logp(head, h, targets):
-    logits = head(h).float()                                       # [chunk, V]
+def _chunk_logp(head, h, targets, temperature):
+    logits = head(h).float() / temperature                         # [chunk, V]
     return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
-def token_logprobs(model, ids, mask, n_new, chunk=1024):
+def token_logprobs(model, ids, mask, n_new, temperature=1.0, chunk=1024):
     """ids, mask: [b, P + n_new], prompt left-padded, completion right-padded.
-    Returns [b, n_new] fp32 log-probs of the last n_new tokens, 0 where mask is 0."""
+    Returns [b, n_new] fp32 log-probs of the last n_new tokens under softmax(z / temperature), the
+    distribution the rollouts were sampled from; 0 where mask is 0."""
     pos = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
     h = model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
     h = h[:, -n_new - 1:-1]                                         # [b, n_new, d]: states that predict o_t
@@ -369,7 +392,7 @@ def token_logprobs(model, ids, mask, n_new, chunk=1024):
     hs, ts = h[real], tgt[real]                                    # [n_real, d], [n_real]
     head = model.get_output_embeddings()
     f = (lambda *x: checkpoint(_chunk_logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else _chunk_logp
-    parts = [f(head, hs[i:i + chunk], ts[i:i + chunk]) for i in range(0, len(ts), chunk)]
+    parts = [f(head, hs[i:i + chunk], ts[i:i + chunk], temperature) for i in range(0, len(ts), chunk)]
     out = torch.zeros(real.shape, dtype=torch.float32, device=ids.device)
     out[real] = torch.cat(parts)
     return out
@@ -462,41 +485,60 @@ def autocast(device):
     return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
 
 
+MAX_BAD_STEPS = 5  # non-finite optimizer steps in a row before the run stops
+
+
 def policy_update(run, prompts, completions, adv, args):
     """One layer's update: `mu` optimizer steps on the same rollouts (micro-batched, accumulated).
-    prompts, completions: id lists; adv: [n] advantages. Returns mean stats over the passes."""
+    prompts, completions: id lists; adv: [n] advantages. Returns mean stats over the passes and the
+    number of optimizer steps skipped because the loss or gradient was not finite."""
     policy, device = run.policy, run.device
     n = len(completions)
     mbs = [range(i, min(i + args.micro_batch, n)) for i in range(0, n, args.micro_batch)]
     n_tok = sum(len(c) for c in completions)
     packed = [pack([prompts[i] for i in mb], [completions[i] for i in mb], run.tk.pad, device) for mb in mbs]
 
-    def logps(model, grad):
+    def logps(model, grad):  # at the sampling temperature: the distribution the rollouts came from
         with torch.set_grad_enabled(grad), autocast(device):
-            return [token_logprobs(model, ids, mask, cm.shape[1]) for ids, mask, cm in packed]
+            return [token_logprobs(model, ids, mask, cm.shape[1], args.temperature) for ids, mask, cm in packed]
 
     ref_lp = logps(run.ref, False) if args.beta > 0 else [None] * len(mbs)
     # With mu == 1, πθ_old is the current policy: ρ == 1 but its gradient is the policy gradient.
     old_lp = logps(policy, False) if args.mu > 1 else None
     stats = {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0}   # sums of 0-d tensors until the end
+    skipped = 0
     for _ in range(args.mu):
         run.opt.zero_grad(set_to_none=True)
+        pass_loss = 0.0
         for k, (mb, (ids, mask, cmask)) in enumerate(zip(mbs, packed)):
             with autocast(device):
-                lp = token_logprobs(policy, ids, mask, cmask.shape[1])
+                lp = token_logprobs(policy, ids, mask, cmask.shape[1], args.temperature)
             old = old_lp[k] if old_lp is not None else lp.detach()
             loss, st = grpo_loss(lp, old, ref_lp[k], adv[list(mb)].to(device), cmask,
                                  args.clip_eps, args.beta, args.loss_agg)
             # The loss is a mean over this micro-batch; weight it to a mean over the whole layer.
             w = len(mb) / n if args.loss_agg == "seq-mean-token-mean" else sum(len(completions[i]) for i in mb) / n_tok
             (loss * w).backward()
-            stats["loss"] += loss.detach() * w / args.mu
+            pass_loss = pass_loss + loss.detach() * w
             stats["kl"] += st["kl"] * w / args.mu
             stats["clip_frac"] += st["clip_frac"] * w / args.mu
-        stats["grad_norm"] += torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm) / args.mu
-        run.opt.step()
+        norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+        stats["grad_norm"] += norm / args.mu
+        stats["loss"] += pass_loss / args.mu
+        # A non-finite loss or gradient (a bf16 overflow, a corrupt batch) would ruin the weights for
+        # good inside AdamW: skip that step. Several in a row stop the run before a checkpoint holds NaN.
+        if torch.isfinite(norm) and torch.isfinite(pass_loss):        # one host sync per optimizer step
+            run.opt.step()
+            run.bad_steps = 0
+        else:
+            skipped += 1
+            run.bad_steps += 1
+            if run.bad_steps >= MAX_BAD_STEPS:
+                die(f"{run.bad_steps} optimizer steps in a row had a non-finite loss or gradient; stopping "
+                    "(the checkpoints written so far are finite; resume from the last one)", code=1)
+    run.opt.zero_grad(set_to_none=True)
     sync_rollout_model(run)
-    return {k: float(v) for k, v in stats.items()}
+    return {**{k: float(v) for k, v in stats.items()}, "skipped": skipped}
 
 
 def sync_rollout_model(run):
@@ -529,13 +571,14 @@ def train_step(run, batch, args, rng, cache_len=None):
     st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], o, A1.flatten(), args)
     lap("update1")
     log.update(l1_reward=r1.mean().item(), l1_kl=st1["kl"], l1_clip_frac=st1["clip_frac"],
-               l1_grad_norm=st1["grad_norm"], l1_loss=st1["loss"], l1_tokens=sum(map(len, o)))
+               l1_grad_norm=st1["grad_norm"], l1_loss=st1["loss"], l1_skipped=st1["skipped"],
+               l1_tokens=sum(map(len, o)))
     if args.layers == 1:
         return log
 
     # Layer 2: self-correction on q' = q + o + p_guide, sampled from the updated policy.
     src = [i for i in range(B * G) if args.l2_inputs == "all" or r1.view(-1)[i] == 0]
-    log.update(l2_groups=len(src), l2_groups_kept=0, l2_samples_kept=0)
+    log.update(l2_groups=len(src), l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0)
     if not src:
         return log
     q2 = [build_correction_prompt(prompts[i // G], tk.strip_stop(o[i]), tk.guides[rng.randrange(len(tk.guides))])
@@ -553,11 +596,15 @@ def train_step(run, batch, args, rng, cache_len=None):
                l2_samples_kept=int(keep.sum()), l2_keep_frac=keep.any(-1).float().mean().item(),
                l2_tokens=sum(map(len, c)),
                l2_correction_rate=r2[was_wrong].mean().item() if was_wrong.any() else None)
-    idx = keep.flatten().nonzero().flatten().tolist()
+    # A kept correction with advantage 0 (its whole group succeeded) carries no policy gradient, yet
+    # counting it in the mean over kept samples would shrink every other group's step: leave it out.
+    idx = (keep & (A2 != 0)).flatten().nonzero().flatten().tolist()
+    log.update(l2_samples_trained=len(idx))
     if idx:
         st2 = policy_update(run, [q2[j // H] for j in idx], [c[j] for j in idx],
                             A2.flatten()[idx], args)
-        log.update(l2_kl=st2["kl"], l2_clip_frac=st2["clip_frac"], l2_grad_norm=st2["grad_norm"], l2_loss=st2["loss"])
+        log.update(l2_kl=st2["kl"], l2_clip_frac=st2["clip_frac"], l2_grad_norm=st2["grad_norm"],
+                   l2_loss=st2["loss"], l2_skipped=st2["skipped"])
     lap("update2")
     return log
 
@@ -570,10 +617,10 @@ def evaluate(run, problems, args, path, cache_len=None):
     tk = run.tk
     prompts = [tk.prompt(p["question"]) for p in problems]
     t1 = generate(run.rollout, prompts, 1, tk, args.max_new_tokens, greedy=True,
-                  gen_batch=args.gen_batch, cache_len=cache_len)
+                  gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t1")
     q2 = [build_correction_prompt(p, tk.strip_stop(o), tk.guides[0]) for p, o in zip(prompts, t1)]
     t2 = generate(run.rollout, q2, 1, tk, args.max_new_tokens, greedy=True,
-                  gen_batch=args.gen_batch, cache_len=cache_len)
+                  gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t2")
     c1 = [reward(tk.text(o), p["gold"]) == 1.0 for o, p in zip(t1, problems)]
     c2 = [reward(tk.text(o), p["gold"]) == 1.0 for o, p in zip(t2, problems)]
     with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -586,7 +633,8 @@ def evaluate(run, problems, args, path, cache_len=None):
 
 # -----------------------------------------------------------------------------
 # Checkpoints: model + tokenizer + training state, written to a temporary directory and renamed,
-# so a crash mid-write never leaves a checkpoint that looks complete.
+# so a crash mid-write never leaves a checkpoint that looks complete. Nothing here deletes a
+# checkpoint except --keep-last, and then only older step-* of this run's output directory.
 
 
 def save_checkpoint(out_dir, step, run, rng, args):
@@ -602,14 +650,21 @@ def save_checkpoint(out_dir, step, run, rng, args):
     if os.path.exists(final):
         shutil.rmtree(final)
     os.replace(tmp, final)
+    if args.keep_last:
+        for old in checkpoints(out_dir)[:-args.keep_last]:
+            shutil.rmtree(old)
     return final
+
+
+def checkpoints(out_dir):
+    return sorted(d for d in glob.glob(os.path.join(out_dir, "step-*")) if not d.endswith(".tmp"))
 
 
 def find_checkpoint(path):
     """A checkpoint directory, or an output directory whose latest step-* checkpoint is taken."""
     if os.path.isfile(os.path.join(path, "trainer_state.pt")):
         return path
-    found = sorted(d for d in glob.glob(os.path.join(path, "step-*")) if not d.endswith(".tmp"))
+    found = checkpoints(path)
     if not found:
         die(f"--resume: no checkpoint (trainer_state.pt) in {path}")
     return found[-1]
@@ -619,12 +674,29 @@ def find_checkpoint(path):
 # Main.
 
 
-def load_model(name, device, dtype, grad_checkpointing=False):
-    from transformers import AutoModelForCausalLM
+def from_pretrained(cls, name, **kw):
+    """cls.from_pretrained(name, **kw), or one clear line saying why it cannot be loaded."""
+    is_dir = os.path.isdir(name)
+    if not is_dir and (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1):
+        die(f"model directory not found: {name}")            # a path, and not a Hub id ('org/name')
     try:
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
-    except (OSError, ValueError) as e:
-        die(f"cannot load model '{name}': {str(e).splitlines()[0]}")
+        return cls.from_pretrained(name, **kw)
+    except Exception as e:                      # the Hub and the loaders raise many kinds of errors
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        where = "" if is_dir else " (no such local directory; offline, HF_HUB_OFFLINE=1 skips the Hub's retries)"
+        die(f"cannot load '{name}'{where}: {why}")
+
+
+def load_model(name, device, dtype, grad_checkpointing=False):
+    """A causal LM with dropout switched off: log πθ must be one function when rollouts are scored
+    (πθ_old, the reference) and when they are trained on, as in most RL trainers. Every other
+    setting comes from the model's config."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    cfg = from_pretrained(AutoConfig, name)
+    for k, v in cfg.to_dict().items():
+        if ("dropout" in k or "pdrop" in k) and isinstance(v, float) and v > 0:
+            setattr(cfg, k, 0.0)
+    model = from_pretrained(AutoModelForCausalLM, name, config=cfg, dtype=dtype)
     if grad_checkpointing:
         enable_checkpointing(model)
     return model.to(device)
@@ -641,13 +713,14 @@ def enable_checkpointing(model):
 def setup(args):
     """Everything a step needs: policy (fp32 master weights), its bf16 copy for rollouts (CUDA),
     the frozen reference (only when beta > 0), the optimizer and the prompt tokens."""
+    import huggingface_hub
     from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()              # no "Loading weights"/"Writing model shards" bars
+    huggingface_hub.utils.enable_progress_bars()   # between ours; downloads keep their progress bars
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     src = find_checkpoint(args.resume) if args.resume else args.model
-    try:
-        tok = AutoTokenizer.from_pretrained(src)
-    except (OSError, ValueError) as e:
-        die(f"cannot load tokenizer '{src}': {str(e).splitlines()[0]}")
+    tok = from_pretrained(AutoTokenizer, src)
     policy = load_model(src, device, torch.float32, args.grad_checkpointing)
     low = torch.bfloat16 if device.type == "cuda" else torch.float32
     rollout = policy
@@ -657,33 +730,86 @@ def setup(args):
     if args.beta > 0 and not args.eval_only:
         ref = load_model(args.model, device, low).eval().requires_grad_(False)  # the initial policy, even on resume
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device)
+    return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device,
+                           bad_steps=0)
 
 
-def resolve_resume(args):
-    """--resume: the learning set-up comes from the checkpoint; run-control flags from this command."""
+# Flags that steer a run without changing what it learns: a resumed run takes them from its command line.
+RUN_CONTROL = {"steps", "device", "eval_data", "eval_every", "eval_only", "eval_n", "save_every", "keep_last",
+               "micro_batch", "gen_batch", "grad_checkpointing", "static_cache", "output_dir", "resume"}
+
+
+def given_flags(argv):
+    """{dest: value} of the flags typed on the command line, without the parser's defaults."""
+    p = build_parser()
+    for action in p._actions:
+        action.default = argparse.SUPPRESS
+    return vars(p.parse_args(argv))
+
+
+def resolve_resume(args, given):
+    """--resume continues a run as it was: every flag not given comes from the checkpoint. Run-control
+    flags given on the command line win. A changed learning setting (G, lr, β, data, ...) is refused:
+    the run would no longer be the experiment its log and checkpoints describe."""
     if not os.path.isdir(args.resume):
         die(f"--resume: not a directory: {args.resume}")
     ckpt = find_checkpoint(args.resume)
     state = torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=False)
-    saved = dict(state["args"])
-    for k in ("steps", "device", "eval_every", "save_every", "micro_batch", "gen_batch",
-              "grad_checkpointing", "static_cache", "eval_n"):
-        saved[k] = getattr(args, k)
-    saved["resume"] = args.resume
-    saved["output_dir"] = args.output_dir or os.path.dirname(os.path.abspath(ckpt))
-    return argparse.Namespace(**saved), state
+    saved = {**vars(args), **state["args"]}               # flags newer than the checkpoint keep their defaults
+    for k, v in given.items():
+        if k not in RUN_CONTROL and v != saved[k]:
+            die(f"--resume: --{k.replace('_', '-')} {v} differs from the checkpoint's {saved[k]}; a resumed run "
+                f"keeps its learning settings (to change them, start a new run from its weights: --model {ckpt})")
+        saved[k] = v
+    saved["output_dir"] = given.get("output_dir") or os.path.dirname(os.path.abspath(ckpt))
+    return argparse.Namespace(**saved), state, ckpt
+
+
+def check_fresh_output_dir(path):
+    """A fresh run never writes over another run's log, evaluations or checkpoints."""
+    old = sorted(f for f in os.listdir(path) if f == "log.jsonl" or f.startswith(("step-", "eval-"))) \
+        if os.path.isdir(path) else []
+    if old:
+        die(f"--output-dir {path} holds another run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}): "
+            f"continue it with --resume {path}, or choose a new --output-dir")
+
+
+def trim_log(path, step):
+    """On resume: keep the log lines up to the checkpoint's step (later steps are redone) and drop a
+    line that a kill cut mid-write. Rewritten through a temporary file, so a crash here loses nothing."""
+    if not os.path.exists(path):
+        return
+    kept, cut = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                if json.loads(line)["step"] <= step:
+                    kept.append(line.rstrip("\n") + "\n")
+            except (ValueError, KeyError, TypeError):
+                cut += 1
+    if cut:
+        print(f"mgrpo: dropped {cut} unreadable line(s) of {path} (a write cut by a kill)")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(kept)
+    os.replace(path + ".tmp", path)
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     state = None
     if args.resume:
-        args, state = resolve_resume(args)
+        args, state, ckpt = resolve_resume(args, given_flags(argv))
+        if state["step"] >= args.steps and not args.eval_only:
+            print(f"mgrpo: {ckpt} is at step {state['step']}, which reaches --steps {args.steps}: nothing to do "
+                  "(a larger --steps trains on)")
+            return None
     elif not args.model:
         die("--model is required (a Hugging Face model id or a local directory)")
     check_args(args)
     args.output_dir = args.output_dir or "out"
+    if not args.resume and not args.eval_only:
+        check_fresh_output_dir(args.output_dir)
     os.makedirs(args.output_dir, exist_ok=True)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -692,6 +818,8 @@ def main(argv=None):
 
     train_set = None if args.eval_only else load_problems(args.data, "train")
     eval_spec = args.eval_data or (args.data if args.eval_only or args.data in ("gsm8k", "math500") else None)
+    if eval_spec is None:
+        print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
     eval_set = load_problems(eval_spec, "test")[: args.eval_n or None] if eval_spec else None
     run = setup(args)
     cache_len = None
@@ -712,13 +840,7 @@ def main(argv=None):
         torch.set_rng_state(state["rng"]["torch"])
         if state["rng"]["cuda"] is not None and run.device.type == "cuda":
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        if os.path.exists(log_path):  # steps after the checkpoint get redone: drop their old lines
-            with open(log_path) as f:
-                kept = [ln for ln in f if ln.strip() and json.loads(ln)["step"] <= start]
-            with open(log_path, "w") as f:
-                f.writelines(kept)
-    elif os.path.exists(log_path):
-        os.replace(log_path, log_path + ".old")  # a fresh run never appends to an older run's log
+        trim_log(log_path, start)
 
     from tqdm.auto import tqdm  # ships with transformers
     run.policy.train()
@@ -739,7 +861,7 @@ def main(argv=None):
                         kl=f"{log['l1_kl']:.3f}")
         if done % args.save_every == 0 or done == args.steps:
             save_checkpoint(args.output_dir, done, run, rng, args)
-    return log if start < args.steps else None
+    return log
 
 
 if __name__ == "__main__":

@@ -210,7 +210,7 @@ def main(argv=None):
     def ms(xs):
         return f"{statistics.mean(xs):.3f} ± {statistics.pstdev(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
 
-    start = [r["before"] for r in runs[1] + runs[2]]
+    start = [r["before"] for r in runs[2]]            # both methods start from the same warm start per seed
     print(f"\nheld-out problems (200), mean ± std over seeds {a.seeds}, after {a.steps} steps; "
           f"{time.time() - t0:.0f} s in all")
     print(f"start (after the supervised warm-start): Acc@t1 {ms([m['acc_t1'] for m in start])}, "
