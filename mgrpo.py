@@ -75,7 +75,8 @@ def build_parser():
       help="which Layer-1 answers get a Layer-2 correction round")
     a("--l2-select", default="successful", choices=["successful", "all"],
       help="successful: only corrections with reward 1 are trained on (the paper); all: plain GRPO on q'")
-    a("--micro-batch", type=int, default=16, help="sequences per forward/backward (gradient accumulation)")
+    a("--micro-tokens", type=int, default=16384,
+      help="most tokens (prompt + completion, with padding) per forward/backward; gradients are accumulated")
     a("--gen-batch", type=int, default=256, help="most sequences per generate call")
     a("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=True,
       help="recompute activations in backward: slower updates, a fraction of the memory (README)")
@@ -108,7 +109,7 @@ def check_args(args):
         die(f"--G must be >= 2 (got {args.G}): a group of one has no advantage")
     if args.layers == 2 and args.H < 2:
         die(f"--H must be >= 2 (got {args.H}): a group of one has no advantage")
-    for name in ("steps", "batch_size", "mu", "micro_batch", "gen_batch", "max_new_tokens"):
+    for name in ("steps", "batch_size", "mu", "micro_tokens", "gen_batch", "max_new_tokens"):
         if getattr(args, name) < 1:
             die(f"--{name.replace('_', '-')} must be >= 1")
     if args.keep_last < 0:
@@ -381,34 +382,45 @@ def _chunk_logp(head, h, targets, temperature):
     return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
-def token_logprobs(model, ids, mask, n_new, temperature=1.0, chunk=1024):
-    """ids, mask: [b, P + n_new], prompt left-padded, completion right-padded.
-    Returns [b, n_new] fp32 log-probs of the last n_new tokens under softmax(z / temperature), the
-    distribution the rollouts were sampled from; 0 where mask is 0."""
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # left padding must not shift positions
-    h = model.get_decoder()(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=False).last_hidden_state
-    h = h[:, -n_new - 1:-1]                                         # [b, n_new, d]: states that predict o_t
-    tgt, real = ids[:, -n_new:], mask[:, -n_new:].bool()
-    hs, ts = h[real], tgt[real]                                    # [n_real, d], [n_real]
+def token_logprobs(model, ids, mask, comp, temperature=1.0, chunk=1024):
+    """ids, mask, comp: [b, L], rows right-padded; comp marks the completion tokens (never column 0).
+    Returns [b, L] fp32 log-probs of the completion tokens under softmax(z / temperature), the
+    distribution the rollouts were sampled from; 0 where comp is not set."""
+    h = model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state   # [b, L, d]
+    hs, ts = h[:, :-1][comp[:, 1:]], ids[comp]     # [n, d] states that predict completion tokens; [n] those tokens
     head = model.get_output_embeddings()
     f = (lambda *x: checkpoint(_chunk_logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else _chunk_logp
     parts = [f(head, hs[i:i + chunk], ts[i:i + chunk], temperature) for i in range(0, len(ts), chunk)]
-    out = torch.zeros(real.shape, dtype=torch.float32, device=ids.device)
-    out[real] = torch.cat(parts)
+    out = torch.zeros(comp.shape, dtype=torch.float32, device=ids.device)
+    out[comp] = torch.cat(parts)
     return out
 
 
 def pack(prompts, completions, pad, device):
-    """Prompts left-padded + completions right-padded -> (ids, mask [b, P+T], completion mask [b, T])."""
-    p_ids, p_mask = left_pad(prompts, pad, device)
-    T = max(len(c) for c in completions)
-    c_ids = torch.full((len(completions), T), pad, dtype=torch.long)
-    c_mask = torch.zeros((len(completions), T), dtype=torch.long)
-    for i, c in enumerate(completions):
-        c_ids[i, :len(c)] = torch.tensor(c, dtype=torch.long)
-        c_mask[i, :len(c)] = 1
-    c_ids, c_mask = c_ids.to(device), c_mask.to(device)
-    return torch.cat([p_ids, c_ids], 1), torch.cat([p_mask, c_mask], 1), c_mask
+    """Rows prompt + completion, right-padded (so positions need no correction) -> ids, attention mask
+    and completion mask, each [b, L]."""
+    L = max(len(p) + len(c) for p, c in zip(prompts, completions))
+    ids = torch.full((len(prompts), L), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), L), dtype=torch.long)
+    comp = torch.zeros((len(prompts), L), dtype=torch.bool)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, :len(p) + len(c)] = torch.tensor(p + c, dtype=torch.long)
+        mask[i, :len(p) + len(c)] = 1
+        comp[i, len(p):len(p) + len(c)] = True
+    return ids.to(device), mask.to(device), comp.to(device)
+
+
+def micro_batches(lengths, budget):
+    """Sequence indices grouped so that each micro-batch holds at most `budget` tokens with its padding
+    (rows x longest row; a longer sequence goes alone). Longest first: rows of similar length share a
+    micro-batch, so little padding is computed, and the most memory-hungry pass comes first."""
+    mbs = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if mbs and (len(mbs[-1]) + 1) * lengths[mbs[-1][0]] <= budget:
+            mbs[-1].append(i)
+        else:
+            mbs.append([i])
+    return mbs
 
 
 # -----------------------------------------------------------------------------
@@ -493,14 +505,15 @@ def policy_update(run, prompts, completions, adv, args):
     prompts, completions: id lists; adv: [n] advantages. Returns mean stats over the passes and the
     number of optimizer steps skipped because the loss or gradient was not finite."""
     policy, device = run.policy, run.device
-    n = len(completions)
-    mbs = [range(i, min(i + args.micro_batch, n)) for i in range(0, n, args.micro_batch)]
-    n_tok = sum(len(c) for c in completions)
+    n, n_tok = len(completions), sum(len(c) for c in completions)
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
+    mbs = micro_batches(lengths, args.micro_tokens)
     packed = [pack([prompts[i] for i in mb], [completions[i] for i in mb], run.tk.pad, device) for mb in mbs]
+    pad_frac = 1 - sum(lengths) / sum(len(mb) * lengths[mb[0]] for mb in mbs)
 
     def logps(model, grad):  # at the sampling temperature: the distribution the rollouts came from
         with torch.set_grad_enabled(grad), autocast(device):
-            return [token_logprobs(model, ids, mask, cm.shape[1], args.temperature) for ids, mask, cm in packed]
+            return [token_logprobs(model, ids, mask, comp, args.temperature) for ids, mask, comp in packed]
 
     ref_lp = logps(run.ref, False) if args.beta > 0 else [None] * len(mbs)
     # With mu == 1, πθ_old is the current policy: ρ == 1 but its gradient is the policy gradient.
@@ -510,11 +523,11 @@ def policy_update(run, prompts, completions, adv, args):
     for _ in range(args.mu):
         run.opt.zero_grad(set_to_none=True)
         pass_loss = 0.0
-        for k, (mb, (ids, mask, cmask)) in enumerate(zip(mbs, packed)):
+        for k, (mb, (ids, mask, comp)) in enumerate(zip(mbs, packed)):
             with autocast(device):
-                lp = token_logprobs(policy, ids, mask, cmask.shape[1], args.temperature)
+                lp = token_logprobs(policy, ids, mask, comp, args.temperature)
             old = old_lp[k] if old_lp is not None else lp.detach()
-            loss, st = grpo_loss(lp, old, ref_lp[k], adv[list(mb)].to(device), cmask,
+            loss, st = grpo_loss(lp, old, ref_lp[k], adv[mb].to(device), comp,
                                  args.clip_eps, args.beta, args.loss_agg)
             # The loss is a mean over this micro-batch; weight it to a mean over the whole layer.
             w = len(mb) / n if args.loss_agg == "seq-mean-token-mean" else sum(len(completions[i]) for i in mb) / n_tok
@@ -538,7 +551,7 @@ def policy_update(run, prompts, completions, adv, args):
                     "(the checkpoints written so far are finite; resume from the last one)", code=1)
     run.opt.zero_grad(set_to_none=True)
     sync_rollout_model(run)
-    return {**{k: float(v) for k, v in stats.items()}, "skipped": skipped}
+    return {**{k: float(v) for k, v in stats.items()}, "skipped": skipped, "pad_frac": pad_frac}
 
 
 def sync_rollout_model(run):
@@ -572,7 +585,7 @@ def train_step(run, batch, args, rng, cache_len=None):
     lap("update1")
     log.update(l1_reward=r1.mean().item(), l1_kl=st1["kl"], l1_clip_frac=st1["clip_frac"],
                l1_grad_norm=st1["grad_norm"], l1_loss=st1["loss"], l1_skipped=st1["skipped"],
-               l1_tokens=sum(map(len, o)))
+               l1_pad_frac=st1["pad_frac"], l1_tokens=sum(map(len, o)))
     if args.layers == 1:
         return log
 
@@ -604,7 +617,7 @@ def train_step(run, batch, args, rng, cache_len=None):
         st2 = policy_update(run, [q2[j // H] for j in idx], [c[j] for j in idx],
                             A2.flatten()[idx], args)
         log.update(l2_kl=st2["kl"], l2_clip_frac=st2["clip_frac"], l2_grad_norm=st2["grad_norm"],
-                   l2_loss=st2["loss"], l2_skipped=st2["skipped"])
+                   l2_loss=st2["loss"], l2_skipped=st2["skipped"], l2_pad_frac=st2["pad_frac"])
     lap("update2")
     return log
 
@@ -736,7 +749,7 @@ def setup(args):
 
 # Flags that steer a run without changing what it learns: a resumed run takes them from its command line.
 RUN_CONTROL = {"steps", "device", "eval_data", "eval_every", "eval_only", "eval_n", "save_every", "keep_last",
-               "micro_batch", "gen_batch", "grad_checkpointing", "static_cache", "output_dir", "resume"}
+               "micro_tokens", "gen_batch", "grad_checkpointing", "static_cache", "output_dir", "resume"}
 
 
 def given_flags(argv):

@@ -55,7 +55,7 @@ def toy_data(tmp_path_factory):
 
 def run_args(**kw):
     a = mgrpo.build_parser().parse_args(["--model", "x"])
-    a.__dict__.update(device="cpu", max_new_tokens=12, micro_batch=4, G=4, H=2, batch_size=2)
+    a.__dict__.update(device="cpu", max_new_tokens=12, micro_tokens=64, G=4, H=2, batch_size=2)
     a.__dict__.update(kw)
     return a
 
@@ -307,29 +307,49 @@ def test_batch_order_is_a_seeded_permutation_per_epoch():
 # Log-probs, masking
 
 
-def test_left_padded_logprobs_equal_each_row_alone(tiny):
+def test_padded_rows_have_the_logprobs_of_each_row_alone(tiny):
     (run, _) = tiny_run(tiny)
     prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
     comps = [[20, 21, 22], [23, 24, 25, 26, 27], [28]]
-    ids, mask, cmask = mgrpo.pack(prompts, comps, run.tk.pad, run.device)
+    ids, mask, comp = mgrpo.pack(prompts, comps, run.tk.pad, run.device)
     with torch.no_grad():
-        batch = mgrpo.token_logprobs(run.policy, ids, mask, cmask.shape[1])
+        batch = mgrpo.token_logprobs(run.policy, ids, mask, comp)
+        assert ((batch != 0) == comp).all()                               # only completion tokens are scored
         for i in range(3):
             ids1, mask1, c1 = mgrpo.pack([prompts[i]], [comps[i]], run.tk.pad, run.device)
-            alone = mgrpo.token_logprobs(run.policy, ids1, mask1, c1.shape[1])
-            assert torch.allclose(batch[i, :len(comps[i])], alone[0], atol=1e-5)
-            assert (batch[i, len(comps[i]):] == 0).all()
+            alone = mgrpo.token_logprobs(run.policy, ids1, mask1, c1)[c1]
+            assert torch.allclose(batch[i][comp[i]], alone, atol=1e-5)
             # and the chunked gather-minus-logsumexp equals a plain log_softmax
             full = torch.log_softmax(run.policy(ids1, attention_mask=mask1).logits[0, -len(comps[i]) - 1:-1], -1)
-            assert torch.allclose(alone[0], full.gather(-1, torch.tensor(comps[i])[:, None]).squeeze(-1), atol=1e-5)
+            assert torch.allclose(alone, full.gather(-1, torch.tensor(comps[i])[:, None]).squeeze(-1), atol=1e-5)
 
 
 def test_tokens_after_first_eos_are_cut_and_eos_is_kept():
     assert mgrpo.cut_at_stop([5, 6, 2, 9, 2], [2]) == [5, 6, 2]
     assert mgrpo.cut_at_stop([5, 6, 7], [2]) == [5, 6, 7]            # truncated: all tokens are real
-    ids, mask, cmask = mgrpo.pack([[1], [1, 1]], [[5, 6, 2], [7]], 0, "cpu")
-    assert cmask.tolist() == [[1, 1, 1], [1, 0, 0]]
-    assert mask.tolist() == [[0, 1, 1, 1, 1], [1, 1, 1, 0, 0]]
+
+
+def test_pack_puts_each_prompt_and_completion_in_one_right_padded_row():
+    ids, mask, comp = mgrpo.pack([[1], [1, 1]], [[5, 6, 2], [7]], 0, "cpu")
+    assert ids.tolist() == [[1, 5, 6, 2], [1, 1, 7, 0]]
+    assert mask.tolist() == [[1, 1, 1, 1], [1, 1, 1, 0]]
+    assert comp.tolist() == [[False, True, True, True], [False, False, True, False]]
+
+
+def test_micro_batches_fill_a_token_budget_longest_first():
+    # lengths 5, 9, 3, 9, 2 and a budget of 18 tokens (rows x longest row, padding included)
+    assert mgrpo.micro_batches([5, 9, 3, 9, 2], 18) == [[1, 3], [0, 2, 4]]        # 2 x 9 = 18; 3 x 5 = 15
+    assert mgrpo.micro_batches([5, 9, 3, 9, 2], 17) == [[1], [3], [0, 2, 4]]
+    assert mgrpo.micro_batches([30, 2], 10) == [[0], [1]]                       # too long: alone, never dropped
+    assert mgrpo.micro_batches([4, 4, 4], 1000) == [[0, 1, 2]]
+
+
+def test_update_logs_the_fraction_of_padding_it_computed(tiny):
+    (run, args) = tiny_run(tiny, micro_tokens=18, beta=0.0)
+    prompts = [[5, 6, 7], [8, 9, 10, 11, 12], [13, 14], [15, 16, 17, 18, 19], [20]]
+    comps = [[30, 31], [32, 33, 34, 35], [36], [37, 38, 39, 40], [41]]     # lengths 5, 9, 3, 9, 2 as above
+    st = mgrpo.policy_update(run, prompts, comps, torch.ones(5), args)
+    assert st["pad_frac"] == pytest.approx(1 - 28 / (18 + 15))
 
 
 def test_generate_returns_group_major_rows_cut_at_eos(tiny):
@@ -363,7 +383,7 @@ def test_one_step_on_a_positive_advantage_sample_raises_its_logprob(tiny):
 
     def seq_logp():
         with torch.no_grad():
-            return mgrpo.token_logprobs(run.policy, ids, mask, cm.shape[1]).sum().item()
+            return mgrpo.token_logprobs(run.policy, ids, mask, cm).sum().item()
 
     before = seq_logp()
     mgrpo.policy_update(run, [prompt], [comp], torch.tensor([1.0]), args)
@@ -388,8 +408,10 @@ def test_micro_batching_gives_the_same_update_as_one_batch(tiny, agg):
     comps = [[20, 21], [22, 23, 24, 25], [26], [27, 28, 29], [30, 31, 32, 33, 34]]
     adv = torch.tensor([1.0, -0.5, 0.7, -1.2, 0.3])
     weights = []
-    for mb in (5, 2):
-        (run, args) = tiny_run(tiny, beta=0.04, micro_batch=mb, loss_agg=agg, max_grad_norm=1e9)
+    # lengths 5, 6, 5, 4, 7: a budget of 1000 tokens is one micro-batch, 12 makes [[4], [1, 0], [2, 3]]
+    assert len(mgrpo.micro_batches([len(p) + len(c) for p, c in zip(prompts, comps)], 12)) == 3
+    for budget in (1000, 12):
+        (run, args) = tiny_run(tiny, beta=0.04, micro_tokens=budget, loss_agg=agg, max_grad_norm=1e9)
         run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
         with torch.no_grad():                        # move the reference so the KL term has a gradient
             for p in run.ref.parameters():
@@ -413,6 +435,7 @@ def test_full_mgrpo_step_runs_both_layers_and_changes_weights(tiny, toy_data, mo
     import random
     log = mgrpo.train_step(run, batch, args, random.Random(0))
     assert log["l1_tokens"] > 0 and log["l2_groups"] == 12 and log["l2_tokens"] > 0
+    assert 0 <= log["l1_pad_frac"] < 1 and 0 <= log["l2_pad_frac"] < 1
     assert 0 < log["l2_samples_kept"] <= 48 and log["l2_groups_kept"] <= 12 and "l2_loss" in log
     assert any((p != b).any() for p, b in zip(run.policy.parameters(), before))
 
@@ -423,9 +446,14 @@ def test_gpu_benchmark_smoke_mode_runs_mgrpos_own_step_on_cpu(tmp_path):
                                                                             "bench_gpu.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    (r,) = bench.main(["--smoke", "--skip-default", "--out", str(tmp_path)])
-    assert r["gen_tokens"] > 0 and r["update_tokens"] > 0 and r["plain_gen_tokens"] > 0 and 0 <= r["other_frac"] < 1
+    report = bench.main(["--smoke", "--skip-default", "--rounds", "1", "--out", str(tmp_path)])
+    (r,) = report["results"]
+    assert r["gen_tokens"] > 0 and r["update_tokens"] > 0 and 0 <= r["other_frac"] < 1
     assert len(r["rollout_rows"]) == 2             # Layer 1 and Layer 2 generate calls were recorded
+    assert r["replay_mgrpo_tok_per_s"] > 0 and r["replay_plain_tok_per_s"] > 0 and r["rollout_speedup"] > 0
+    sweep = report["update_sweep"]
+    assert [(p["micro_tokens"], p["grad_checkpointing"]) for p in sweep] == [(32, False), (32, True)]
+    assert all(p["tok_per_s"] > 0 and 0 <= p["pad_frac"] < 1 for p in sweep)
     assert json.load(open(tmp_path / "bench_gpu.json"))["results"][0]["config"].startswith("smoke")
 
 
@@ -648,7 +676,7 @@ def first_token_frequencies_and_logprobs(run, prompt, temperature, n=6000):
     toks = sorted(set(firsts))
     ids, mask, cm = mgrpo.pack([prompt] * len(toks), [[t] for t in toks], run.tk.pad, run.device)
     with torch.no_grad():
-        p = mgrpo.token_logprobs(run.policy, ids, mask, cm.shape[1], temperature=temperature)[:, 0].exp()
+        p = mgrpo.token_logprobs(run.policy, ids, mask, cm, temperature=temperature)[cm].exp()
     return {t: (firsts.count(t) / n, p[i].item()) for i, t in enumerate(toks)}
 
 
@@ -694,9 +722,9 @@ def test_dropout_is_switched_off_so_scoring_and_training_see_one_policy(tiny, tm
     (run, _) = tiny_run(path, beta=0.1)
     ids, mask, cm = mgrpo.pack([[5, 6, 7, 8, 9]] * 2, [[20, 21, 22, 23]] * 2, run.tk.pad, run.device)
     run.policy.train()
-    a, b = (mgrpo.token_logprobs(run.policy, ids, mask, cm.shape[1]) for _ in range(2))
+    a, b = (mgrpo.token_logprobs(run.policy, ids, mask, cm) for _ in range(2))
     run.policy.eval()
-    c = mgrpo.token_logprobs(run.policy, ids, mask, cm.shape[1])
+    c = mgrpo.token_logprobs(run.policy, ids, mask, cm)
     assert torch.equal(a, b) and torch.allclose(a, c, atol=1e-6)
 
 
@@ -729,7 +757,7 @@ def test_layer2_trains_only_on_selected_corrections_that_carry_an_advantage(tiny
     updates = []
     monkeypatch.setattr(mgrpo, "policy_update",
                         lambda run, prompts, comps, adv, args: updates.append((comps, adv.tolist())) or
-                        {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0})
+                        {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0})
     log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
     a = 0.75 / (math.sqrt(3) / 4 + 1e-4)
     assert updates[1][0] == [R] and updates[1][1] == pytest.approx([a])

@@ -113,9 +113,8 @@ def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=3
         prompts = [tk.prompt(p["question"]) for p in batch_p]
         targets = [tk.tok.encode(f"\\boxed{{{p['gold']}}}", add_special_tokens=False) + [tk.stop[0]]
                    for p in batch_p]
-        ids, mask, cmask = mgrpo.pack(prompts, targets, tk.pad, run.device)
-        logp = mgrpo.token_logprobs(run.policy, ids, mask, cmask.shape[1])
-        loss = -(logp * cmask).sum() / cmask.sum()
+        ids, mask, comp = mgrpo.pack(prompts, targets, tk.pad, run.device)
+        loss = -mgrpo.token_logprobs(run.policy, ids, mask, comp).sum() / comp.sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -149,7 +148,7 @@ def toy_args(**kw):
     """The mgrpo command line's own arguments, set for the toy (tiny model, short answers, CPU)."""
     a = mgrpo.build_parser().parse_args(["--model", "toy"])
     a.__dict__.update(dict(device="cpu", batch_size=16, G=8, H=4, lr=1e-3, beta=0.0, max_new_tokens=8,
-                           micro_batch=64, gen_batch=512, grad_checkpointing=False, eval_n=200))
+                           micro_tokens=8192, gen_batch=512, grad_checkpointing=False, eval_n=200))
     a.__dict__.update(kw)
     return a
 
