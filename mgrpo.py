@@ -23,15 +23,17 @@ Equations and where they live:
 One training step (train_step): Layer-1 rollouts -> rewards -> update -> Layer-2 rollouts from
 the updated policy -> rewards -> selection -> update.  `--layers 1` is plain GRPO.
 
-Sections below run in the order of the algorithm: config, data, prompts, rollouts, log-probs,
-the GRPO maths, the training step, evaluation, checkpoints, main.  Choices the paper leaves
-open are listed in README.md ("Choices the paper leaves open").
+Sections below run in the order of the algorithm: config, many GPUs (torchrun; skip it for one
+GPU), data, prompts, rollouts, log-probs, the GRPO maths, the training step, evaluation,
+checkpoints, main.  Choices the paper leaves open are listed in README.md ("Choices the paper
+leaves open").
 """
 
 import argparse
 import contextlib
 import glob
 import json
+import math
 import os
 import random
 import shutil
@@ -42,6 +44,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint
 
 from verify import last_boxed, reward
@@ -51,7 +54,7 @@ from verify import last_boxed, reward
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO) on one GPU.")
+    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
     a = p.add_argument
     a("--model", help="Hugging Face model id or local directory (policy and reference)")
     a("--data", default="gsm8k", help="training data: gsm8k, math500 (eval only) or a .jsonl path")
@@ -59,7 +62,7 @@ def build_parser():
       help="eval data: gsm8k, math500 or a .jsonl path (default: GSM8K's test split for --data gsm8k, else none)")
     a("--output-dir", default=None, help="where log.jsonl, eval files and checkpoints go (default: out/)")
     a("--steps", type=int, default=200, help="training steps (one step = Layer 1 + Layer 2 on one batch)")
-    a("--batch-size", type=int, default=8, help="questions per step")
+    a("--batch-size", type=int, default=8, help="questions per step (over all GPUs)")
     a("--G", type=int, default=8, help="Layer-1 samples per question (group size, >= 2)")
     a("--H", type=int, default=4, help="Layer-2 corrections per q' (group size, >= 2)")
     a("--lr", type=float, default=1e-6, help="AdamW learning rate")
@@ -100,7 +103,8 @@ def die(msg, code=2):
     from tqdm.auto import tqdm
     for bar in list(getattr(tqdm, "_instances", ())):   # close progress bars first: the error is the last line
         bar.close()
-    print(f"mgrpo: error: {msg}", file=sys.stderr)
+    if rank() == 0:                                     # every rank sees the same bad input; one says so
+        print(f"mgrpo: error: {msg}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -125,6 +129,81 @@ def check_args(args):
             die(f"--device: unknown device '{args.device}' (use cuda, cpu, cuda:1, ...)")
         if device.type == "cuda" and not torch.cuda.is_available():
             die(f"--device {args.device} given but no CUDA GPU is visible")
+    ranks = int(os.environ.get("WORLD_SIZE", 1))
+    if args.batch_size % ranks:
+        die(f"--batch-size {args.batch_size} does not split evenly over {ranks} processes")
+
+
+# -----------------------------------------------------------------------------
+# Many GPUs: `torchrun --nproc_per_node N mgrpo.py ...` starts N processes (ranks). Each takes 1/N of
+# every batch and of the evaluation set and samples with its own full bf16 rollout copy; the fp32
+# policy and the reference are sharded over the ranks with FSDP2. Under plain `python` there is one
+# rank and everything in this section does nothing.
+
+
+def rank():
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", 0))
+
+
+def world():
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def is_main():
+    return rank() == 0
+
+
+def my_share(items):
+    """This rank's contiguous share of a list (equal shares, rank order = list order)."""
+    n = len(items)
+    return items[rank() * n // world():(rank() + 1) * n // world()]
+
+
+def all_reduce(xs, op="sum"):
+    """Sums (or maxima) of a few numbers over all ranks, as Python floats."""
+    if world() == 1:
+        return [float(x) for x in xs]
+    t = torch.tensor([float(x) for x in xs], dtype=torch.float64,
+                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return t.tolist()
+
+
+def gather(items):
+    """Every rank's list, concatenated in rank order."""
+    if world() == 1:
+        return list(items)
+    parts = [None] * world()
+    dist.all_gather_object(parts, list(items))
+    return [x for part in parts for x in part]
+
+
+def init_distributed(args):
+    """Under torchrun: one process group, and on CUDA one GPU per rank (cuda:LOCAL_RANK)."""
+    n = int(os.environ.get("WORLD_SIZE", 1))
+    if n == 1:
+        return
+    cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if cuda:
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", n))
+        if per_node > torch.cuda.device_count():
+            die(f"torchrun started {per_node} processes on this node, which has {torch.cuda.device_count()} GPUs")
+        args.device = f"cuda:{os.environ['LOCAL_RANK']}"
+        torch.cuda.set_device(torch.device(args.device))
+    dist.init_process_group("nccl" if cuda else "gloo")
+
+
+def shard(model, device):
+    """FSDP2: each decoder layer, then the rest (embeddings, final norm, lm_head) at the root, sharded
+    over the ranks. On CUDA the sharded fp32 weights compute in bf16 and reduce gradients in fp32."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    mesh = init_device_mesh(device.type, (world(),))
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+        if device.type == "cuda" else MixedPrecisionPolicy()
+    for layer in model.get_decoder().layers:
+        fully_shard(layer, mesh=mesh, mp_policy=mp)
+    return fully_shard(model, mesh=mesh, mp_policy=mp)
 
 
 # -----------------------------------------------------------------------------
@@ -144,9 +223,10 @@ def download(url, path, offline_hint):
                 data = r.read()
         except OSError as e:
             die(f"could not download {url} ({e}); to run offline, {offline_hint}")
-        with open(path + ".tmp", "wb") as f:
+        tmp = f"{path}.{os.getpid()}.tmp"  # never a half-written cache file, even with several ranks at once
+        with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(path + ".tmp", path)  # never leave a half-written cache file
+        os.replace(tmp, path)
     return path
 
 
@@ -303,26 +383,13 @@ def left_pad(rows, pad, device):
 
 def cut_at_stop(row, stop):
     """Completion ids up to and including the first stop token (tokens after it are padding)."""
-    for j, t in enumerate(row):
-        if t in stop:
-            return row[: j + 1]
-    return row
+    return next((row[:j + 1] for j, t in enumerate(row) if t in stop), row)
 
 
 def static_cache_len(longest_prompt, max_new_tokens, guides):
     """One KV-cache length for the whole run, long enough for the longest q' (prompt + answer + guide +
     correction), so the compiled decode step is reused by every call of the same row count."""
     return -(-(longest_prompt + 2 * max_new_tokens + max(map(len, guides))) // 128) * 128
-
-
-class _DoneRows:
-    """Stopping criterion that marks filler rows finished from the first token (so they never delay the batch)."""
-
-    def __init__(self, done):
-        self.done = done
-
-    def __call__(self, input_ids, scores, **kw):
-        return self.done
 
 
 @torch.no_grad()
@@ -350,7 +417,7 @@ def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=Fals
     model.eval()
     device = next(model.parameters()).device
     out = []
-    bar = tqdm(total=len(rows), desc=desc, leave=False, disable=desc is None, dynamic_ncols=True)
+    bar = tqdm(total=len(rows), desc=desc, leave=False, disable=desc is None or not is_main(), dynamic_ncols=True)
     try:
         for s in range(0, len(rows), gen_batch):
             chunk = rows[s:s + gen_batch]
@@ -359,8 +426,8 @@ def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=Fals
             if cache_len:
                 size = min(gen_batch, 1 << (n_real - 1).bit_length())
                 chunk = chunk + [chunk[0]] * (size - n_real)
-                done = torch.arange(size, device=device) >= n_real
-                extra["stopping_criteria"] = [_DoneRows(done)]
+                done = torch.arange(size, device=device) >= n_real      # filler rows: finished from the start,
+                extra["stopping_criteria"] = [lambda input_ids, scores, **kw: done]   # so they never delay a batch
             ids, mask = left_pad(chunk, tk.pad, device)
             seq = model.generate(input_ids=ids, attention_mask=mask, generation_config=gcfg, **extra)
             out += [cut_at_stop(row, tk.stop) for row in seq[:n_real, ids.shape[1]:].tolist()]
@@ -382,11 +449,23 @@ def _chunk_logp(head, h, targets, temperature):
     return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
+def final_hidden_states(model, ids, mask):
+    """[b, L, d] hidden states after the last layer, from the model's own forward (under FSDP its hooks
+    gather the weights and reduce the gradients) with its logits cut to one position."""
+    seen = []
+    hook = model.get_decoder().register_forward_hook(lambda module, args, out: seen.append(out.last_hidden_state))
+    try:
+        model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
 def token_logprobs(model, ids, mask, comp, temperature=1.0, chunk=1024):
     """ids, mask, comp: [b, L], rows right-padded; comp marks the completion tokens (never column 0).
     Returns [b, L] fp32 log-probs of the completion tokens under softmax(z / temperature), the
     distribution the rollouts were sampled from; 0 where comp is not set."""
-    h = model.get_decoder()(input_ids=ids, attention_mask=mask, use_cache=False).last_hidden_state   # [b, L, d]
+    h = final_hidden_states(model, ids, mask)                                                      # [b, L, d]
     hs, ts = h[:, :-1][comp[:, 1:]], ids[comp]     # [n, d] states that predict completion tokens; [n] those tokens
     head = model.get_output_embeddings()
     f = (lambda *x: checkpoint(_chunk_logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else _chunk_logp
@@ -502,20 +581,28 @@ MAX_BAD_STEPS = 5  # non-finite optimizer steps in a row before the run stops
 
 def policy_update(run, prompts, completions, adv, args):
     """One layer's update: `mu` optimizer steps on the same rollouts (micro-batched, accumulated).
-    prompts, completions: id lists; adv: [n] advantages. Returns mean stats over the passes and the
-    number of optimizer steps skipped because the loss or gradient was not finite."""
+    prompts, completions: this rank's id lists; adv: [n] advantages. Returns mean stats over the
+    passes, the padding fraction, and how many optimizer steps were skipped as non-finite."""
     policy, device = run.policy, run.device
-    n, n_tok = len(completions), sum(len(c) for c in completions)
     lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
     mbs = micro_batches(lengths, args.micro_tokens)
-    packed = [pack([prompts[i] for i in mb], [completions[i] for i in mb], run.tk.pad, device) for mb in mbs]
-    pad_frac = 1 - sum(lengths) / sum(len(mb) * lengths[mb[0]] for mb in mbs)
+    # Normalisers over all ranks, so that an update on N ranks equals one process's update on the
+    # union of their rollouts. Each rank runs as many micro-batches as the busiest one (FSDP would
+    # wait forever otherwise); the extra ones are zero-weight passes on a one-token stand-in.
+    n, n_tok, real, computed, n_mb = all_reduce([len(completions), sum(map(len, completions)), sum(lengths),
+                                                 sum(len(mb) * lengths[mb[0]] for mb in mbs)], "sum") + \
+        all_reduce([len(mbs)], "max")
+    mbs += [[]] * (int(n_mb) - len(mbs))
+    packed = [pack([prompts[i] for i in mb], [completions[i] for i in mb], run.tk.pad, device) if mb else
+              pack([[run.tk.pad]], [[run.tk.pad]], run.tk.pad, device) for mb in mbs]
 
     def logps(model, grad):  # at the sampling temperature: the distribution the rollouts came from
         with torch.set_grad_enabled(grad), autocast(device):
             return [token_logprobs(model, ids, mask, comp, args.temperature) for ids, mask, comp in packed]
 
     ref_lp = logps(run.ref, False) if args.beta > 0 else [None] * len(mbs)
+    if hasattr(run.ref, "reshard"):  # FSDP keeps a root's weights gathered until a backward that never comes
+        run.ref.reshard()
     # With mu == 1, πθ_old is the current policy: ρ == 1 but its gradient is the policy gradient.
     old_lp = logps(policy, False) if args.mu > 1 else None
     stats = {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0}   # sums of 0-d tensors until the end
@@ -527,20 +614,23 @@ def policy_update(run, prompts, completions, adv, args):
             with autocast(device):
                 lp = token_logprobs(policy, ids, mask, comp, args.temperature)
             old = old_lp[k] if old_lp is not None else lp.detach()
-            loss, st = grpo_loss(lp, old, ref_lp[k], adv[mb].to(device), comp,
-                                 args.clip_eps, args.beta, args.loss_agg)
-            # The loss is a mean over this micro-batch; weight it to a mean over the whole layer.
+            a = adv[mb].to(device) if mb else torch.zeros(1, device=device)
+            loss, st = grpo_loss(lp, old, ref_lp[k], a, comp, args.clip_eps, args.beta, args.loss_agg)
+            # The loss is a mean over this micro-batch; weight it to its share of the mean over the layer
+            # (times the ranks, since FSDP averages gradients over them: the average is then the sum).
             w = len(mb) / n if args.loss_agg == "seq-mean-token-mean" else sum(len(completions[i]) for i in mb) / n_tok
-            (loss * w).backward()
+            (loss * w * world()).backward()
             pass_loss = pass_loss + loss.detach() * w
             stats["kl"] += st["kl"] * w / args.mu
             stats["clip_frac"] += st["clip_frac"] * w / args.mu
         norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm      # FSDP: the global norm
+        (pass_loss,) = all_reduce([pass_loss])                                     # one host sync per step
         stats["grad_norm"] += norm / args.mu
         stats["loss"] += pass_loss / args.mu
         # A non-finite loss or gradient (a bf16 overflow, a corrupt batch) would ruin the weights for
         # good inside AdamW: skip that step. Several in a row stop the run before a checkpoint holds NaN.
-        if torch.isfinite(norm) and torch.isfinite(pass_loss):        # one host sync per optimizer step
+        if torch.isfinite(norm) and math.isfinite(pass_loss):
             run.opt.step()
             run.bad_steps = 0
         else:
@@ -551,20 +641,23 @@ def policy_update(run, prompts, completions, adv, args):
                     "(the checkpoints written so far are finite; resume from the last one)", code=1)
     run.opt.zero_grad(set_to_none=True)
     sync_rollout_model(run)
-    return {**{k: float(v) for k, v in stats.items()}, "skipped": skipped, "pad_frac": pad_frac}
+    kl, clip_frac = all_reduce([stats["kl"], stats["clip_frac"]])
+    return {"kl": kl, "clip_frac": clip_frac, "grad_norm": float(stats["grad_norm"]), "loss": stats["loss"],
+            "skipped": skipped, "pad_frac": 1 - real / computed}
 
 
 def sync_rollout_model(run):
-    """Copy the fp32 master weights into the bf16 rollout copy (CUDA only): one cheap copy per
-    update instead of casting the fp32 weights on every decode step."""
+    """Copy the fp32 master weights into the rollout copy: one cheap copy per update instead of casting
+    the fp32 weights on every decode step. Under FSDP, one parameter at a time is gathered, already in
+    the copy's dtype, so no rank ever holds the whole fp32 model."""
     if run.rollout is not run.policy:
         with torch.no_grad():
             for dst, src in zip(run.rollout.parameters(), run.policy.parameters()):
-                dst.copy_(src)
+                dst.copy_(src.to(dst.dtype).full_tensor() if hasattr(src, "full_tensor") else src)
 
 
 def train_step(run, batch, args, rng, cache_len=None):
-    """One MGRPO step on a batch of problems. Returns a dict of statistics for the log."""
+    """One MGRPO step on this rank's problems. Returns statistics for the log, over all ranks."""
     tk, B, G, H = run.tk, len(batch), args.G, args.H
     log, t = {}, time.time()
 
@@ -583,16 +676,19 @@ def train_step(run, batch, args, rng, cache_len=None):
     A1 = group_advantages(r1)                                                       # [B, G]
     st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], o, A1.flatten(), args)
     lap("update1")
-    log.update(l1_reward=r1.mean().item(), l1_kl=st1["kl"], l1_clip_frac=st1["clip_frac"],
+    r1_sum, n1, tok1 = all_reduce([r1.sum(), r1.numel(), sum(map(len, o))])
+    log.update(l1_reward=r1_sum / n1, l1_kl=st1["kl"], l1_clip_frac=st1["clip_frac"],
                l1_grad_norm=st1["grad_norm"], l1_loss=st1["loss"], l1_skipped=st1["skipped"],
-               l1_pad_frac=st1["pad_frac"], l1_tokens=sum(map(len, o)))
+               l1_pad_frac=st1["pad_frac"], l1_tokens=int(tok1))
     if args.layers == 1:
         return log
 
-    # Layer 2: self-correction on q' = q + o + p_guide, sampled from the updated policy.
+    # Layer 2: self-correction on q' = q + o + p_guide, sampled from the updated policy. A rank may
+    # have no q' at all; it still takes part in the update (see policy_update).
     src = [i for i in range(B * G) if args.l2_inputs == "all" or r1.view(-1)[i] == 0]
-    log.update(l2_groups=len(src), l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0)
-    if not src:
+    (n_src,) = all_reduce([len(src)])
+    log.update(l2_groups=int(n_src), l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0)
+    if not n_src:
         return log
     q2 = [build_correction_prompt(prompts[i // G], tk.strip_stop(o[i]), tk.guides[rng.randrange(len(tk.guides))])
           for i in src]
@@ -604,18 +700,17 @@ def train_step(run, batch, args, rng, cache_len=None):
     lap("reward2")
     A2 = group_advantages(r2)                                                       # [n_q', H]
     keep = select_corrections(r2, args.l2_select)
-    was_wrong = r1.view(-1)[src] == 0
-    log.update(l2_reward=r2.mean().item(), l2_groups_kept=int(keep.any(-1).sum()),
-               l2_samples_kept=int(keep.sum()), l2_keep_frac=keep.any(-1).float().mean().item(),
-               l2_tokens=sum(map(len, c)),
-               l2_correction_rate=r2[was_wrong].mean().item() if was_wrong.any() else None)
     # A kept correction with advantage 0 (its whole group succeeded) carries no policy gradient, yet
     # counting it in the mean over kept samples would shrink every other group's step: leave it out.
     idx = (keep & (A2 != 0)).flatten().nonzero().flatten().tolist()
-    log.update(l2_samples_trained=len(idx))
-    if idx:
-        st2 = policy_update(run, [q2[j // H] for j in idx], [c[j] for j in idx],
-                            A2.flatten()[idx], args)
+    fixed = r2[r1.view(-1)[src] == 0]                                               # corrections of wrong answers
+    r2_sum, groups_kept, kept, trained, tok2, fixed_sum, n_fixed = all_reduce(
+        [r2.sum(), keep.any(-1).sum(), keep.sum(), len(idx), sum(map(len, c)), fixed.sum(), fixed.numel()])
+    log.update(l2_reward=r2_sum / (n_src * H), l2_groups_kept=int(groups_kept), l2_samples_kept=int(kept),
+               l2_samples_trained=int(trained), l2_keep_frac=groups_kept / n_src, l2_tokens=int(tok2),
+               l2_correction_rate=fixed_sum / n_fixed if n_fixed else None)
+    if trained:
+        st2 = policy_update(run, [q2[j // H] for j in idx], [c[j] for j in idx], A2.flatten()[idx], args)
         log.update(l2_kl=st2["kl"], l2_clip_frac=st2["clip_frac"], l2_grad_norm=st2["grad_norm"],
                    l2_loss=st2["loss"], l2_skipped=st2["skipped"], l2_pad_frac=st2["pad_frac"])
     lap("update2")
@@ -627,46 +722,80 @@ def train_step(run, batch, args, rng, cache_len=None):
 
 
 def evaluate(run, problems, args, path, cache_len=None):
-    tk = run.tk
-    prompts = [tk.prompt(p["question"]) for p in problems]
+    """Each rank answers its share of the problems; rank 0 writes one line per problem, in order."""
+    tk, mine = run.tk, my_share(problems)
+    prompts = [tk.prompt(p["question"]) for p in mine]
     t1 = generate(run.rollout, prompts, 1, tk, args.max_new_tokens, greedy=True,
                   gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t1")
     q2 = [build_correction_prompt(p, tk.strip_stop(o), tk.guides[0]) for p, o in zip(prompts, t1)]
     t2 = generate(run.rollout, q2, 1, tk, args.max_new_tokens, greedy=True,
                   gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t2")
-    c1 = [reward(tk.text(o), p["gold"]) == 1.0 for o, p in zip(t1, problems)]
-    c2 = [reward(tk.text(o), p["gold"]) == 1.0 for o, p in zip(t2, problems)]
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        for p, a, b, x, y in zip(problems, t1, t2, c1, c2):
-            f.write(json.dumps({"question": p["question"], "gold": p["gold"], "t1": tk.text(a),
-                                "t2": tk.text(b), "correct_t1": x, "correct_t2": y}) + "\n")
-    os.replace(path + ".tmp", path)
-    return self_correction_metrics(c1, c2)
+    rows = gather({"question": p["question"], "gold": p["gold"], "t1": tk.text(a), "t2": tk.text(b),
+                   "correct_t1": reward(tk.text(a), p["gold"]) == 1.0, "correct_t2": reward(tk.text(b), p["gold"]) == 1.0}
+                  for p, a, b in zip(mine, t1, t2))
+    if is_main():
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        os.replace(path + ".tmp", path)
+    return self_correction_metrics([r["correct_t1"] for r in rows], [r["correct_t2"] for r in rows])
 
 
 # -----------------------------------------------------------------------------
-# Checkpoints: model + tokenizer + training state, written to a temporary directory and renamed,
-# so a crash mid-write never leaves a checkpoint that looks complete. Nothing here deletes a
-# checkpoint except --keep-last, and then only older step-* of this run's output directory.
+# Checkpoints: model + tokenizer (save_pretrained), optimizer.pt and trainer_state.pt (step, args,
+# every rank's random state), written to a temporary directory and renamed, so a crash mid-write
+# never leaves a checkpoint that looks complete. Nothing here deletes a checkpoint except
+# --keep-last, and then only older step-* of this run's output directory.
 
 
 def save_checkpoint(out_dir, step, run, rng, args):
+    """Rank 0 writes; under FSDP all ranks first gather the full weights and optimizer state into
+    rank 0's CPU memory. The optimizer state is keyed by parameter name, so any number of ranks can
+    load it."""
+    from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                         get_optimizer_state_dict)
+    full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    weights = get_model_state_dict(run.policy, options=full) if world() > 1 else None
+    optimizer = get_optimizer_state_dict(run.policy, run.opt, options=full)
+    rngs = gather([{"python": rng.getstate(), "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}])
     final = os.path.join(out_dir, f"step-{step:06d}")
-    tmp = final + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    run.policy.save_pretrained(tmp)
-    run.tk.tok.save_pretrained(tmp)
-    state = {"step": step, "optimizer": run.opt.state_dict(), "args": vars(args),
-             "rng": {"python": rng.getstate(), "torch": torch.get_rng_state(),
-                     "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}}
-    torch.save(state, os.path.join(tmp, "trainer_state.pt"))
-    if os.path.exists(final):
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    if args.keep_last:
-        for old in checkpoints(out_dir)[:-args.keep_last]:
-            shutil.rmtree(old)
+    if is_main():
+        tmp = final + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        run.policy.save_pretrained(tmp, state_dict=weights)
+        run.tk.tok.save_pretrained(tmp)
+        torch.save(optimizer, os.path.join(tmp, "optimizer.pt"))
+        torch.save({"step": step, "args": vars(args), "world": world(), "rng": rngs},
+                   os.path.join(tmp, "trainer_state.pt"))
+        if os.path.exists(final):
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        if args.keep_last:
+            for old in checkpoints(out_dir)[:-args.keep_last]:
+                shutil.rmtree(old)
     return final
+
+
+def restore_checkpoint(run, rng, ckpt, state):
+    """The optimizer state, on any number of ranks; and, on as many ranks as wrote the checkpoint,
+    every rank's random state, so that the run continues exactly."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+    sd = torch.load(os.path.join(ckpt, "optimizer.pt"), weights_only=True) if is_main() else {}
+    set_optimizer_state_dict(run.policy, run.opt, sd,
+                             options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=world() > 1))
+    if state["world"] != world():
+        if is_main():
+            print(f"mgrpo: {ckpt} was written by {state['world']} process(es), this run has {world()}: the weights "
+                  "and optimizer state carry over, sampling goes on from fresh seeds (not bit-exact)")
+        seed = state["args"]["seed"] * 1_000_003 + state["step"] * 1009 + rank()
+        torch.manual_seed(seed)
+        rng.seed(seed)
+        return
+    r = state["rng"][rank()]
+    rng.setstate(r["python"])
+    torch.set_rng_state(r["torch"])
+    if r["cuda"] is not None and run.device.type == "cuda":
+        torch.cuda.set_rng_state(r["cuda"], run.device)
 
 
 def checkpoints(out_dir):
@@ -725,7 +854,9 @@ def enable_checkpointing(model):
 
 def setup(args):
     """Everything a step needs: policy (fp32 master weights), its bf16 copy for rollouts (CUDA),
-    the frozen reference (only when beta > 0), the optimizer and the prompt tokens."""
+    the frozen reference (only when beta > 0), the optimizer and the prompt tokens. With several
+    ranks, the policy and the reference are read into CPU memory and sharded onto the GPUs layer by
+    layer, and every rank holds a full rollout copy."""
     import huggingface_hub
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -734,14 +865,17 @@ def setup(args):
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     src = find_checkpoint(args.resume) if args.resume else args.model
     tok = from_pretrained(AutoTokenizer, src)
-    policy = load_model(src, device, torch.float32, args.grad_checkpointing)
+    home = device if world() == 1 else torch.device("cpu")
+    policy = load_model(src, home, torch.float32, args.grad_checkpointing)
     low = torch.bfloat16 if device.type == "cuda" else torch.float32
     rollout = policy
-    if low != torch.float32:
+    if low != torch.float32 or world() > 1:
         rollout = load_model(src, device, low).requires_grad_(False)
     ref = None
     if args.beta > 0 and not args.eval_only:
-        ref = load_model(args.model, device, low).eval().requires_grad_(False)  # the initial policy, even on resume
+        ref = load_model(args.model, home, low).eval().requires_grad_(False)  # the initial policy, even on resume
+    if world() > 1:
+        policy, ref = shard(policy, device), ref and shard(ref, device)
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device,
                            bad_steps=0)
@@ -767,7 +901,10 @@ def resolve_resume(args, given):
     if not os.path.isdir(args.resume):
         die(f"--resume: not a directory: {args.resume}")
     ckpt = find_checkpoint(args.resume)
-    state = torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=False)
+    state = torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=True)
+    if "world" not in state:
+        die(f"--resume: {ckpt} was written by an older mgrpo.py that this one cannot continue; its weights "
+            f"still start a new run: --model {ckpt}")
     saved = {**vars(args), **state["args"]}               # flags newer than the checkpoint keep their defaults
     for k, v in given.items():
         if k not in RUN_CONTROL and v != saved[k]:
@@ -790,21 +927,18 @@ def check_fresh_output_dir(path):
 def trim_log(path, step):
     """On resume: keep the log lines up to the checkpoint's step (later steps are redone) and drop a
     line that a kill cut mid-write. Rewritten through a temporary file, so a crash here loses nothing."""
-    if not os.path.exists(path):
-        return
-    kept, cut = [], 0
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                if json.loads(line)["step"] <= step:
-                    kept.append(line.rstrip("\n") + "\n")
-            except (ValueError, KeyError, TypeError):
-                cut += 1
-    if cut:
-        print(f"mgrpo: dropped {cut} unreadable line(s) of {path} (a write cut by a kill)")
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(kept)
-    os.replace(path + ".tmp", path)
+    def step_of(line):
+        try:
+            return json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            return None                                              # the cut line
+
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            kept = [line.rstrip("\n") + "\n" for line in f if (step_of(line) or math.inf) <= step]
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        os.replace(path + ".tmp", path)
 
 
 def main(argv=None):
@@ -814,8 +948,9 @@ def main(argv=None):
     if args.resume:
         args, state, ckpt = resolve_resume(args, given_flags(argv))
         if state["step"] >= args.steps and not args.eval_only:
-            print(f"mgrpo: {ckpt} is at step {state['step']}, which reaches --steps {args.steps}: nothing to do "
-                  "(a larger --steps trains on)")
+            if is_main():
+                print(f"mgrpo: {ckpt} is at step {state['step']}, which reaches --steps {args.steps}: nothing to do "
+                      "(a larger --steps trains on)")
             return None
     elif not args.model:
         die("--model is required (a Hugging Face model id or a local directory)")
@@ -823,15 +958,16 @@ def main(argv=None):
     args.output_dir = args.output_dir or "out"
     if not args.resume and not args.eval_only:
         check_fresh_output_dir(args.output_dir)
+    init_distributed(args)
     os.makedirs(args.output_dir, exist_ok=True)
-    random.seed(args.seed)
-    np.random.seed(args.seed)
-    torch.manual_seed(args.seed)
-    rng = random.Random(args.seed)  # guide choice
+    random.seed(args.seed + rank())
+    np.random.seed(args.seed + rank())
+    torch.manual_seed(args.seed + rank())   # each rank samples its own rollouts
+    rng = random.Random(args.seed + rank())  # guide choice
 
     train_set = None if args.eval_only else load_problems(args.data, "train")
     eval_spec = args.eval_data or (args.data if args.eval_only or args.data in ("gsm8k", "math500") else None)
-    if eval_spec is None:
+    if eval_spec is None and is_main():
         print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
     eval_set = load_problems(eval_spec, "test")[: args.eval_n or None] if eval_spec else None
     run = setup(args)
@@ -842,34 +978,35 @@ def main(argv=None):
 
     if args.eval_only:
         m = evaluate(run, eval_set, args, os.path.join(args.output_dir, "eval_only.jsonl"), cache_len)
-        print(json.dumps({"eval": m}))
+        if is_main():
+            print(json.dumps({"eval": m}))
         return m
 
     start, log_path = 0, os.path.join(args.output_dir, "log.jsonl")
     if state:
-        run.opt.load_state_dict(state["optimizer"])
         start = state["step"]
-        rng.setstate(state["rng"]["python"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if state["rng"]["cuda"] is not None and run.device.type == "cuda":
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        trim_log(log_path, start)
+        restore_checkpoint(run, rng, ckpt, state)
+        if is_main():
+            trim_log(log_path, start)
 
     from tqdm.auto import tqdm  # ships with transformers
     run.policy.train()
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="mgrpo", dynamic_ncols=True)
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="mgrpo", dynamic_ncols=True,
+               disable=not is_main())
     for step in bar:
         done = step + 1
-        batch = [train_set[i] for i in batch_indices(step, args.batch_size, len(train_set), args.seed)]
+        batch = [train_set[i] for i in my_share(batch_indices(step, args.batch_size, len(train_set), args.seed))]
         t0 = time.time()
         log = {"step": done, **train_step(run, batch, args, rng, cache_len)}
         log["sec_step"] = round(time.time() - t0, 3)
         if eval_set and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
             path = os.path.join(args.output_dir, f"eval-{done:06d}.jsonl")
             log["eval"] = evaluate(run, eval_set, args, path, cache_len)
-            tqdm.write(f"step {done}: " + " ".join(f"{k}={v:.3f}" for k, v in log["eval"].items()))
-        with open(log_path, "a") as f:
-            f.write(json.dumps(log) + "\n")
+            if is_main():
+                tqdm.write(f"step {done}: " + " ".join(f"{k}={v:.3f}" for k, v in log["eval"].items()))
+        if is_main():
+            with open(log_path, "a") as f:
+                f.write(json.dumps(log) + "\n")
         bar.set_postfix(r1=f"{log['l1_reward']:.2f}", r2=f"{log.get('l2_reward', float('nan')):.2f}",
                         kl=f"{log['l1_kl']:.3f}")
         if done % args.save_every == 0 or done == args.steps:
@@ -879,3 +1016,5 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
+    if dist.is_initialized():
+        dist.destroy_process_group()
