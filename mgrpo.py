@@ -58,8 +58,8 @@ def build_parser():
     a = p.add_argument
     a("--model", help="Hugging Face model id or local directory (policy and reference)")
     a("--data", default="gsm8k", help="training data: gsm8k, math500 (eval only) or a .jsonl path")
-    a("--eval-data", default=None,
-      help="eval data: gsm8k, math500 or a .jsonl path (default: GSM8K's test split for --data gsm8k, else none)")
+    a("--eval-data", default=None, help="eval data: gsm8k, math500, minerva_math, olympiadbench or a .jsonl path, or a "
+      "comma list of them (default: GSM8K's test split for --data gsm8k, else none)")
     a("--output-dir", default=None, help="where log.jsonl, eval files and checkpoints go (default: out/)")
     a("--steps", type=int, default=200, help="training steps (one step = Layer 1 + Layer 2 on one batch)")
     a("--batch-size", type=int, default=8, help="questions per step (over all GPUs)")
@@ -207,9 +207,11 @@ def shard(model, device):
 
 
 # -----------------------------------------------------------------------------
-# Data: a list of {"question": str, "gold": str}.
+# Data: a list of {"question": str, "gold": str}. The named sets are downloaded once into CACHE_DIR.
 
-GSM8K_URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{split}.jsonl"
+QWEN_EVAL = "https://raw.githubusercontent.com/QwenLM/Qwen2.5-Math/main/evaluation/data/{name}/test.jsonl"
+URLS = {"gsm8k": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{split}.jsonl",
+        "minerva_math": QWEN_EVAL.format(name="minerva_math"), "olympiadbench": QWEN_EVAL.format(name="olympiadbench")}
 CACHE_DIR = os.environ.get("MGRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mgrpo"))
 
 
@@ -231,24 +233,28 @@ def download(url, path, offline_hint):
 
 
 def gold_of(row):
-    """Gold answer: `answer` after its last '####' (GSM8K, commas dropped), else `answer`, else the
-    last \\boxed{} of `solution` (MATH)."""
+    """Gold answer: `answer` after its last '####' (GSM8K, commas dropped), else `answer`, else the first
+    `final_answer` without its $ (OlympiadBench), else the last \\boxed{} of `solution` (MATH, Minerva)."""
     if "answer" in row:
         ans = str(row["answer"])
         return ans.rsplit("####", 1)[1].strip().replace(",", "") if "####" in ans else ans.strip()
+    if "final_answer" in row:
+        fa = row["final_answer"]
+        return str(fa[0] if isinstance(fa, list) and fa else fa).strip().strip("$").strip()
     if "solution" in row:
         return last_boxed(str(row["solution"]))
     return None
 
 
 def load_problems(spec, split):
-    if spec == "gsm8k":
-        folder = os.path.join(CACHE_DIR, "gsm8k")
-        path = download(GSM8K_URL.format(split=split), os.path.join(folder, f"{split}.jsonl"),
-                        f"put GSM8K's train.jsonl and test.jsonl (both are needed) in {folder}")
+    if split == "train" and spec in ("math500", "minerva_math", "olympiadbench"):
+        die(f"{spec} is a test set: train with --data gsm8k or PATH.jsonl and evaluate with --eval-data {spec}")
+    if spec in URLS:
+        folder = os.path.join(CACHE_DIR, spec)
+        path = download(URLS[spec].format(split=split), os.path.join(folder, f"{split}.jsonl"),
+                        f"put GSM8K's train.jsonl and test.jsonl (both are needed) in {folder}" if spec == "gsm8k"
+                        else f"put its test.jsonl in {folder}")
     elif spec == "math500":
-        if split == "train":
-            die("math500 is a test set: train with --data PATH.jsonl and evaluate with --eval-data math500")
         from huggingface_hub import hf_hub_download  # ships with transformers; caches in ~/.cache/huggingface
         try:
             path = hf_hub_download("HuggingFaceH4/MATH-500", "test.jsonl", repo_type="dataset")
@@ -259,7 +265,7 @@ def load_problems(spec, split):
         if not os.path.isfile(path):
             die(f"data file not found: {path}")
     else:
-        die(f"unknown dataset '{spec}': use gsm8k, math500 or a path to a .jsonl file")
+        die(f"unknown dataset '{spec}': use gsm8k, math500, minerva_math, olympiadbench or a path to a .jsonl file")
     problems = []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
@@ -272,7 +278,8 @@ def load_problems(spec, split):
             q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
             gold = gold_of(row) if isinstance(row, dict) else None
             if not isinstance(q, str) or not gold:
-                die(f"{path} line {n}: needs a 'question' or 'problem' field and an 'answer' or 'solution' field")
+                die(f"{path} line {n}: needs a 'question' or 'problem' field and an 'answer', 'final_answer' or "
+                    "'solution' field")
             problems.append({"question": q, "gold": gold})
     if not problems:
         die(f"{path} holds no problems")
@@ -740,6 +747,12 @@ def evaluate(run, problems, args, path, cache_len=None):
     return self_correction_metrics([r["correct_t1"] for r in rows], [r["correct_t2"] for r in rows])
 
 
+def evaluate_sets(run, eval_sets, args, filename, cache_len=None):
+    """Every evaluation set: {name: metrics}, and its per-problem file (filename with {name} filled in)."""
+    return {name: evaluate(run, problems, args, os.path.join(args.output_dir, filename.format(name=name)), cache_len)
+            for name, problems in eval_sets.items()}
+
+
 # -----------------------------------------------------------------------------
 # Checkpoints: model + tokenizer (save_pretrained), optimizer.pt and trainer_state.pt (step, args,
 # every rank's random state), written to a temporary directory and renamed, so a crash mid-write
@@ -966,18 +979,19 @@ def main(argv=None):
     rng = random.Random(args.seed + rank())  # guide choice
 
     train_set = None if args.eval_only else load_problems(args.data, "train")
-    eval_spec = args.eval_data or (args.data if args.eval_only or args.data in ("gsm8k", "math500") else None)
+    eval_spec = args.eval_data or (args.data if args.eval_only or args.data == "gsm8k" else None)
     if eval_spec is None and is_main():
         print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
-    eval_set = load_problems(eval_spec, "test")[: args.eval_n or None] if eval_spec else None
+    eval_sets = {os.path.basename(spec).removesuffix(".jsonl"): load_problems(spec, "test")[: args.eval_n or None]
+                 for spec in (s.strip() for s in (eval_spec or "").split(",")) if spec}
     run = setup(args)
     cache_len = None
     if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):
-        longest = max(len(run.tk.prompt(p["question"])) for p in (train_set or []) + (eval_set or []))
+        longest = max(len(run.tk.prompt(p["question"])) for p in (train_set or []) + sum(eval_sets.values(), []))
         cache_len = static_cache_len(longest, args.max_new_tokens, run.tk.guides)
 
     if args.eval_only:
-        m = evaluate(run, eval_set, args, os.path.join(args.output_dir, "eval_only.jsonl"), cache_len)
+        m = evaluate_sets(run, eval_sets, args, "eval_only-{name}.jsonl", cache_len)
         if is_main():
             print(json.dumps({"eval": m}))
         return m
@@ -999,11 +1013,11 @@ def main(argv=None):
         t0 = time.time()
         log = {"step": done, **train_step(run, batch, args, rng, cache_len)}
         log["sec_step"] = round(time.time() - t0, 3)
-        if eval_set and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
-            path = os.path.join(args.output_dir, f"eval-{done:06d}.jsonl")
-            log["eval"] = evaluate(run, eval_set, args, path, cache_len)
-            if is_main():
-                tqdm.write(f"step {done}: " + " ".join(f"{k}={v:.3f}" for k, v in log["eval"].items()))
+        if eval_sets and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
+            log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{done:06d}.jsonl", cache_len)
+            for name, m in log["eval"].items():
+                if is_main():
+                    tqdm.write(f"step {done} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
         if is_main():
             with open(log_path, "a") as f:
                 f.write(json.dumps(log) + "\n")

@@ -1,5 +1,5 @@
-"""Specification of mgrpo.py, verify.py (further down) and the toy task of toy.py (at the end), on tiny
-models built in code. Offline: nothing here may touch the network."""
+"""Specification of mgrpo.py, verify.py (further down) and the toy task of examples/toy.py (at the end), on
+tiny models built in code. Offline: nothing here may touch the network."""
 
 import copy
 import datetime
@@ -8,6 +8,7 @@ import math
 import os
 import random
 import shutil
+import sys
 
 import pytest
 import torch
@@ -15,7 +16,9 @@ import torch
 os.environ["HF_HUB_OFFLINE"] = "1"   # the tests never touch the network
 
 import mgrpo
-import toy
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "examples"))
+import toy  # noqa: E402  (examples/toy.py: the toy task and its tiny model builder)
 from mgrpo import (build_correction_prompt, grpo_loss, group_advantages, select_corrections,
                    self_correction_metrics)
 
@@ -499,7 +502,7 @@ def copy_run(src, dst, keep_steps):
 def test_cli_trains_evaluates_and_checkpoints(two_step_run):
     log = read_log(two_step_run)
     assert [x["step"] for x in log] == [1, 2] and "eval" in log[0] and "l2_keep_frac" in log[1]
-    rows = [json.loads(x) for x in open(os.path.join(two_step_run, "eval-000002.jsonl"))]
+    rows = [json.loads(x) for x in open(os.path.join(two_step_run, "eval-toy-000002.jsonl"))]
     assert len(rows) == 3 and {"question", "gold", "t1", "t2", "correct_t1", "correct_t2"} <= set(rows[0])
     assert sorted(d for d in os.listdir(two_step_run) if d.startswith("step-")) == ["step-000001", "step-000002"]
 
@@ -508,7 +511,7 @@ def test_resume_with_no_flags_continues_the_run_exactly_as_it_was(two_step_run, 
     b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=1)
     mgrpo.main(["--resume", b])                       # the README's form: every setting from the checkpoint
     assert [x["step"] for x in read_log(b)] == [1, 2]                                  # --steps 2, not 200
-    assert len(open(os.path.join(b, "eval-000002.jsonl")).readlines()) == 3          # --eval-n 3
+    assert len(open(os.path.join(b, "eval-toy-000002.jsonl")).readlines()) == 3          # --eval-n 3
     assert all(torch.equal(p, q) for p, q in zip(weights(os.path.join(two_step_run, "step-000002")),
                                                 weights(os.path.join(b, "step-000002"))))
     assert not [d for d in os.listdir(b) if d.endswith(".tmp")]
@@ -519,7 +522,7 @@ def test_resume_takes_run_control_flags_from_the_command_line(two_step_run, tmp_
     mgrpo.main(["--resume", b, "--steps", "4", "--eval-n", "2", "--eval-every", "2", "--save-every", "2"])
     log = read_log(b)
     assert [x["step"] for x in log] == [1, 2, 3, 4] and "eval" not in log[2] and "eval" in log[3]
-    assert len(open(os.path.join(b, "eval-000004.jsonl")).readlines()) == 2
+    assert len(open(os.path.join(b, "eval-toy-000004.jsonl")).readlines()) == 2
     assert sorted(d for d in os.listdir(b) if d.startswith("step-")) == ["step-000001", "step-000002", "step-000004"]
 
 
@@ -581,8 +584,36 @@ def test_jsonl_data_without_eval_data_says_it_will_not_evaluate(tiny, toy_data, 
 def test_cli_eval_only_writes_metrics(tiny, toy_data, tmp_path):
     m = mgrpo.main(["--model", tiny, "--data", toy_data, "--eval-only", "--eval-n", "3", "--max-new-tokens", "6",
                     "--device", "cpu", "--output-dir", str(tmp_path)])
-    assert set(m) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"}
-    assert len(open(tmp_path / "eval_only.jsonl").readlines()) == 3
+    assert set(m) == {"toy"} and set(m["toy"]) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"}
+    assert len(open(tmp_path / "eval_only-toy.jsonl").readlines()) == 3
+
+
+def test_several_eval_sets_are_each_evaluated_logged_and_written(tiny, toy_data, tmp_path):
+    other = write_jsonl(tmp_path / "olymp.jsonl", [{"question": f"What is {k} + 1?", "final_answer": [f"${k + 1}$"]}
+                                                   for k in range(5)])
+    out = str(tmp_path / "multi")
+    argv = cli_args(tiny, toy_data, out, "--steps", "1")
+    argv[argv.index("--eval-data") + 1] = f"{toy_data},{other}"
+    log = mgrpo.main(argv)
+    assert set(log["eval"]) == {"toy", "olymp"} and all("acc_t1" in m for m in log["eval"].values())
+    rows = [json.loads(x) for x in open(os.path.join(out, "eval-olymp-000001.jsonl"))]
+    assert [r["gold"] for r in rows] == ["1", "2", "3"]                             # --eval-n 3, golds without $
+    assert len(open(os.path.join(out, "eval-toy-000001.jsonl")).readlines()) == 3
+
+
+@pytest.mark.parametrize("name", ["minerva_math", "olympiadbench"])
+def test_new_benchmarks_are_read_offline_from_the_cache(name, tmp_path, monkeypatch):
+    src = os.path.join(SHARED, name, "test.jsonl")
+    if not os.path.isfile(src):
+        pytest.skip("../shared/data not present")
+    os.makedirs(tmp_path / name)
+    shutil.copy(src, tmp_path / name / "test.jsonl")
+    monkeypatch.setattr(mgrpo, "CACHE_DIR", str(tmp_path))
+    problems = mgrpo.load_problems(name, "test")
+    assert len(problems) == {"minerva_math": 272, "olympiadbench": 675}[name]
+    assert all(p["question"] and p["gold"] and "$" not in p["gold"][:1] for p in problems)
+    with pytest.raises(SystemExit):
+        mgrpo.load_problems(name, "train")                                          # a test set
 
 
 @pytest.mark.parametrize("argv,needle", [
@@ -917,7 +948,7 @@ def test_distributed_cli_trains_evaluates_checkpoints_and_resumes_exactly(tiny, 
     r = torchrun(*cli_args(tiny, toy_data, a, "--steps", "2", "--batch-size", "4", "--eval-n", "5"))
     assert r.returncode == 0, r.stderr[-3000:]
     assert [x["step"] for x in read_log(a)] == [1, 2]
-    rows = [json.loads(x) for x in open(os.path.join(a, "eval-000002.jsonl"))]
+    rows = [json.loads(x) for x in open(os.path.join(a, "eval-toy-000002.jsonl"))]
     problems = mgrpo.load_problems(toy_data, "test")[:5]
     assert [x["question"] for x in rows] == [p["question"] for p in problems]   # every problem once, in order
     straight = weights(os.path.join(a, "step-000002"))                          # loads with from_pretrained
@@ -947,7 +978,7 @@ def test_distributed_bad_input_is_one_line_from_rank_0(tiny, toy_data, tmp_path)
 
 import time  # noqa: E402
 
-from verify import extract_answer, is_equiv, reward  # noqa: E402
+from verify import extract_answer, is_equiv, last_boxed, reward  # noqa: E402
 
 EQUIV = [  # (pred, gold, expected) -- one line each, grouped by category
     # integers, thousands separators, signs
@@ -1002,7 +1033,8 @@ EQUIV = [  # (pred, gold, expected) -- one line each, grouped by category
     ("(x+1)^2", "x^2+2x+1", True), ("x^2-1", "(x-1)(x+1)", True), ("\\sin^2 x + \\cos^2 x", "1", True),
     ("2x+1", "2y+1", False), ("\\frac{x^2-1}{x-1}", "x+1", True), ("x^2", "x^3", False), ("\\log(e^3)", "3", True),
     ("\\frac{a}{b}", "a/b", True), ("2^{10}", "1024", True), ("10^{12}", "10^12", True), ("5!", "120", True),
-    ("|{-3}|", "3", True), ("3!", "5", False), ("x_1+x_2", "x_2+x_1", True), ("\\sqrt{x^2}", "x", True),
+    ("|{-3}|", "3", True), ("3!", "5", False), ("x_1+x_2", "x_2+x_1", True), ("\\sqrt{x^2}", "x", False),
+    ("\\sqrt{x^2}", "|x|", True), ("\\frac{x^2-1}{x-1}", "x-1", False),
     # multiple choice
     ("(B)", "B", True), ("\\text{B}", "(B)", True), ("\\textbf{(B)}", "B", True), ("\\text{(C)}", "C", True),
     ("B", "C", False), ("A, B", "B", False), ("(A)", "\\text{(A)}", True),
@@ -1013,6 +1045,56 @@ EQUIV = [  # (pred, gold, expected) -- one line each, grouped by category
     ("\\pm 2", "2", False), ("2", "\\pm2", False), ("3 \\pm 1", "2, 4", True),
     # bases
     ("52_8", "52_8", True), ("52", "52_8", True), ("42", "52_8", False), ("4210_{5}", "4210_5", True),
+    # thousands separators as MATH writes them; a trailing approximation
+    ("10,\\!000", "10000", True), ("\\$16,\\!386.20", "16386.2", True), ("1 000", "1000", True),
+    ("14{,}916", "14916", True), ("1 000", "100", False), ("\\frac{\\sqrt{3}}{3} \\approx 0.577", "\\frac{\\sqrt3}{3}", True),
+    ("x \\approx 11", "11", True), ("185\\", "185", True),
+    # relations: the sets they describe
+    ("x \\geq 5", "x >= 5", True), ("x \\lt 3", "x < 3", True), ("x <= 2", "x \\leq 2", True), ("x \\ne 3", "x != 3", True),
+    ("5 \\geq x", "x \\le 5", True), ("-x > -1", "x < 1", True), ("-x \\ge -1", "x \\le 1", True),
+    ("-793 < a < 10", "(-793, 10)", True), ("-2 \\le x \\le 7", "x \\in [-2, 7]", True), ("x > 5", "(5, \\infty)", True),
+    ("x \\geq 5", "[5,\\infty)", True), ("x > 5", "[5, \\infty)", False), ("x \\le 3", "(-\\infty, 3)", False),
+    ("3 > x", "(-\\infty, 3)", True), ("2x + 1 < 7", "x < 3", True), ("x^2 < 4", "(-2, 2)", True), ("x > 5", "y > 5", False),
+    ("1\\leq|z|\\leq \\frac{3}{2}", "z \\in [-\\frac{3}{2}, -1] \\cup [1, \\frac{3}{2}]", True), ("|x - 1| \\le 2", "[-1, 3]", True),
+    ("x \\neq 2", "(-\\infty,2)\\cup(2,\\infty)", True), ("0<f(x)<1", "(0,1)", True), ("x < 1", "x > 1", False),
+    # a name on the left of '=' names the value; chains
+    ("f(x) = 1", "1", True), ("|AB| = 1", "1", True), ("A:B=1", "1", True), ("\\frac{NO}{BO}=\\frac{1}{\\sqrt{6}}", "\\frac{1}{\\sqrt6}", True),
+    ("V_{1}:V_{2}=11:21", "11:21", True), ("(p,q)=(3,2)", "(3,2)", True), ("(p,q,r)=(3,2,7)", "(3,2,7)", True),
+    ("(x,y)=(2,1)", "(1,2)", False), ("x = 1, y = 2", "(1, 2)", True), ("x = 2, y = 1", "(1, 2)", False),
+    ("p=5,q=2;p=7,q=2", "(5,2),(7,2)", True), ("x = 1 + 1 = 2", "2", True), ("z = 3 + 3 = 2", "2", False),
+    ("x^2 + y^2 = 1", "1", False), ("2 : 4", "1 : 2", True), ("12:00", "1:00", False), ("AB=4,CD=5", "4, 5", True),
+    # lists: sets that ignore repeats; several values in words
+    ("(3, 17, 3, 7), (3, 3, 2, 3), (3,17,3,7)", "(3,17,3,7),(3,3,2,3)", True), ("1 and 2 and 3", "1,2,3", True),
+    ("19, 46, and 82", "19, 46, \\text{ and } 82", True), ("6 \\text{ and } 8", "6,8", True), ("2 or 3", "\\{2, 3\\}", True),
+    ("x = 2 or x = 3", "2, 3", True), ("either 1 or -1", "\\pm 1", True), ("2 or 3", "2", False), ("(11,7)or(7,11)", "(7,11), (11,7)", True),
+    ("p = -1 \\text{ and } p = \\dfrac{15}{8}", "p=-1,p=\\frac{15}{8}", True), ("\\text{odd or even}", "\\text{odd or even}", True),
+    # matrices in any bracket style, sums and products
+    ("\\left[\\begin{array}{cc}1 & 2 \\\\3 & 4\\end{array}\\right]", "\\begin{pmatrix}1 & 2 \\\\3 & 4\\end{pmatrix}", True),
+    ("\\begin{Bmatrix}1\\\\2\\end{Bmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", True),
+    ("\\begin{pmatrix}1 & 2 \\\\ 3 & 4\\end{pmatrix} + \\begin{pmatrix}5 & 6 \\\\ 7 & 8\\end{pmatrix}",
+     "\\begin{pmatrix}6 & 8 \\\\ 10 & 12\\end{pmatrix}", True),
+    ("\\begin{pmatrix}0 & 1 \\\\ 1 & 0\\end{pmatrix} \\begin{pmatrix}0 & 1 \\\\ 1 & 0\\end{pmatrix}",
+     "\\begin{pmatrix}1 & 0 \\\\ 0 & 1\\end{pmatrix}", True),
+    ("\\begin{bmatrix}1&2\\end{bmatrix}", "\\begin{pmatrix}1\\\\2\\end{pmatrix}", False),
+    # logarithms, trigonometry, degrees
+    ("\\log_2 8", "3", True), ("\\log_{10} 1000", "3", True), ("\\log_{4} 2", "\\frac12", True), ("\\log_2 8", "4", False),
+    ("\\log_2 3", "\\frac{\\ln 3}{\\ln 2}", True), ("\\log_2 3", "1.585", False), ("2\\log 3", "\\log 9", True),
+    ("\\sin 2x", "2\\sin x\\cos x", True), ("\\cos^2 x - \\sin^2 x", "\\cos 2x", True), ("\\sec^2 x - \\tan^2 x", "1", True),
+    ("\\sin 30^\\circ", "\\frac12", True), ("\\cos 60^{\\circ}", "0.5", True), ("\\sin^{-1}(1)", "\\frac{\\pi}{2}", True),
+    ("\\sin 2x", "2\\sin x", False), ("\\sin x + \\cos x", "\\sqrt{2}\\sin(x + \\pi/4)", True),
+    # repeating decimals, mixed numbers, number words, unit words
+    ("0.\\overline{3}", "\\frac13", True), ("0.1\\overline{6}", "\\frac{1}{6}", True), ("1.\\overline{09}", "\\frac{12}{11}", True),
+    ("0.\\overline{3}", "0.3", False), ("2 1/3", "7/3", True), ("-1\\frac{1}{2}", "-1.5", True), ("2 1/3", "2/3", False),
+    ("five", "5", True), ("twenty-five", "25", True), ("one hundred and three", "103", True), ("seven", "8", False),
+    ("\\text{five}", "5", True), ("5 apples", "5", True), ("3 hours ago", "3", True), ("18 \\text{ eggs}", "18", True),
+    ("42 students", "43", False), ("28 pct", "28\\%", True), ("125\\textnormal{ miles}", "125", True),
+    # physics notation: Greek letters, primes, accents, subscripts with commands
+    ("\\frac{1}{4-\\omega^{2}}", "\\frac{-1}{\\omega^2-4}", True), ("2.2 \\tau", "\\frac{11\\tau}{5}", True),
+    ("y^{\\prime}+r y=0", "y' = -ry", True), ("\\dot{x}_{0}", "\\dot{x}_0", True), ("m_{\\max }=n^{2}-n-1", "n^2-n-1", True),
+    ("\\binom{4}{2}", "6", True), ("\\lfloor 7/2 \\rfloor", "3", True), ("\\lceil 7/2 \\rceil", "3", False),
+    ("np.arcsin(10/13)", "\\arcsin\\frac{10}{13}", True), ("\\alpha", "\\beta", False),
+    # multiple choice with an explanation
+    ("C. x = 42", "C", True), ("B. x = 42", "C", False),
 ]
 
 
@@ -1055,18 +1137,30 @@ def test_extract_answer(text, expected):
 NO_ANSWER = [
     "I computed 3 + 4 = 7 and then 7 * 6 = 42 so",           # no 'last number' fallback (truncated work)
     "The total is 42 apples, which we double-check below, and after the check we conclude something",
-    "first \\boxed{3} then \\boxed{5}",                       # several different boxed values
-    "\\boxed{3 \\text{ or } 5}",
-    "The answer is either 3 or 5.",
-    "\\boxed{3 or 5}",
+    "first \\boxed{3} then \\boxed{5}",                       # several different boxes, not as one list
+    "\\boxed{1} no no no no no \\boxed{2}",
     "\\boxed{unbalanced",
+    "<think> The answer is \\boxed{3}",                     # still thinking
     "",
 ]
 
 
 @pytest.mark.parametrize("text", NO_ANSWER)
-def test_no_answer_or_hedge_gets_nothing(text):
-    assert extract_answer(text) is None and reward(text, "3") == 0.0 and reward(text, "42") == 0.0
+def test_no_answer_gets_nothing(text):
+    assert extract_answer(text) is None and reward(text, "3") == 0.0 and reward(text, "3, 5") == 0.0
+
+
+HEDGES = [  # several values: right for the gold that is that set, nothing for a single-valued gold
+    "\\boxed{3 \\text{ or } 5}", "The answer is either 3 or 5.", "\\boxed{3 or 5}", "The roots are \\boxed{3} and \\boxed{5}.",
+    "\\boxed{3}, \\boxed{5}", "$\\boxed{3}\\boxed{5}$", "Final Answer: The final answer is $x = 3$ or $x = 5$.",
+    "\\boxed{x = 3 \\text{ or } x = 5}",
+]
+
+
+@pytest.mark.parametrize("text", HEDGES)
+def test_several_values_are_a_set_not_a_hedge_that_pays(text):
+    assert reward(text, "3") == 0.0 and reward(text, "5") == 0.0
+    assert reward(text, "3, 5") == 1.0 and reward(text, "\\{5, 3\\}") == 1.0 and reward(text, "3, 5, 7") == 0.0
 
 
 REWARD = [
@@ -1079,6 +1173,29 @@ REWARD = [
     ("\\boxed{A, C}", "\\text{(C)}", 0.0),
     ("\\boxed{\\pm 3}", "3", 0.0),
     ("\\boxed{15\\frac{39}{40}} or \\boxed{\\frac{639}{40}}", "\\frac{639}{40}", 1.0),
+    # the MATH/Minerva few-shot format: the last statement wins, cut to what it states
+    ("Final Answer: The final answer is $28 \\%$. I hope it is correct. Note: redo. Final Answer: The final answer is "
+     "$28 \\%$. I hope it is correct. Note: ", "28\\%", 1.0),
+    ("Final Answer: The final answer is 12,000,023. I hope it is correct. <|im_start|>user", "12000023", 1.0),
+    ("Final Answer: The final answer is 7.78.", "7.78", 1.0),
+    ("Final Answer: The largest $n$ is 34.", "34", 1.0),
+    ("Final Answer: The volume of $ABCDEFGH$ is 120. I hope it is correct.", "120", 1.0),
+    ("Final Answer: Jane started growing Sphere 3 hours ago. I hope it is correct.", "3", 1.0),
+    ("Final Answer: The final answer is \\((-6, 10)\\). I hope it is correct.", "(-6, 10)", 1.0),
+    ("Final Answer: The final answer is $\\frac{10\\sqrt{10.5}}{27}$. I hope it is correct.", "\\frac{5\\sqrt{42}}{27}", 1.0),
+    ("Answer $ 9 $", "9", 1.0), ("Answer \\[ 9 \\]", "9", 1.0), ("Answer \\( (9+1) \\)", "10", 1.0), ("Answer $$\n 9 \n$$", "9", 1.0),
+    ("Answer: 9", "8", 0.0),
+    # '####' anywhere, ending a sentence
+    ("So she has 18 left. #### 18.", "18", 1.0), ("#### 42. That is the answer.", "42", 1.0), ("The total is 5.\n#### 5.", "5", 1.0),
+    # thinking: only the text after the last </think> counts
+    ("<think> My answer is \\boxed{42} </think> Some other text.", "42", 0.0),
+    ("<think>maybe \\boxed{3}</think> The answer is $4$.", "4", 1.0),
+    # several boxes as one list answer
+    ("\\boxed{1} papers and \\boxed{2} bins", "1,2", 1.0),
+    ("$$\\boxed{k = 45} \\quad \\text{and} \\quad \\boxed{n = 2}$$", "k = 45, n = 2", 1.0),
+    ("solutions are:\n\\[\n\\boxed{(1, 2)}, \\boxed{(2, 1)}\n\\]", "(2,1),(1,2)", 1.0),
+    ("\\boxed{1} and \\boxed{2}", "2", 0.0),
+    ("$\\boxed{11,\\! 111,\\! 111,\\! 100}$", "11111111100", 1.0),
 ]
 
 
@@ -1113,6 +1230,12 @@ HOSTILE = [
     "\\boxed{\\begin{pmatrix}" + "1&" * 2000 + "1\\end{pmatrix}}",
     "\\boxed{" + "x" * 999 + "}",
     "\\boxed{" + "\\sin(" * 300 + "1" + ")" * 300 + "}",
+    "\\boxed{\\binom{10^{4000}}{500}}",
+    "\\boxed{|x^2 - 10^{4000}| \\le 10^{3999}}",
+    "\\boxed{" + "\\lceil" * 100 + "1" + "\\rceil" * 100 + "}",
+    "\\boxed{1}" + " and \\boxed{2}" * 5000,
+    "The answer is " + "one " * 5000,
+    "\\boxed{" + "\\dot{" * 200 + "x" + "}" * 200 + "}",
 ]
 
 
@@ -1124,6 +1247,17 @@ def test_hostile_input_is_refused_quickly_and_executes_nothing(completion, gold,
     assert reward(completion, gold) == 0.0
     assert time.perf_counter() - t < 1.0
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("pred,gold", [
+    ([f"(x+{i})^2" for i in range(30)], [f"x^2+{2 * i}x+{i * i}" for i in reversed(range(30))]),
+    ([f"\\sin({i}x)" for i in range(30)], [f"\\sin({i}x)" for i in reversed(range(30))]),
+])
+def test_long_lists_of_expressions_are_compared_within_a_second(pred, gold):
+    # each element of one list equals the element the other list reaches last
+    t = time.perf_counter()
+    assert reward("\\boxed{" + ", ".join(pred) + "}", ", ".join(gold)) == 1.0
+    assert time.perf_counter() - t < 1.0
 
 
 def test_reward_never_raises_on_odd_types():
@@ -1163,6 +1297,45 @@ def test_gsm8k_solutions_earn_full_reward(split):
     rows = read_jsonl(os.path.join(SHARED, "gsm8k", f"{split}.jsonl"))
     misses = [r for r in rows if reward(r["answer"], mgrpo.gold_of(r)) != 1.0]
     assert not misses
+
+
+@needs_data
+def test_minerva_math_solutions_earn_reward_and_answers_equal_themselves():
+    golds = [last_boxed(r["solution"]) for r in read_jsonl(os.path.join(SHARED, "minerva_math", "test.jsonl"))]
+    rows = read_jsonl(os.path.join(SHARED, "minerva_math", "test.jsonl"))
+    assert len(rows) == 272 and all(reward(r["solution"], g) == 1.0 for r, g in zip(rows, golds))
+    assert all(is_equiv("\\displaystyle " + g, g) for g in golds)               # full parse, no fast path
+
+
+@needs_data
+def test_olympiadbench_golds_earn_reward_and_equal_themselves():
+    rows = read_jsonl(os.path.join(SHARED, "olympiadbench", "test.jsonl"))
+    golds = [mgrpo.gold_of(r) for r in rows]
+    assert len(golds) == 675 and all(reward(f"So the answer is $\\boxed{{{g}}}$.", g) == 1.0 for g in golds)
+    assert all(is_equiv("\\displaystyle " + g, g) for g in golds)
+
+
+@needs_data
+def test_negative_control_different_golds_are_rarely_equal():
+    import random
+    golds = sorted({mgrpo.gold_of(r) for name in ("math500", "minerva_math", "olympiadbench")
+                    for r in read_jsonl(os.path.join(SHARED, name, "test.jsonl"))})
+    rng = random.Random(0)
+    pairs = [tuple(rng.sample(golds, 2)) for _ in range(1000)]
+    assert sum(is_equiv(x, y) for x, y in pairs) <= 2          # bench/verify_real_data.py shows each one
+
+
+PEERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "checker-suites", "peers.jsonl")
+
+
+@pytest.mark.skipif(not os.path.isfile(PEERS), reason="../shared/checker-suites not present")
+def test_other_projects_checker_cases_at_least_97_percent_with_at_most_2_false_positives():
+    cases = [c for c in read_jsonl(PEERS) if not c["policy_differs"]]
+    got = [(is_equiv(c["pred"], c["gold"]) if c["api"] == "is_equiv" else reward(c["pred"], c["gold"]) == 1.0)
+           for c in cases]
+    fp = sum(g and not c["expected"] for g, c in zip(got, cases))
+    right = sum(g == c["expected"] for g, c in zip(got, cases))
+    assert len(cases) == 323 and right / len(cases) >= 0.97 and fp <= 2
 
 
 @needs_data

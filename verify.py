@@ -7,34 +7,71 @@ The answer checker: the reward of MGRPO is reward(completion, gold) ∈ {0.0, 1.
 
 Model text is hostile input. Nothing here passes it to eval/exec/sympify/parse_expr: a small
 recursive-descent parser over a whitelist of tokens builds sympy objects directly, and every
-costly thing (length, nesting, token count, exponent and factorial sizes) is bounded *before* it
-is computed, so every call finishes quickly in any thread (no signals, no subprocesses).
+costly thing (length, nesting, token count, sizes of exponents, factorials and binomials, the
+numbers of an inequality to be solved, the number of numeric comparisons in one call) is bounded
+*before* it is computed, so every call finishes quickly in any thread (no signals, no subprocesses).
 
 Policies (what counts as equal):
-  - Extraction, in order: last \\boxed{}/\\fbox{} (nested braces; also braceless \\boxed 7), last
-    '#### x' line, last 'The (final) answer is x' / 'Answer: x', a completion that is itself a short
-    answer. There is deliberately no 'last number in the text' fallback: it rewards truncated work.
-  - Hedges get nothing: several different boxed values, 'either 3 or 5', '3 or 5', '\\pm 2' for a
-    single-valued gold, several letters for a multiple-choice gold.
-  - Numbers compare exactly. A decimal is the exact rational it spells: 0.5 = 1/2, but 0.333 != 1/3
-    and 1.414 != sqrt(2); there is no tolerance.
-  - Percent: '50\\%' may be read as 50 (a unit) or 0.5 (×1/100); a bare number is never rescaled, so
-    gold 50 rejects 0.5 and gold 0.5 rejects 50.
-  - Units, degrees, dollar signs and '\\text{...}' after a number are dropped; '1,000' and
-    '1{,}000' are one thousand (a comma followed by exactly three digits in a bare number).
-  - 'x = 3' equals '3' (and 'y = 2x+1' equals '2x+1') when the left side is a single variable;
-    two equations are equal when one is a nonzero multiple of the other.
-  - Sets ('\\{1,2\\}', '1, 2') are unordered; tuples and intervals are ordered and their brackets
-    must match; unions of intervals are unordered; matrices must have the same shape.
-  - 'i' is the imaginary unit, 'e' is Euler's number.
-  - A braceless exponent takes the whole number after '^': '10^12' is 10^{12}, as a reader means it
-    (LaTeX would typeset 10^1 2).
+  - Extraction, in order: the last \\boxed{}/\\fbox{} (nested braces; also braceless \\boxed 7);
+    else the last answer statement -- '#### x', 'The (final) answer is x', 'Answer: x', or
+    'Answer $x$' without a colon -- cut to what it states: the math span right after it, else
+    its sentence (up to '. ', a newline or 'I hope it is correct'); a sentence in prose ('The
+    largest $n$ is 34') gives what follows its last ' is ', else its last math span, else its last
+    number; else a completion that is itself a short answer. There is deliberately no 'last number
+    in the text' fallback: it rewards truncated work. Only text after the last </think> counts
+    (an unclosed <think> has no answer): a reasoning model's final answer is not in its thoughts.
+  - Several values are one list, compared as a set: '3 or 5', 'either 3 or 5', '3 and 5',
+    '$x = 3$ or $x = 5$', '\\pm 2', and several different boxes with only separators between them
+    (',', 'and', 'or', '\\quad', a few words around 'and': '\\boxed{1} papers and \\boxed{2} bins').
+    A list equals a gold that is that set ('1, 2', '\\{1, 2\\}', '1 and 2'), and never a single-valued
+    gold: listing candidates is a hedge that earns nothing. Several different boxes with other text
+    between them ('first \\boxed{3} then \\boxed{5}') have no answer at all. Equal values boxed twice
+    ('15\\frac{39}{40}' then '\\frac{639}{40}') are one.
+  - Numbers compare exactly. A decimal is the exact rational it spells: 0.5 = 1/2, but 0.333 !=
+    1/3 and 1.414 != sqrt(2); there is no tolerance, also not for long decimals, not in physics.
+  - Percent: '50\\%' (or '50 percent', '50 pct') may be read as 50 (a unit) or 0.5 (x1/100); a bare
+    number is never rescaled, so gold 50 rejects 0.5 and gold 0.5 rejects 50.
+  - Units, degrees, dollar signs, '\\text{...}' and words after a number are dropped ('5 apples',
+    '3 hours ago', '4 \\mathrm{cm}^{-1}'); 'x \\approx 0.577' after an exact value is dropped.
+    Thousands: '1,000', '1{,}000', '10,\\!000', '1\\,000', '1 000' (a bare number only).
+  - Spelled-out numbers ('twenty-five'), mixed numbers ('2\\frac13', '2 1/3'), repeating decimals
+    ('0.\\overline{3}' = 1/3) are the numbers they name.
+  - A name on the left of '=' names the value on the right: 'x = 3', 'f(x) = 1', '|AB| = 1',
+    '\\frac{NO}{BO} = \\frac{1}{\\sqrt6}', 'V_1 : V_2 = 11 : 21', '(p, q) = (3, 2)' equal 3, 1, ...
+    (a name is a variable, a product or quotient of variables, a function value, |name|, or a
+    tuple or ratio of names). 'x = 1, y = 2' is the tuple (1, 2) against a tuple, the set of its
+    values against a list ('x_1 = 2, x_2 = 3' ~ '2, 3'). A chain 'x = 1 + 1 = 2' is its
+    value if every member is equal, and wrong otherwise. Two equations whose left sides are not
+    the same name are equal when one is a nonzero multiple of the other (2x - y = 1 ~ y = 2x - 1).
+  - Inequalities are the sets they describe: 'x \\ge 5' = '5 \\le x' = '[5, \\infty)', '-x > -1' =
+    'x < 1', '-793 < a < 10' = '(-793, 10)', '1 \\le |z| \\le 3/2' = '[-3/2, -1] \\cup [1, 3/2]',
+    'x \\in [-2, 7]' = '-2 \\le x \\le 7' = '[-2, 7]'.
+  - Sets ('\\{1,2\\}', '1, 2', '1 and 2') are unordered and ignore repeats; tuples and intervals are
+    ordered and their brackets must match ('{1,3}' != '(1,3)'); ratios 'a : b' compare up to a
+    common factor; matrices (any bracket style, \\begin{array}) must have the same shape, and may be
+    given as a sum or product of matrices.
+  - 'i' is the imaginary unit and 'e' Euler's number ('\\text{e}' is the word e); Greek letters,
+    primes (y') and accents (\\dot{x}) are variables; a subscript is part of a name (m_{\\max}).
+  - A braceless exponent takes the whole number after '^': '10^12' is 10^{12}, as a reader means it.
   - '52_8' (a numeral in base 8) equals '52_8' and '52' (the base left implicit), never '42'.
-  - 'x \\in [-2, 7]' equals '[-2, 7]', like an equation with a single variable on the left.
   - Expressions: equal if their difference expands to 0, or if they agree to 30 digits at several
-    random points (simplify misses identities and can be slow; probing at random points does not).
-  - Text answers ('\\text{Monday}') compare case-insensitively; multiple-choice letters
-    ('(B)', '\\text{B}', '\\textbf{(B)}') compare as the letter.
+    random points, of both signs (so \\sqrt{x^2} != x). '\\log_2 8' = 3; '\\sin^{-1}' is arcsin;
+    degrees inside a trigonometric function are degrees (\\cos 60^\\circ = 1/2).
+  - Text answers ('\\text{Monday}') compare case-insensitively; multiple choice by letter ('(B)',
+    '\\text{B}', '\\textbf{(B)}', 'B. x = 42').
+  - Two answers that do not parse are equal only if they are the same text after normalisation.
+
+Where other projects' checkers decide differently (their test cases: ../shared/checker-suites),
+we adopt: several boxes as one list (above), answers inside <think> not counting, lists joined by
+'and' / 'or'. We keep ours, for RL rewards: no comma as decimal separator ('1,22' is a list or a
+thousands separator: ambiguity must not earn reward); no number pulled out of unmarked prose; no
+float tolerance (0.3333 != 1/3; '0.0833333333333333' != 1/12: a decimal is what it spells, and a
+rounded answer to an exact question is not the answer); a bare list is a set, not a tuple; '\\text{e}'
+is a word and 'e' Euler's number; a self-contradictory chain ('z = 3 + 3 = 2') is wrong whatever its
+last member; a boxed answer counts even without an 'Answer:' line, and 'The answer is 7' counts
+without a box; an answer in $...$ may span lines; an inequality equals the interval it describes
+whichever side is the gold; an option letter must be stated as the answer, not found in prose; the
+last of several different boxes is not the answer (a hedge); f(x) != f(y).
 """
 
 import math
@@ -51,11 +88,17 @@ MAX_DEPTH = 40          # nesting depth of the parser
 MAX_DIGITS = 5_000      # digits of any number built while parsing
 MAX_EXPONENT = 1_000    # |integer exponent| on a symbolic base
 MAX_FACTORIAL = 500
-MAX_ITEMS = 30          # elements of a set, tuple or matrix
+MAX_ITEMS = 30          # elements of a set, tuple or matrix; distinct boxed values
 
 
 class Refuse(Exception):
     """The answer is malformed or too costly to evaluate: it earns no reward."""
+
+
+class _Probes(random.Random):
+    """The random points of one is_equiv call, with a budget: two long lists of expressions could
+    otherwise ask for hundreds of numeric comparisons."""
+    budget = 100
 
 
 # -----------------------------------------------------------------------------
@@ -73,8 +116,8 @@ def _closing_braces(text):
     return match
 
 
-def boxed_all(text):
-    """Contents of every \\boxed{...} / \\fbox{...} (and braceless '\\boxed 7'), in order."""
+def _boxes(text):
+    """(start, end, content) of every \\boxed{...} / \\fbox{...} (and braceless '\\boxed 7'), in order."""
     out, match = [], None
     for m in re.finditer(r"\\(?:boxed|fbox)\b", text):
         j = m.end()
@@ -83,12 +126,26 @@ def boxed_all(text):
         if j < len(text) and text[j] == "{":
             match = match if match is not None else _closing_braces(text)
             if j in match:
-                out.append(text[j + 1:match[j]])
+                out.append((m.start(), match[j] + 1, text[j + 1:match[j]]))
         elif j > m.end():                       # '\boxed 7': up to the next space or '$'
             tok = re.match(r"[^\s$]+", text[j:j + MAX_ANSWER])
             if tok:
-                out.append(tok.group(0))
+                out.append((m.start(), j + tok.end(), tok.group(0)))
     return out
+
+
+def boxed_all(text):
+    """Contents of every \\boxed{...} / \\fbox{...} (and braceless '\\boxed 7'), in order."""
+    return [c for _, _, c in _boxes(text)]
+
+
+def _separates(gap):
+    """Only list separators between two boxes: ',', ';', 'and', 'or', '\\quad', math delimiters, and at
+    most a few words around a connector ('papers and'). Anything else ('then', prose) makes several
+    different boxes a hedge."""
+    g = re.sub(r"\\(?:quad|qquad|text|mathrm)|[$(){}\[\]\\]", " ", gap)
+    words = re.findall(r"[A-Za-z]+", g)
+    return len(words) <= 5 and (not words or re.search(r"[,;&]|\b(?:and|or)\b", g) is not None)
 
 
 def last_boxed(text):
@@ -96,40 +153,62 @@ def last_boxed(text):
     return found[-1] if found else None
 
 
-_ANSWER_IS = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*:?|:)\s*(.+)", re.IGNORECASE)
-_HEDGE = re.compile(r"\\text\{\s*or\s*\}|\bor\b|\beither\b", re.IGNORECASE)
+# An answer statement: 'answer is', 'answer:', 'Answer $9$' (a math delimiter right after), '####'.
+_MARKER = re.compile(r"####|\banswer(?:\s+is\b\s*:?|\s*:|(?=\s*(?:\$|\\\[|\\\()))", re.IGNORECASE)
+_SPAN = r"\$\$(.+?)\$\$|\$((?:\\\$|[^$])+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]"   # $$..$$, $..$ (\$ inside), \(..\), \[..\]
 
 
-def _clean_tail(ans):
-    """'$42$.' -> '42': sentence punctuation and math delimiters around a stated answer."""
-    return re.sub(r"[.\s]+$", "", ans.strip()).strip().strip("$").strip()
+def _stated(tail):
+    """What an answer statement states: the math span right after the marker, else its sentence, read
+    as prose if it is prose (see the module docstring)."""
+    tail = tail[:MAX_ANSWER * 4].lstrip(" \t:")
+    m = re.match(rf"(?:\s*(?:{_SPAN})\s*(?:,|\band\b|\bor\b)?)+", tail, re.DOTALL)
+    if m:                                                    # '$x = 3$ or $x = 5$': the spans, as one list
+        return ", ".join(next(g for g in span if g).strip() for span in re.findall(_SPAN, m.group(0), re.DOTALL))
+    sentence = re.split(r"\n|\.(?=\s|$)|\bI hope it is correct", tail, maxsplit=1)[0].strip()
+    bare = re.sub(r"\\text\{[^{}]*\}|" + _SPAN, " ", sentence, flags=re.DOTALL)
+    if len(re.findall(r"[a-zA-Z]{3,}", bare)) < 2:       # not prose: '12,000,023', '$28\%$', '5 apples'
+        return sentence.strip("$ ")
+    if " is " in sentence:                                   # 'The largest $n$ is 34'
+        return sentence.rsplit(" is ", 1)[1].strip("$ ")
+    spans = re.findall(_SPAN, sentence, re.DOTALL)
+    if spans:
+        return next(g for g in spans[-1] if g).strip()
+    numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", sentence)    # 'Jane started growing Sphere 3 hours ago'
+    return numbers[-1] if numbers else None
 
 
 def extract_answer(text):
-    """The final answer a completion commits to, or None (nothing committed to, or a hedge)."""
+    """The final answer a completion commits to, or None. Several different boxed values come back as
+    one list 'a, b' (is_equiv reads it as a set: see the module docstring)."""
     if not isinstance(text, str) or len(text) > MAX_TEXT or "\x00" in text:
         return None
-    boxed = boxed_all(text)
-    if boxed:
-        ans = boxed[-1].strip()
-        others = {re.sub(r"\s+", "", b) for b in boxed[:-1]} - {re.sub(r"\s+", "", ans)}
-        # Several boxed values that differ in value are a hedge; '15\frac{39}{40}' then '\frac{639}{40}' is not.
-        if len(others) > 4 or not all(is_equiv(o, ans) for o in others):
-            return None
+    if "<think>" in text or "</think>" in text:
+        if "</think>" not in text:
+            return None                                  # still thinking: no answer yet
+        text = text.rsplit("</think>", 1)[1]
+    boxes = _boxes(text)
+    if len(boxes) > 4 * MAX_ITEMS:
+        return None
+    if boxes:
+        distinct = []
+        for b in (c.strip() for _, _, c in boxes):
+            if not any(b == d or is_equiv(b, d) for d in distinct):
+                distinct.append(b)
+            if len(distinct) > MAX_ITEMS:
+                return None
+        if len(distinct) > 1 and not all(_separates(text[e:s]) for (_, e, _), (s, _, _) in zip(boxes, boxes[1:])):
+            return None                                          # 'first \boxed{3} then \boxed{5}': a hedge
+        ans = ", ".join(distinct)
     else:
-        hashes = re.findall(r"^\s*####\s*(.+?)\s*$", text, re.MULTILINE)
-        said = list(_ANSWER_IS.finditer(text))
-        if hashes:
-            ans = hashes[-1]
-        elif said:
-            ans = _clean_tail(said[-1].group(1).split("\n")[0])
+        marks = list(_MARKER.finditer(text))
+        if marks:
+            ans = _stated(text[marks[-1].end():])
         elif len(text.strip()) <= 40 and "\n" not in text.strip() and not re.search(r"\\(boxed|fbox)", text):
-            ans = _clean_tail(text)
+            ans = text.strip().rstrip(".").strip().strip("$").strip()
         else:
             ans = None
-    if ans is None or not ans or _HEDGE.search(ans):
-        return None
-    return ans
+    return ans if ans else None
 
 
 # -----------------------------------------------------------------------------
@@ -137,40 +216,106 @@ def extract_answer(text):
 
 _UNICODE = {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "\u00f7": r"\div ",
             "\u03c0": r"\pi ", "\u221e": r"\infty ", "\u221a": r"\sqrt", "\u00b7": r"\cdot ", "\u2264": r"\le ",
-            "\u2265": r"\ge ", "\u222a": r"\cup ", "\u00b0": ""}
-_SIZING = re.compile(r"\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|displaystyle|quad|qquad)(?![a-zA-Z])")
-_UNITS = (r"(?:dollars?|cents?|units?|degrees?|percent|cm|mm|km|m|meters?|inches|inch|feet|foot|ft|miles?|"
+            "\u2265": r"\ge ", "\u2260": r"\ne ", "\u222a": r"\cup ", "\u2208": r"\in ", "\u00b0": "",
+            "\u2248": r"\approx "}
+_SIZING = re.compile(r"\\q?quad|\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|displaystyle|textstyle|limits)"
+                     r"(?![a-zA-Z])")
+_UNITS = (r"(?:dollars?|cents?|units?|degrees?|cm|mm|km|m|meters?|inches|inch|feet|foot|ft|miles?|"
           r"hours?|minutes?|seconds?|days?|years?|kg|g|grams?|pounds?|lbs?|square|sq|cubic|mph)")
+# A doubled backslash before a command is an escaping accident ('\\frac' for '\frac'), not a row break.
+_DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:frac|dfrac|tfrac|sqrt|left|right|boxed|pi|le|ge|leq|geq|lt|gt|cdot|"
+                      r"times|text|mathrm|infty|in|cup|pm|sin|cos|tan|log|ln|begin|end)(?![a-zA-Z]))")
+_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                      "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_WORDS.update({w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)})
+_WORD = "(?:" + "|".join([*_WORDS, "hundred", "thousand", "million"]) + ")"
+_NUMBER_WORDS = re.compile(rf"^{_WORD}(?:[\s-]+(?:and\s+)?{_WORD})*\b", re.IGNORECASE)
+
+
+def _number_words(s):
+    """A leading spelled-out number as digits: 'twenty-five apples' -> '25 apples', 'one hundred and
+    three' -> '103'."""
+    m = _NUMBER_WORDS.match(s)
+    if not m:
+        return s
+    total, part = 0, 0
+    for w in re.split(r"[\s-]+", m.group(0).lower()):
+        if w in _WORDS:
+            part += _WORDS[w]
+        elif w == "hundred":
+            part = max(part, 1) * 100
+        elif w != "and":
+            total, part = total + max(part, 1) * (1000 if w == "thousand" else 1_000_000), 0
+    return str(total + part) + s[m.end():]
+
+
+def _list_words(s):
+    """'1 and 2', '3 or 5', 'either 3 or 5', '19, 46, and 82' -> comma lists; words inside \\text{...}
+    and answers without any math ('odd or even') stay as they are."""
+    if not re.search(r"[\d\\]", s):
+        return s
+    parts = re.split(r"(\\text\{[^{}]*\})", s)
+    for j, p in enumerate(parts):
+        if j % 2:
+            parts[j] = ", " if re.fullmatch(r"\\text\{\s*(?:and|or)\s*\}", p) else p
+        else:
+            parts[j] = re.sub(r"(?:,\s*)?\b(?:and|or)\b|\beither\b", ", ", p)
+    return re.sub(r"^\s*,|,\s*(?=,)|,\s*$", "", "".join(parts).strip())
+
+
+def _repeating(m):
+    """'1.2\\overline{34}' -> the exact fraction it names."""
+    whole, fixed, rep = m.group(1) or "0", m.group(2), m.group(3)
+    f = Fraction(int(whole + fixed + rep) - int(whole + fixed), 10 ** len(fixed) * (10 ** len(rep) - 1))
+    return f"\\frac{{{f.numerator}}}{{{f.denominator}}}"
 
 
 def normalize(s):
-    """Surface normalisation: spacing commands, unicode, units, degrees, dollars, thousands commas.
-    Returns (string, had_percent)."""
-    s = _unwrap(s.strip())
+    """Surface normalisation: spacing commands, unicode, units, degrees, dollars, thousands separators,
+    list words. Returns (string, had_percent)."""
+    s = _DOUBLED.sub(r"\\", _unwrap(s.strip()))
     for k, v in _UNICODE.items():
         s = s.replace(k, v)
-    s = re.sub(r"(\d)\\[,!]\s*(?=\d{3}\b)", r"\1", s)                # 1\,000
-    s = re.sub(r"(\d)\{,\}(?=\d{3})", r"\1", s)                       # 1{,}000
+    s = re.sub(r"(\d)\s*,?\s*\\[,!]\s*(?=\d{3}\b)", r"\1", s)        # 1\,000   10,\!000
+    s = re.sub(r"(\d)\s*\{\s*,\s*\}\s*(?=\d{3})", r"\1", s)            # 1{,}000
     s = _SIZING.sub("", s)
+    s = re.sub(r"\bnp\.(?=[a-z])", "", s)                                  # numpy spelling: np.arcsin
     s = re.sub(r"(?<!\\)\\[,;:! ]|~", " ", s)                     # thin spaces, not the row break '\\ '
     s = re.sub(r"\\[dtc]frac", r"\\frac", s)
-    s = re.sub(r"\\(?:mathrm|mathbf|textbf|textit|mathit|boldsymbol|mbox|operatorname|textrm)\s*\{", r"\\text{", s)
+    s = re.sub(r"\\(?:mathrm|mathbf|textbf|textit|mathit|boldsymbol|mbox|operatorname|textrm|textnormal|mathsf|"
+               r"textsf)\s*\{", r"\\text{", s)
+    s = re.sub(r"\\text\s+\{", r"\\text{", s)
     s = s.replace("\\$", "").replace("$", "")
+    s = re.sub(r">=|\\geqslant", r"\\ge ", s)
+    s = re.sub(r"<=|\\leqslant", r"\\le ", s)
+    s = s.replace("!=", r"\ne ").replace(r"\lt", "<").replace(r"\gt", ">")
+    # degrees inside a trigonometric function are an angle in degrees; elsewhere a unit
+    s = re.sub(r"(\\(?:sin|cos|tan|sec|csc|cot)\s*\(?\s*)(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?",
+               r"\1(\2 \\pi / 180)", s)
     s = re.sub(r"\^\s*\{\s*\\circ\s*\}|\^\s*\\circ|\\circ|\\degree", "", s)
-    percent = bool(re.search(r"%|\\text\{\s*percent\s*\}", s))
-    s = re.sub(r"\\?%|\\text\{\s*percent\s*\}", "", s)
+    percent = bool(re.search(r"%|\\text\{\s*percent\s*\}|\b(?:percent|percentage|pct)\b", s))
+    s = re.sub(r"\\?%|\\text\{\s*percent\s*\}|\b(?:percent|percentage|pct)\b", "", s)
+    s = re.sub(r"(?<=[\d})])\s*\\(?:approx|sim)\s*-?[\d.,\s]+(?:\\times\s*10\^\{?-?\d+\}?)?$", "", s)  # '.. \approx 0.577'
+    s = re.sub(r"^\\text\{\s*(" + _WORD + r"\b[^{}]*)\}$", r"\1", s, flags=re.IGNORECASE)
+    s = _list_words(_number_words(s))
     s = re.sub(r"\\text\{\s*(-?[\d.,/]+)\s*([a-zA-Z ]*)\}", r"\1 \2", s)  # \text{5 cm}
-    # units after a number: '5 \text{ cm}', '12 dollars', '3\text{ units}^2'
-    s = re.sub(r"(?<=[\d}])\s*\\text\{\s*[a-zA-Z][a-zA-Z\s.]*\}(\^\{?\d\}?)?\s*$", "", s)
-    s = re.sub(r"(?<=[\d}])\s*(?:\b" + _UNITS + r"\b\s*)+(\^\{?\d\}?)?\.?\s*$", "", s)
+    # units and words after a number: '5 \text{ cm}', '12 dollars', '3\text{ units}^2', '3 hours ago'
+    s = re.sub(r"(?<=[\d}])\s*\\text\{\s*[a-zA-Z][a-zA-Z\s.]*\}(\^\{?-?\d+\}?)?\s*$", "", s)
+    s = re.sub(r"(?<=[\d}])\s*(?:\b" + _UNITS + r"\b\s*)+(\^\{?-?\d+\}?)?\.?\s*$", "", s)
+    s = re.sub(r"^(-?\d[\d,]*(?:\.\d+)?)\s+(?:[a-zA-Z]{3,}\.?\s*){1,4}$", r"\1", s)
+    s = re.sub(r"\\AA\b", "", s)
     if re.fullmatch(r"\s*-?\d{1,3}(,\d{3})+(\.\d+)?\s*", s):            # 1,000 (a bare number only)
         s = s.replace(",", "")
+    if re.fullmatch(r"\s*-?\d{1,3}( \d{3})+(\.\d+)?\s*", s):            # 1 000
+        s = s.replace(" ", "")
+    s = re.sub(r"^(-?\d+)\s+(\d+)\s*/\s*(\d+)$", r"\1\\frac{\2}{\3}", s)   # 2 1/3
+    s = re.sub(r"(\d*)\.(\d*)\\overline\{(\d+)\}", _repeating, s)           # 0.\overline{3}
     s = s.replace("\\{", "\\lbrace ").replace("\\}", "\\rbrace ")
     s = re.sub(r"\\frac\s*(\d)\s*(\d)", r"\\frac{\1}{\2}", s)          # \frac12
     s = re.sub(r"\\frac\s*(\d)\s*\{", r"\\frac{\1}{", s)
     s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*(\d)", r"\\frac\1{\2}", s)
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)                     # \sqrt2
-    return _unwrap(s.strip().rstrip(".").strip()), percent
+    return _unwrap(s.strip().rstrip(".\\").strip()), percent
 
 
 def _unwrap(s):
@@ -182,20 +327,25 @@ def _unwrap(s):
 # -----------------------------------------------------------------------------
 # Tokens and the parser
 
-_TOKEN = re.compile(r"""
-    (?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+(?![a-zA-Z]))?|\.\d+)
-  | (?P<cmd>\\[a-zA-Z]+|\\\\)
-  | (?P<letter>[a-zA-Z])
-  | (?P<sym>[-+*/^_()\[\]{},=<>!|&;])
-  | (?P<space>\s+)
-""", re.VERBOSE)
-
 _FUNCS = {"sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "sec": sp.sec, "csc": sp.csc, "cot": sp.cot,
           "arcsin": sp.asin, "arccos": sp.acos, "arctan": sp.atan, "sinh": sp.sinh, "cosh": sp.cosh,
-          "tanh": sp.tanh, "ln": sp.log, "log": sp.log, "exp": sp.exp}
-_RELATIONS = {"=": "=", "\\in": "=", "<": "<", ">": ">", "\\le": "<=", "\\leq": "<=", "\\ge": ">=", "\\geq": ">=",
-              "\\ne": "!=", "\\neq": "!="}
-_NOT_ATOMS = {"\\cup", "\\times", "\\cdot", "\\div", "\\pm", "\\mp", "\\\\", "\\end", "\\rbrace", *_RELATIONS}
+          "tanh": sp.tanh, "ln": sp.log, "log": sp.log, "lg": lambda x: sp.log(x, 10), "exp": sp.exp}
+_INVERSE = {"sin": sp.asin, "cos": sp.acos, "tan": sp.atan}            # \sin^{-1} x is arcsin x
+_TOKEN = re.compile(r"""
+    (?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+(?![a-zA-Z]))?|\.\d+)
+  | (?P<cmd>\\[a-zA-Z]+|\\\\|(?:arc)?(?:sin|cos|tan)h?(?![a-zA-Z])|(?:sec|csc|cot|ln|log|exp)(?![a-zA-Z]))
+  | (?P<letter>[a-zA-Z])
+  | (?P<sym>[-+*/^_()\[\]{},=<>!|&;:'])
+  | (?P<space>\s+)
+""", re.VERBOSE)
+_GREEK = set("alpha beta gamma delta epsilon varepsilon zeta eta theta vartheta iota kappa lambda mu nu xi rho "
+             "varrho sigma varsigma tau upsilon phi varphi chi psi omega Gamma Delta Theta Lambda Xi Sigma "
+             "Upsilon Phi Psi Omega hbar ell".split())
+_ACCENTS = {"dot", "ddot", "hat", "bar", "vec", "tilde", "overline", "widehat", "widetilde"}
+_RELATIONS = {"=": "=", "<": "<", ">": ">", "\\le": "<=", "\\leq": "<=", "\\ge": ">=", "\\geq": ">=",
+              "\\ne": "!=", "\\neq": "!=", "\\approx": "="}
+_NOT_ATOMS = {"\\cup", "\\times", "\\cdot", "\\div", "\\pm", "\\mp", "\\\\", "\\end", "\\rbrace", "\\in",
+              "\\rfloor", "\\rceil", *_RELATIONS}
 
 
 def tokenize(s):
@@ -207,7 +357,8 @@ def tokenize(s):
         if not m:
             raise Refuse(f"character {s[i]!r} is not allowed")
         if m.lastgroup != "space":
-            out.append((m.lastgroup, m.group(0)))
+            v = m.group(0)
+            out.append(("cmd", "\\" + v) if m.lastgroup == "cmd" and not v.startswith("\\") else (m.lastgroup, v))
         i = m.end()
         if len(out) > MAX_TOKENS:
             raise Refuse("too many tokens")
@@ -215,17 +366,17 @@ def tokenize(s):
 
 
 class _Parser:
-    """Recursive descent over tokens. A value is a sympy expression or a tagged tuple:
-    ('eq', lhs, rhs), ('rel', op, lhs, rhs), ('seq', open, items, close) for tuples and intervals,
-    ('set', items), ('list', items) for bare 'a, b', ('union', items), ('matrix', rows),
-    ('pm', a, b) for a ± b, ('text', words)."""
+    """Recursive descent over tokens. A value is a sympy expression or matrix, or a tagged tuple:
+    ('eq', lhs, rhs), ('rel', members, ops) for inequalities and their chains, ('in', lhs, set),
+    ('seq', open, items, close) for tuples and intervals, ('set', items), ('list', items) for bare
+    'a, b', ('union', items), ('ratio', items), ('pm', a, b) for a ± b, ('text', words)."""
 
     def __init__(self, tokens):
         self.t, self.i, self.depth, self.in_abs = tokens, 0, 0, False
         self.mixed = False      # an integer literal directly followed by \frac: a mixed number
 
-    def peek(self):
-        return self.t[self.i] if self.i < len(self.t) else (None, None)
+    def peek(self, k=0):
+        return self.t[self.i + k] if self.i + k < len(self.t) else (None, None)
 
     def at(self, *values):
         return self.peek()[1] in values
@@ -252,8 +403,16 @@ class _Parser:
         return v
 
     def items(self):
+        """'a; b' separates groups (solutions), 'a, b' items."""
+        groups = [self.comma_items()]
+        while self.at(";"):
+            self.take()
+            groups.append(self.comma_items())
+        return groups[0] if len(groups) == 1 else ("list", groups)
+
+    def comma_items(self):
         xs = [self.relation()]
-        while self.at(",", ";"):
+        while self.at(","):
             self.take()
             xs.append(self.relation())
             if len(xs) > MAX_ITEMS:
@@ -261,12 +420,31 @@ class _Parser:
         return xs[0] if len(xs) == 1 else ("list", xs)
 
     def relation(self):
-        lhs = self.union()
-        if self.peek()[1] not in _RELATIONS:
-            return lhs
-        op = _RELATIONS[self.take()]
-        rhs = self.union()
-        return ("eq", lhs, rhs) if op == "=" else ("rel", op, lhs, rhs)
+        members, ops = [self.ratio()], []
+        while self.peek()[1] in _RELATIONS or self.at("\\in"):
+            if self.at("\\in"):
+                self.take()
+                if ops:
+                    raise Refuse("\\in inside a chain")
+                return ("in", members[0], self.ratio())
+            ops.append(_RELATIONS[self.take()])
+            members.append(self.ratio())
+            if len(ops) > 4:
+                raise Refuse("chain too long")
+        if not ops:
+            return members[0]
+        if all(op == "=" for op in ops):
+            return _equation_chain(members)
+        if "=" in ops or ("!=" in ops and len(ops) > 1):
+            raise Refuse("a chain that mixes = or != with inequalities")
+        return ("rel", members, ops)
+
+    def ratio(self):
+        xs = [self.union()]
+        while self.at(":"):
+            self.take()
+            xs.append(self.union())
+        return xs[0] if len(xs) == 1 else ("ratio", xs)
 
     def union(self):
         xs = [self.expr()]
@@ -288,7 +466,10 @@ class _Parser:
             return terms[0][1]                      # may be a compound value: '(1, 2)'
         _need_expr(*(t for _, t in terms))
         pm = [t for s, t in terms if s in ("\\pm", "\\mp")]
-        base = sum((t if s == "+" else -t for s, t in terms if s in "+-"), sp.Integer(0))
+        signed = [t if s == "+" else -t for s, t in terms if s in "+-"]
+        base = signed[0] if signed else sp.Integer(0)
+        for t in signed[1:]:
+            base = base + t
         if len(pm) > 1:
             raise Refuse("more than one ±")
         return ("pm", base, pm[0]) if pm else base
@@ -302,8 +483,8 @@ class _Parser:
                 rhs = self.power()
                 _need_expr(value, rhs)
                 if v in ("/", "\\div"):
-                    if rhs == 0:
-                        raise Refuse("division by zero")
+                    if rhs == 0 or isinstance(rhs, sp.MatrixBase):
+                        raise Refuse("division by zero or by a matrix")
                     value = value / rhs
                 else:
                     value = value * rhs
@@ -311,7 +492,7 @@ class _Parser:
                 mixed = self.mixed
                 rhs = self.power()
                 _need_expr(value, rhs)
-                value = _mixed_number(value, rhs) if mixed and rhs.is_Rational else value * rhs
+                value = _mixed_number(value, rhs) if mixed and getattr(rhs, "is_Rational", False) else value * rhs
             else:
                 return value
 
@@ -329,6 +510,12 @@ class _Parser:
         self.mixed = number_then_frac and self.at("\\frac")   # 2\frac{1}{3} is 2 + 1/3
         if self.at("^"):
             self.take()
+            if self.at("{") and self.peek(1)[1] == "\\prime" and self.peek(2)[1] == "}":
+                self.i += 3
+                return _prime(base)                             # y^{\prime}
+            if self.at("\\prime"):
+                self.take()
+                return _prime(base)
             if self.at("{"):
                 exp = self.nested(self.group, "{", "}")
             else:
@@ -340,9 +527,8 @@ class _Parser:
         return base
 
     def postfix(self, value):
-        while self.at("!"):
-            self.take()
-            value = _factorial(value)
+        while self.at("!", "'"):
+            value = _factorial(value) if self.take() == "!" else _prime(value)
         return value
 
     def group(self, open_, close):
@@ -355,6 +541,17 @@ class _Parser:
         """A macro argument: {group} or one atom."""
         return self.nested(self.group, "{", "}") if self.at("{") else self.atom()
 
+    def raw_arg(self):
+        """A subscript or environment name as text: {tokens} or one token, spaces dropped."""
+        return "".join(self.raw_group()) if self.at("{") else self.take()
+
+    def name(self, base):
+        """A letter or Greek letter, with its subscript ('x_1', 'm_{\\max}': the subscript is part of the name)."""
+        if self.at("_"):
+            self.take()
+            base += "_" + self.raw_arg()
+        return sp.Symbol(base)
+
     def atom(self):
         kind, v = self.peek()
         if kind == "num":
@@ -362,15 +559,14 @@ class _Parser:
             if self.at("_"):                                        # 52_8: the numeral 52 in base 8
                 self.take()
                 base = self.arg()
-                if not (v.isdigit() and base.is_Integer and 2 <= base <= 36):
+                if not (v.isdigit() and getattr(base, "is_Integer", False) and 2 <= base <= 36):
                     raise Refuse("bad base")
                 return ("based", v.lstrip("0") or "0", int(base))
             return _number(v)
         if kind == "letter":
             self.take()
             if self.at("_"):
-                self.take()
-                return sp.Symbol(f"{v}_{self.arg()}")
+                return self.name(v)
             return {"i": sp.I, "e": sp.E}.get(v) or sp.Symbol(v)
         if v in ("(", "["):
             self.take()
@@ -422,15 +618,50 @@ class _Parser:
             return ("set", [])
         if name == "text":
             return ("text", "".join(self.raw_group()).lower())
+        if name in _GREEK:
+            return self.name(name)
+        if name in _ACCENTS:
+            return self.name(f"{name}({self.raw_arg()})")
+        if name == "angle":                     # \angle ABC: the angle's name
+            return self.atom()
+        if name == "binom":
+            n, k = self.arg(), self.arg()
+            _need_expr(n, k)
+            if k.is_number and not (k.is_Integer and 0 <= k <= MAX_FACTORIAL) or n.is_number and k.is_number and \
+                    k * math.log10(max(abs(complex(sp.N(n, 15))), 2)) > MAX_DIGITS:
+                raise Refuse("binomial out of range")
+            return sp.binomial(n, k)
+        if name in ("lfloor", "lceil"):
+            inner = self.nested(self.expr)
+            self.take("\\rfloor" if name == "lfloor" else "\\rceil")
+            _need_expr(inner)
+            return (sp.floor if name == "lfloor" else sp.ceiling)(inner)
         if name in _FUNCS:
+            base = None
+            if name == "log" and self.at("_"):                      # \log_2 8
+                self.take()
+                base = self.arg()
             power = self.power_arg()
-            x = self.nested(self.group, "(", ")") if self.at("(") else self.arg()
-            _need_expr(x)
-            value = _FUNCS[name](x)
+            x = self.nested(self.group, "(", ")") if self.at("(") else self.nested(self.function_arg)
+            _need_expr(x, base if base is not None else x)
+            if power == -1 and name in _INVERSE:
+                return _INVERSE[name](x)
+            value = sp.log(x, base) if base is not None else _FUNCS[name](x)
             return _pow(value, power) if power is not None else value
         if name == "begin":
             return self.matrix()
         raise Refuse(f"command \\{name} is not supported")
+
+    def function_arg(self):
+        """A bracketless function argument: {group}, or the numbers and letters that follow ('\\sin 2x')."""
+        if self.at("{"):
+            return self.arg()
+        value = self.power()
+        while self.peek()[0] in ("num", "letter"):
+            rhs = self.power()
+            _need_expr(value, rhs)
+            value = value * rhs
+        return value
 
     def power_arg(self):
         if not self.at("^"):
@@ -439,20 +670,23 @@ class _Parser:
         return self.arg()
 
     def raw_group(self):
-        """The tokens of a {...} group as text (for \\text and environment names)."""
+        """The tokens of a {...} group as text (for \\text, subscripts and environment names)."""
         self.take("{")
-        words = []
-        while not self.at("}"):
+        words, depth = [], 0
+        while depth or not self.at("}"):
             if self.peek()[0] is None or len(words) > 50:
                 raise Refuse("unbalanced group")
+            depth += self.at("{") - self.at("}")
             words.append(self.take())
         self.take("}")
         return words
 
     def matrix(self):
         env = "".join(self.raw_group())
-        if env not in ("pmatrix", "bmatrix", "matrix", "vmatrix", "Bmatrix", "smallmatrix"):
+        if env not in ("pmatrix", "bmatrix", "matrix", "vmatrix", "Bmatrix", "Vmatrix", "smallmatrix", "array"):
             raise Refuse(f"environment {env}")
+        if env == "array" and self.at("{"):
+            self.raw_group()                        # the column specification, e.g. {cc}
         rows, row = [], [self.nested(self.expr)]
         while not self.at("\\end"):
             sep = self.take()
@@ -473,13 +707,19 @@ class _Parser:
         _need_expr(*(x for r in rows for x in r))
         if any(len(r) != len(rows[0]) for r in rows):
             raise Refuse("ragged matrix")
-        return ("matrix", rows)
+        return sp.ImmutableMatrix(rows)
 
 
 def _need_expr(*xs):
     for x in xs:
         if isinstance(x, tuple):
             raise Refuse("arithmetic on a compound answer")
+
+
+def _prime(x):
+    if not isinstance(x, sp.Symbol):
+        raise Refuse("a prime on something that is not a variable")
+    return sp.Symbol(x.name + "'")
 
 
 def _mixed_number(whole, frac):
@@ -499,6 +739,8 @@ def _number(text):
 def _pow(base, exp):
     """base^exp, refused when the result would be huge (checked before sympy computes it)."""
     _need_expr(base, exp)
+    if isinstance(base, sp.MatrixBase) or isinstance(exp, sp.MatrixBase):
+        raise Refuse("power of a matrix")
     if exp.has(sp.oo, -sp.oo, sp.zoo):
         raise Refuse("infinite exponent")
     if exp.is_Integer and abs(int(exp)) > MAX_EXPONENT and not base.is_number:
@@ -514,9 +756,21 @@ def _pow(base, exp):
 
 def _factorial(n):
     _need_expr(n)
-    if n.is_number and not (n.is_Integer and 0 <= n <= MAX_FACTORIAL):
+    if isinstance(n, sp.MatrixBase) or (n.is_number and not (n.is_Integer and 0 <= n <= MAX_FACTORIAL)):
         raise Refuse("factorial out of range")
     return sp.factorial(n)
+
+
+def _equation_chain(members):
+    """'x = 3' -> ('eq', x, 3); 'x = 1 + 1 = 2' -> ('eq', x, 2); '3 + 4 = 7' -> 7; a chain whose
+    members differ ('z = 3 + 3 = 2') is refused."""
+    values = members[1:] if _is_name(members[0]) else members
+    rng = _Probes(0)
+    if any(not _equal(v, values[-1], rng) for v in values[:-1]):
+        if len(members) == 2 and not any(isinstance(m, tuple) for m in members):
+            return ("eq", members[0], members[1])           # an equation in unknowns: 2x - y = 1
+        raise Refuse("a chain of unequal members")
+    return ("eq", members[0], values[-1]) if values is not members else values[-1]
 
 
 def parse(s):
@@ -524,7 +778,8 @@ def parse(s):
     s, percent = normalize(s)
     if not s:
         raise Refuse("empty")
-    letter = re.fullmatch(r"\(?\s*(?:\\text\{\s*\(?\s*([A-E])\s*\)?\s*\}|([A-E]))\s*\)?", s)
+    letter = re.fullmatch(r"\(?\s*(?:\\text\{\s*\(?\s*([A-E])\s*\)?\s*\}|([A-E]))\s*\)?(?:[.:]\s+.*)?", s,
+                          re.DOTALL)
     if letter:
         return ("choice", letter.group(1) or letter.group(2)), False
     word = re.fullmatch(r"\\text\{([A-Za-z][A-Za-z ,'-]*)\}|([A-Za-z][A-Za-z ]*[A-Za-z])", s)
@@ -537,6 +792,94 @@ def parse(s):
 # Equivalence
 
 
+def _kind(v):
+    if isinstance(v, tuple):
+        return v[0]
+    return "matrix" if isinstance(v, sp.MatrixBase) else "expr"
+
+
+def _is_name(v):
+    """A variable, a product or quotient of variables (AB, NO/BO), a function value f(x), |name|, or a
+    tuple or ratio of names: what may stand on the left of '=' to name the value on the right."""
+    if isinstance(v, tuple):
+        return v[0] in ("seq", "ratio") and all(_is_name(x) for x in (v[2] if v[0] == "seq" else v[1]))
+    if isinstance(v, sp.Symbol):
+        return True
+    if isinstance(v, sp.Abs):
+        return _is_name(v.args[0])
+    if isinstance(v, sp.Pow):
+        return v.exp == -1 and isinstance(v.base, sp.Symbol)
+    return isinstance(v, sp.Mul) and all(_is_name(a) for a in v.args)
+
+
+def _value(v):
+    """What an answer states: the right side of 'name = value'."""
+    return _value(v[2]) if _kind(v) == "eq" and _is_name(v[1]) else v
+
+
+def _assignment(v):
+    """'x = 1, y = 2' (distinct variables) as the tuple (1, 2), or None."""
+    if _kind(v) == "list" and all(_kind(x) == "eq" and isinstance(x[1], sp.Symbol) for x in v[1]) \
+            and len({x[1] for x in v[1]}) == len(v[1]) > 1:
+        return ("seq", "(", [x[2] for x in v[1]], ")", )
+    return None
+
+
+def _real_set(v):
+    """(variable, the set of reals it describes) for an interval, a union, an inequality or chain in one
+    name, or 'name \\in set'; None for anything else."""
+    k = _kind(v)
+    if k == "seq" and len(v[2]) == 2 and all(_kind(x) == "expr" and x.is_number for x in v[2]):
+        lo, hi = v[2]
+        if not (lo.is_extended_real and hi.is_extended_real):
+            return None
+        return None, sp.Interval(lo, hi, v[1] == "(" or lo == -sp.oo, v[3] == ")" or hi == sp.oo)
+    if k == "union":
+        parts = [_real_set(x) for x in v[1]]
+        return (None, sp.Union(*(p[1] for p in parts))) if all(p and p[0] is None for p in parts) else None
+    if k == "in":
+        inner = _real_set(v[2])
+        return (v[1], inner[1]) if inner and inner[0] is None and _is_name(v[1]) else None
+    if k != "rel":
+        return None
+    members, ops = v[1], v[2]
+    if any(isinstance(m, tuple) for m in members):
+        return None
+    names = [m for m in members if not m.is_number]
+    if len(names) != 1:
+        return None
+    name, result = names[0], sp.Reals
+    if _is_name(name) and not isinstance(name, sp.Abs):       # a named quantity's range: bounds on the name
+        for a, op, b in zip(members, ops, members[1:]):
+            c, op = (b, op) if a is name else (a, _FLIP[op])
+            if not c.is_extended_real:
+                return None
+            result = sp.Intersection(result, {"<": sp.Interval.open(-sp.oo, c), "<=": sp.Interval(-sp.oo, c),
+                                              ">": sp.Interval.open(c, sp.oo), ">=": sp.Interval(c, sp.oo),
+                                              "!=": sp.Reals - sp.FiniteSet(c)}[op])
+        return name, result
+    if len(name.free_symbols) != 1 or not _solvable(name, members):    # one variable inside: -x > -1, 1 <= |z|
+        return None
+    x = next(iter(name.free_symbols))
+    for a, op, b in zip(members, ops, members[1:]):
+        rel = {"<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge, "!=": sp.Ne}[op](a, b)
+        result = sp.Intersection(result, sp.solveset(rel, x, sp.Reals))
+    return x, result
+
+
+def _solvable(e, members):
+    """A polynomial of degree <= 2 in one variable, possibly inside |...|, with small numbers: solveset
+    is then quick and exact."""
+    try:
+        return _cheap(e) and sp.Poly(e.replace(sp.Abs, lambda u: u), *e.free_symbols).total_degree() <= 2 and all(
+            abs(n) < 10 ** 50 for m in members for n in m.atoms(sp.Number) if n.is_finite)
+    except sp.PolificationFailed:
+        return False
+
+
+_FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "!=": "!="}
+
+
 def _numbers_equal(a, b, rng):
     if a == b:
         return True
@@ -544,11 +887,19 @@ def _numbers_equal(a, b, rng):
         return False                       # both exact numbers, already compared exactly
     if any(x.has(sp.oo, -sp.oo, sp.zoo, sp.nan) for x in (a, b)):
         return False
-    if _cheap(a) and _cheap(b) and sp.expand(a - b) == 0:
-        return True
+    if _cheap(a) and _cheap(b):
+        d = sp.expand(a - b)
+        if d == 0:
+            return True
+        if d.free_symbols and d.is_polynomial() and not d.atoms(sp.Function) and not d.has(sp.pi, sp.E, sp.I) \
+                and all(n.is_Rational for n in d.atoms(sp.Number)):
+            return False                   # a nonzero polynomial with rational coefficients: not an identity
+    rng.budget -= 1
+    if rng.budget < 0:
+        raise Refuse("too many comparisons")
     syms = sorted(a.free_symbols | b.free_symbols, key=lambda x: x.name)
-    for _ in range(4 if syms else 1):      # probe at random points: simplify misses identities
-        env = {x: sp.Rational(rng.randint(300, 2100), 1000) for x in syms}
+    for k in range(4 if syms else 1):      # probe at random points of both signs: simplify misses identities
+        env = {x: (-1) ** (j + k) * sp.Rational(rng.randint(300, 2100), 1000) for j, x in enumerate(syms)}
         try:
             va, vb = complex(sp.N(a.subs(env), 40)), complex(sp.N(b.subs(env), 40))
             diff = abs(complex(sp.N((a - b).subs(env), 40)))
@@ -578,60 +929,67 @@ def _as_set(v):
 
 
 def _equal(a, b, rng):
-    if not isinstance(a, tuple) and not isinstance(b, tuple):
+    ka, kb = _kind(a), _kind(b)
+    if ka == kb == "expr":
         return _numbers_equal(a, b, rng)
-    ka = a[0] if isinstance(a, tuple) else "expr"
-    kb = b[0] if isinstance(b, tuple) else "expr"
-    if ka == "eq" and kb == "eq":
-        if isinstance(a[1], sp.Symbol) and a[1] == b[1]:
+    if ka == kb == "matrix":
+        return a.shape == b.shape and all(_numbers_equal(x, y, rng) for x, y in zip(a, b))
+    if ka == kb == "eq":
+        if _is_name(a[1]) and _equal(a[1], b[1], rng):                # same name: compare the values
             return _equal(a[2], b[2], rng)
-        return _equations_equal(a, b, rng)
-    if ka == "eq" and isinstance(a[1], sp.Symbol):                # 'x = 3' vs '3'
-        return _equal(a[2], b, rng)
-    if kb == "eq" and isinstance(b[1], sp.Symbol):
-        return _equal(a, b[2], rng)
-    if {ka, kb} == {"based", "expr"}:                              # '52' for '52_8': the base left implicit
+        return not isinstance(a[2], tuple) and not isinstance(b[2], tuple) and _equations_equal(a, b, rng)
+    a2, b2 = _value(a), _value(b)                                      # 'x = 3' vs '3', '(p, q) = (3, 2)'
+    if a2 is not a or b2 is not b:
+        return _equal(a2, b2, rng)
+    if {ka, kb} == {"list", "seq"}:                                    # 'x = 1, y = 2' vs '(1, 2)'
+        t = _assignment(a if ka == "list" else b)
+        if t:
+            return _equal(t, b, rng) if ka == "list" else _equal(a, t, rng)
+    if {ka, kb} == {"based", "expr"}:                                  # '52' for '52_8': the base left implicit
         based, plain = (a, b) if ka == "based" else (b, a)
         return plain.is_Integer and str(plain) == based[1]
+    sa, sb = (_real_set(x) if _kind(x) in ("rel", "in", "union", "seq") else None for x in (a, b))
+    if sa and sb and (ka in ("rel", "in") or kb in ("rel", "in")):    # inequalities: the sets they describe
+        return sa[1] == sb[1] and (sa[0] is None or sb[0] is None or sa[0] == sb[0])
     a = _as_set(a) if ka in ("pm", "list") else a
     b = _as_set(b) if kb in ("pm", "list") else b
-    ka = a[0] if isinstance(a, tuple) else "expr"
-    kb = b[0] if isinstance(b, tuple) else "expr"
+    ka, kb = _kind(a), _kind(b)
     if ka != kb:
         return False
     if ka in ("set", "union"):
-        return _unordered_equal(a[1], b[1], rng)
+        return _same_elements(a[1], b[1], rng)
     if ka == "seq":
         return (a[1], a[3], len(a[2])) == (b[1], b[3], len(b[2])) and all(
             _equal(x, y, rng) for x, y in zip(a[2], b[2]))
-    if ka == "matrix":
-        return [len(r) for r in a[1]] == [len(r) for r in b[1]] and all(
-            _equal(x, y, rng) for r, s in zip(a[1], b[1]) for x, y in zip(r, s))
+    if ka == "ratio":                               # up to a common factor; with a zero ('12:00'), as written
+        if len(a[1]) != len(b[1]) or any(isinstance(x, tuple) for x in a[1] + b[1]):
+            return False
+        if any(x == 0 for x in a[1] + b[1]):
+            return all(_numbers_equal(x, y, rng) for x, y in zip(a[1], b[1]))
+        return all(_numbers_equal(x * b[1][0], y * a[1][0], rng) for x, y in zip(a[1], b[1]))
     if ka in ("text", "choice"):
         return a[1] == b[1]
     if ka == "based":
         return a[1:] == b[1:]
-    if ka == "rel":
-        return a[1] == b[1] and _equal(a[2], b[2], rng) and _equal(a[3], b[3], rng)
+    if ka == "rel":                                                    # several variables: x + y < 1
+        return a[2] == b[2] and all(_equal(x, y, rng) for x, y in zip(a[1], b[1]))
     return False
 
 
-def _unordered_equal(xs, ys, rng):
-    if len(xs) != len(ys):
-        return False
-    left = list(ys)
-    for x in xs:
-        j = next((j for j, y in enumerate(left) if _equal(x, y, rng)), None)
-        if j is None:
-            return False
-        del left[j]
-    return True
+def _same_elements(xs, ys, rng):
+    """As sets: every element of one has an equal element in the other (repeats do not count). Equal
+    written forms are matched first, so only the rest need a real comparison."""
+    def covered(us, vs):
+        return all(any(u == v for v in vs) or any(_equal(u, v, rng) for v in vs) for u in us)
+    return covered(xs, ys) and covered(ys, xs)
 
 
 def _equations_equal(a, b, rng):
     """Two equations are the same if (l1 - r1) is a nonzero constant multiple of (l2 - r2)."""
     _need_expr(a[1], a[2], b[1], b[2])
     f, g = a[1] - a[2], b[1] - b[2]
+    if isinstance(f, sp.MatrixBase) or isinstance(g, sp.MatrixBase):
+        return False
     syms = sorted(f.free_symbols | g.free_symbols, key=lambda x: x.name)
     if f.free_symbols != g.free_symbols or not syms:
         return False
@@ -656,17 +1014,18 @@ def is_equiv(pred, gold):
     try:
         a, pa = parse(pred)
         b, pb = parse(gold)
-        rng = random.Random(0)                  # probing points are fixed: the same call, the same verdict
+        rng = _Probes(0)                        # probing points are fixed: the same call, the same verdict
         if _equal(a, b, rng):
             return True
         # percent: '50\%' may stand for 50 (done above) or for 50/100; a bare number is never rescaled.
-        if pa and not isinstance(a, tuple) and _equal(a / 100, b, rng):
+        if pa and _kind(a) == "expr" and _equal(a / 100, b, rng):
             return True
-        return bool(pb and not isinstance(b, tuple) and _equal(a, b / 100, rng))
-    except (Refuse, RecursionError):
-        return False
-    except Exception:                 # sympy raises many kinds of errors on odd input; none is a match
-        return False
+        return bool(pb and _kind(b) == "expr" and _equal(a, b / 100, rng))
+    except Exception:                 # Refuse, or one of sympy's many errors on odd input: no parse
+        try:
+            return re.sub(r"\s+", "", normalize(pred)[0]) == re.sub(r"\s+", "", normalize(gold)[0])
+        except Exception:
+            return False
 
 
 def reward(completion, gold):

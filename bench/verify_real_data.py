@@ -1,20 +1,27 @@
-"""Real-data checks of verify.py on GSM8K and MATH-500 (../shared/data or --data-dir), with speed.
+"""verify.py on the real data of the paper's four benchmarks (../shared/data or --data-dir), with speed.
 
     python bench/verify_real_data.py [--data-dir ../shared/data] [--show-negatives]
 
-Prints: the fraction of gold solutions that earn reward 1 against their own gold answer, is_equiv(a, a)
-over all MATH-500 answers, a negative control (2,000 random pairs of different answers judged equal),
-and checks per second."""
+Prints, per data set: how many gold solutions earn reward 1 against their own gold answer; how many
+gold answers equal themselves under the full parser (a '\\displaystyle ' prefix defeats the string
+fast path); a negative control (2,000 random pairs of different gold answers judged equal); the time
+per reward call (median, p99, max) over all the calls made; and, for Minerva's decimal answers, what
+a float tolerance would change compared with our exact decimals.
+"""
 import argparse
 import json
 import os
 import random
 import re
+import statistics
 import sys
 import time
+from fractions import Fraction
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from verify import is_equiv, reward  # noqa: E402
+from verify import is_equiv, last_boxed, reward  # noqa: E402
+
+TIMES = []
 
 
 def rows(path):
@@ -22,14 +29,68 @@ def rows(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def gsm8k_gold(answer):
-    return answer.rsplit("####", 1)[1].strip().replace(",", "")
-
-
-def timed(fn, items):
+def timed_reward(completion, gold):
     t = time.perf_counter()
-    out = [fn(*x) for x in items]
-    return out, time.perf_counter() - t
+    r = reward(completion, gold)
+    TIMES.append(time.perf_counter() - t)
+    return r
+
+
+def trivial(s):
+    return re.sub(r"\s+|\\left|\\right|\\!|\\,|\$|\\displaystyle", "", s).replace("\\dfrac", "\\frac")
+
+
+def negative_control(answers, n, rng, show):
+    pairs = []
+    while len(pairs) < n:
+        x, y = rng.sample(answers, 2)
+        if trivial(x) != trivial(y):
+            pairs.append((x, y))
+    t = time.perf_counter()
+    equal = [(x, y) for x, y in pairs if is_equiv(x, y)]
+    ms = 1e3 * (time.perf_counter() - t) / n
+    if show:
+        for x, y in equal:
+            print(f"      judged equal: {x!r} ~ {y!r}")
+    return len(equal), ms
+
+
+def check(name, golds, completions, rng, a):
+    hits = sum(timed_reward(c, g) for c, g in zip(completions, golds))
+    self_eq = sum(is_equiv("\\displaystyle " + g, g) for g in golds)
+    eq, ms = negative_control(sorted(set(golds)), a.pairs, rng, a.show_negatives)
+    print(f"{name:14} reward(solution, gold) {int(hits)}/{len(golds)}   is_equiv(gold, gold) full parse "
+          f"{self_eq}/{len(golds)}   negative control {eq}/{a.pairs} judged equal ({ms:.2f} ms/pair)")
+    for c, g in zip(completions, golds):
+        if reward(c, g) != 1.0:
+            print(f"      miss: {g!r}")
+
+
+DECIMAL = re.compile(r"^\s*(-?\d+\.\d+)(?:\s*\\times\s*10\^\{?(-?\d+)\}?)?\s*$")
+
+
+def tolerance_effect(golds):
+    """Minerva's decimal golds: a model answer with one more significant digit, or rounded to one fewer,
+    judged by our exact decimals and by relative tolerances of 1e-4 (Qwen2.5-Math's evaluator) and 1e-6."""
+    decimals = []
+    for g in golds:
+        m = DECIMAL.match(re.sub(r"\\mathrm\{[^{}]*\}|\\text\{[^{}]*\}|~", "", g))
+        if m:
+            decimals.append((m.group(1), int(m.group(2) or 0), g))
+    print(f"minerva: {len(decimals)} of {len(golds)} gold answers are decimals (with or without 'x 10^k')")
+    for label, variant in (("one more digit (…1)", lambda d: d + "1"),
+                           ("rounded to one fewer digit", lambda d: str(round(float(d), max(len(d.split(".")[1]) - 1, 0))))):
+        exact = tol4 = tol6 = 0
+        for mant, exp, g in decimals:
+            v = variant(mant)
+            pred = v if exp == 0 else f"{v} \\times 10^{{{exp}}}"
+            exact += is_equiv(pred, g)
+            gv, pv = Fraction(mant) * Fraction(10) ** exp, Fraction(v) * Fraction(10) ** exp
+            rel = abs(pv - gv) / abs(gv) if gv else abs(pv)
+            tol4 += rel <= Fraction(1, 10**4)
+            tol6 += rel <= Fraction(1, 10**6)
+        print(f"   answer {label:28}: accepted exact {exact}/{len(decimals)}, with rel. tolerance 1e-4 "
+              f"{tol4}/{len(decimals)}, 1e-6 {tol6}/{len(decimals)}")
 
 
 def main():
@@ -40,56 +101,28 @@ def main():
     a = p.parse_args()
     if not os.path.isdir(a.data_dir):
         sys.exit(f"no data directory at {a.data_dir}")
-    for split in ("test", "train"):
-        data = rows(os.path.join(a.data_dir, "gsm8k", f"{split}.jsonl"))
-        items = [(r["answer"], gsm8k_gold(r["answer"])) for r in data]
-        got, sec = timed(reward, items)
-        bad = [i for i, g in enumerate(got) if g != 1.0]
-        print(f"gsm8k/{split}: reward(solution, gold) = 1 for {len(data) - len(bad)}/{len(data)} "
-              f"({1e3 * sec / len(data):.3f} ms/call, {len(data) / sec:,.0f} calls/s)")
-        for i in bad[:5]:
-            print("   miss:", items[i][1], "|", data[i]["answer"][-80:].replace("\n", " "))
-        # a completion that spells the gold differently, so the parser runs (not the string fast path)
-        spelled = [(f"She pays 3 + 4 = 7 dollars.\nThe answer is \\boxed{{\\${g}.00}}.", g) for _, g in items]
-        got, sec = timed(reward, spelled)
-        print(f"gsm8k/{split}: boxed '\\$N.00' completions: reward 1 for {int(sum(got))}/{len(got)} "
-              f"({1e3 * sec / len(got):.3f} ms/call, {len(got) / sec:,.0f} calls/s)")
-
-    math = rows(os.path.join(a.data_dir, "math500", "test.jsonl"))
-    items = [(r["solution"], r["answer"]) for r in math]
-    got, sec = timed(reward, items)
-    bad = [i for i, g in enumerate(got) if g != 1.0]
-    print(f"math500: reward(solution, answer) = 1 for {len(math) - len(bad)}/{len(math)} "
-          f"= {100 * (len(math) - len(bad)) / len(math):.1f}% ({1e3 * sec / len(math):.2f} ms/call)")
-    for i in bad:
-        print("   miss:", repr(math[i]["answer"]))
-    selfeq, sec = timed(is_equiv, [(r["answer"], r["answer"]) for r in math])
-    print(f"math500: is_equiv(a, a) for {sum(selfeq)}/{len(math)} answers")
-    # '\displaystyle a' differs as a string, so the fast path misses and both sides are fully parsed
-    braced, sec = timed(is_equiv, [("\\displaystyle " + r["answer"], r["answer"]) for r in math])
-    print(f"math500: is_equiv('\\displaystyle a', a) for {sum(braced)}/{len(math)} answers "
-          f"({1e3 * sec / len(math):.2f} ms/call, full parse of both sides)")
-
-    def trivial(s):
-        return re.sub(r"\s+|\\left|\\right|\\!|\\,|\$", "", s).replace("\\dfrac", "\\frac")
-
     rng = random.Random(0)
-    answers = [r["answer"] for r in math]
-    pairs = []
-    while len(pairs) < a.pairs:
-        x, y = rng.sample(answers, 2)
-        if trivial(x) != trivial(y):
-            pairs.append((x, y))
-    verdicts, sec = timed(is_equiv, pairs)
-    equal = [pr for pr, v in zip(pairs, verdicts) if v]
-    print(f"negative control: {len(equal)}/{len(pairs)} random pairs of different answers judged equal "
-          f"({1e3 * sec / len(pairs):.2f} ms/pair)")
-    if a.show_negatives:
-        for x, y in equal:
-            print(f"   judged equal: {x!r}  ~  {y!r}")
-    slowest = max(((time.perf_counter(), is_equiv(x, y), time.perf_counter(), x, y) for x, y in pairs[:500]),
-                  key=lambda t: t[2] - t[0])
-    print(f"slowest of 500 pairs: {1e3 * (slowest[2] - slowest[0]):.1f} ms ({slowest[3]!r} vs {slowest[4]!r})")
+    gsm = rows(os.path.join(a.data_dir, "gsm8k", "test.jsonl")) + rows(os.path.join(a.data_dir, "gsm8k", "train.jsonl"))
+    golds = [r["answer"].rsplit("####", 1)[1].strip().replace(",", "") for r in gsm]
+    check("gsm8k", golds, [r["answer"] for r in gsm], rng, a)
+    # a completion that spells the gold differently, so the parser runs (not the string fast path)
+    spelled = [f"She pays 3 + 4 = 7 dollars.\nThe answer is \\boxed{{\\${g}.00}}." for g in golds]
+    print(f"{'':14} boxed '\\$N.00' completions: reward 1 for {int(sum(timed_reward(c, g) for c, g in zip(spelled, golds)))}"
+          f"/{len(golds)}")
+    m5 = rows(os.path.join(a.data_dir, "math500", "test.jsonl"))
+    check("math500", [r["answer"] for r in m5], [r["solution"] for r in m5], rng, a)
+    mm = rows(os.path.join(a.data_dir, "minerva_math", "test.jsonl"))
+    minerva = [last_boxed(r["solution"]) for r in mm]
+    check("minerva_math", minerva, [r["solution"] for r in mm], rng, a)
+    ob = rows(os.path.join(a.data_dir, "olympiadbench", "test.jsonl"))
+    olymp = [r["final_answer"][0].strip().strip("$").strip() for r in ob]
+    check("olympiadbench", olymp, [f"So the answer is $\\boxed{{{g}}}$." for g in olymp], rng, a)
+    eq, ms = negative_control(sorted(set(minerva + olymp + [r["answer"] for r in m5])), a.pairs, rng, a.show_negatives)
+    print(f"negative control across math500, minerva_math, olympiadbench: {eq}/{a.pairs} judged equal ({ms:.2f} ms/pair)")
+    tolerance_effect(minerva)
+    TIMES.sort()
+    print(f"reward() over all {len(TIMES)} calls above: median {1e3 * statistics.median(TIMES):.3f} ms, p99 "
+          f"{1e3 * TIMES[int(0.99 * len(TIMES))]:.2f} ms, max {1e3 * TIMES[-1]:.1f} ms")
 
 
 if __name__ == "__main__":
