@@ -402,22 +402,19 @@ class _Parser:
             raise Refuse(f"unexpected {self.peek()[1]!r}")
         return v
 
-    def items(self):
-        """'a; b' separates groups (solutions), 'a, b' items."""
-        groups = [self.comma_items()]
-        while self.at(";"):
+    def separated(self, sep, parse_item, tag):
+        """item (sep item)* -> the item alone, or (tag, [items])."""
+        xs = [parse_item()]
+        while self.at(sep):
             self.take()
-            groups.append(self.comma_items())
-        return groups[0] if len(groups) == 1 else ("list", groups)
-
-    def comma_items(self):
-        xs = [self.relation()]
-        while self.at(","):
-            self.take()
-            xs.append(self.relation())
+            xs.append(parse_item())
             if len(xs) > MAX_ITEMS:
                 raise Refuse("too many items")
-        return xs[0] if len(xs) == 1 else ("list", xs)
+        return xs[0] if len(xs) == 1 else (tag, xs)
+
+    def items(self):
+        """'a; b' separates groups (solutions), 'a, b' items."""
+        return self.separated(";", lambda: self.separated(",", self.relation, "list"), "list")
 
     def relation(self):
         members, ops = [self.ratio()], []
@@ -440,18 +437,10 @@ class _Parser:
         return ("rel", members, ops)
 
     def ratio(self):
-        xs = [self.union()]
-        while self.at(":"):
-            self.take()
-            xs.append(self.union())
-        return xs[0] if len(xs) == 1 else ("ratio", xs)
+        return self.separated(":", self.union, "ratio")
 
     def union(self):
-        xs = [self.expr()]
-        while self.at("\\cup"):
-            self.take()
-            xs.append(self.expr())
-        return xs[0] if len(xs) == 1 else ("union", xs)
+        return self.separated("\\cup", self.expr, "union")
 
     def expr(self):
         """Signed terms; at most one of them may carry ± (a ± b -> ('pm', a, b))."""
