@@ -12,6 +12,8 @@ MGRPO trains one policy πθ on two layers of GRPO per step:
 Equations and where they live:
 
   A_i = (r_i - mean(r)) / (std(r) + eps)                        group_advantages()
+  πθ(· | q, o_<t) = softmax(z / T), T the sampling temperature,
+                    likewise πθ_old and πref                    token_logprobs()
   ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)   token_logprobs() + grpo_loss()
   KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)     grpo_loss()
   J = 1/G Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}]
@@ -57,7 +59,7 @@ def build_parser():
     p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
     a = p.add_argument
     a("--model", help="Hugging Face model id or local directory (policy and reference)")
-    a("--data", default="gsm8k", help="training data: gsm8k, math500 (eval only) or a .jsonl path")
+    a("--data", default="gsm8k", help="training data: gsm8k or a .jsonl path")
     a("--eval-data", default=None, help="eval data: gsm8k, math500, minerva_math, olympiadbench or a .jsonl path, or a "
       "comma list of them (default: GSM8K's test split for --data gsm8k, else none)")
     a("--output-dir", default=None, help="where log.jsonl, eval files and checkpoints go (default: out/)")
