@@ -739,9 +739,11 @@ def evaluate(run, problems, args, path, cache_len=None):
     q2 = [build_correction_prompt(p, tk.strip_stop(o), tk.guides[0]) for p, o in zip(prompts, t1)]
     t2 = generate(run.rollout, q2, 1, tk, args.max_new_tokens, greedy=True,
                   gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t2")
-    rows = gather({"question": p["question"], "gold": p["gold"], "t1": tk.text(a), "t2": tk.text(b),
-                   "correct_t1": reward(tk.text(a), p["gold"]) == 1.0, "correct_t2": reward(tk.text(b), p["gold"]) == 1.0}
-                  for p, a, b in zip(mine, t1, t2))
+    rows = []
+    for p, a, b in zip(mine, map(tk.text, t1), map(tk.text, t2)):
+        rows.append({"question": p["question"], "gold": p["gold"], "t1": a, "t2": b,
+                     "correct_t1": reward(a, p["gold"]) == 1.0, "correct_t2": reward(b, p["gold"]) == 1.0})
+    rows = gather(rows)
     if is_main():
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)

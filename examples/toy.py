@@ -1,8 +1,7 @@
 """
-See MGRPO learn on a laptop CPU: a toy task, a tiny model built in code, mgrpo.train_step.
+The toy task of the examples: MGRPO learning on a laptop CPU, through mgrpo.train_step itself.
 
-    python toy.py                      # GRPO (--layers 1) and MGRPO (--layers 2), 3 seeds each, a table
-    python toy.py --seeds 0            # one seed of each
+    from toy import run_toy             # examples/ablations.py runs the experiments with it
 
 The task: "What is the largest digit in 3 8 1 5?" -> \\boxed{8}. Four digits whose maximum is uniform on
 0..9, so no constant answer earns more than ~10% (with four uniform digits '9' is right 34% of the time and
@@ -14,25 +13,24 @@ on training problems reaches 25%: a weak policy that solves some problems, as a 
 RL starts. RL from scratch does not work here: a random model never writes a parsable answer, and after a
 format-only warm start (a random listed digit in the box) the tiny model answers one constant digit for
 every input, so the reward has no input-dependent behaviour to reinforce and RL only hops between
-constants (tried; see the note on issue 4). Everything after the warm start is mgrpo.train_step, the
-function the command line uses, with verify.reward as the reward.
+constants. Everything after the warm start is mgrpo.train_step, the function the command line uses, with
+verify.reward as the reward.
 
 Evaluation reports the paper's greedy metrics, plus a sampled correction rate: t1 sampled at temperature 1
 (4 per problem), each wrong one followed by q' with the first guide and one sampled t2; the rate is the
 fraction of those t2 that are right. Greedy t2 at this scale almost always repeats greedy t1, so the
 greedy Δi→c stays near 0 even while Layer 2 learns to correct sampled mistakes.
 """
-import argparse
 import os
 import random
-import statistics
-import tempfile
+import sys
 import time
 
 import torch
 
-import mgrpo
-from verify import reward as verify_reward
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import mgrpo  # noqa: E402
+from verify import reward as verify_reward  # noqa: E402
 
 N_DIGITS = 4
 
@@ -153,77 +151,44 @@ def toy_args(**kw):
     return a
 
 
-def run_toy(seed, layers, steps, workdir, warm_target=0.25, curve_every=25, log=print, **kw):
-    """Build, warm-start, evaluate, train `steps` MGRPO (or GRPO) steps through mgrpo.train_step, evaluate
-    again. Returns a dict: metrics before/after (greedy, the paper's), the sampled correction rate
-    before/after, the learning curve [(step, held-out Acc@t1)], warm-start steps and seconds."""
+def run_toy(seed, steps, workdir, warm_target=0.25, curve_every=10, n_eval=200, log=print, **kw):
+    """Build, warm-start, evaluate, train `steps` steps through mgrpo.train_step (MGRPO, or GRPO with
+    layers=1; any other mgrpo flag as a keyword), evaluate again. Returns a dict: the paper's greedy
+    metrics before/after, the sampled correction rate before/after, the learning curve
+    [(step, held-out Acc@t1, sampled correction rate)] every `curve_every` steps, the optimizer steps
+    taken, the tokens generated in training (Layer 1 and Layer 2), warm-start steps and seconds."""
     t0 = time.time()
-    path = build_tiny(os.path.join(workdir, f"model-{seed}-{layers}"), seed=seed)
-    args = toy_args(model=path, layers=layers, seed=seed, **kw)
+    path = build_tiny(os.path.join(workdir, f"model-{seed}"), seed=seed)
+    args = toy_args(model=path, seed=seed, **kw)
     torch.manual_seed(seed)
     run = mgrpo.setup(args)
     train, held_out = split(seed)
+    held_out = held_out[:n_eval]
     warm = warm_start(run, train, args, target=warm_target)
 
-    def evaluate(tag):
-        return mgrpo.evaluate(run, held_out, args, os.path.join(workdir, f"eval-{seed}-{layers}-{tag}.jsonl"))
+    def measure(tag):
+        m = mgrpo.evaluate(run, held_out, args, os.path.join(workdir, f"eval-{seed}-{tag}.jsonl"))
+        return m, sampled_correction_rate(run, held_out, args)
 
-    out = {"warm_steps": warm, "before": evaluate("before"),
-           "sampled_corr_before": sampled_correction_rate(run, held_out, args)}
-    out["curve"] = [(0, out["before"]["acc_t1"])]
+    out = {"warm_steps": warm, "optimizer_steps": 0, "l1_tokens": 0, "l2_tokens": 0}
+    out["before"], out["sampled_corr_before"] = measure("before")
+    out["curve"] = [(0, out["before"]["acc_t1"], out["sampled_corr_before"])]
     rng = random.Random(seed)
+    torch.manual_seed(seed)                 # the RL phase's sampling starts from the same state for every method
     run.policy.train()
     for step in range(1, steps + 1):
         batch = [train[i] for i in mgrpo.batch_indices(step - 1, args.batch_size, len(train), seed)]
-        mgrpo.train_step(run, batch, args, rng)
+        st = mgrpo.train_step(run, batch, args, rng)
+        out["optimizer_steps"] += 1 - st["l1_skipped"] + ("l2_loss" in st) - st.get("l2_skipped", 0)
+        out["l1_tokens"] += st["l1_tokens"]
+        out["l2_tokens"] += st.get("l2_tokens", 0)
         if curve_every and step % curve_every == 0 and step < steps:
-            out["curve"].append((step, evaluate("curve")["acc_t1"]))
+            m, corr = measure("curve")
+            out["curve"].append((step, m["acc_t1"], corr))
             if log:
-                log(f"  seed {seed} {'MGRPO' if layers == 2 else 'GRPO'} step {step}: "
-                    f"held-out Acc@t1 {out['curve'][-1][1]:.3f}")
-    out["after"] = evaluate("after")
-    out["curve"].append((steps, out["after"]["acc_t1"]))
-    out["sampled_corr_after"] = sampled_correction_rate(run, held_out, args)
+                log(f"  seed {seed} step {step}: held-out Acc@t1 {m['acc_t1']:.3f}, sampled correction {corr:.3f}")
+    out["after"], out["sampled_corr_after"] = measure("after")
+    out["curve"].append((steps, out["after"]["acc_t1"], out["sampled_corr_after"]))
+    out["rollout_tokens"] = out["l1_tokens"] + out["l2_tokens"]
     out["seconds"] = time.time() - t0
     return out
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(description="GRPO vs MGRPO on a toy task, on the CPU.")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=150)
-    a = p.parse_args(argv)
-    runs = {1: [], 2: []}
-    t0 = time.time()
-    with tempfile.TemporaryDirectory() as work:
-        for seed in a.seeds:
-            for layers in (1, 2):
-                r = run_toy(seed, layers, a.steps, work)
-                runs[layers].append(r)
-                print(f"seed {seed} {'MGRPO' if layers == 2 else 'GRPO '}: held-out Acc@t1 "
-                      + " -> ".join(f"{acc:.3f}" for _, acc in r["curve"])
-                      + f" (steps {', '.join(str(s) for s, _ in r['curve'])}); sampled correction rate "
-                      f"{r['sampled_corr_before']:.3f} -> {r['sampled_corr_after']:.3f}; "
-                      f"{r['warm_steps']} warm-start steps; {r['seconds']:.0f} s", flush=True)
-
-    def ms(xs):
-        return f"{statistics.mean(xs):.3f} ± {statistics.pstdev(xs):.3f}" if len(xs) > 1 else f"{xs[0]:.3f}"
-
-    start = [r["before"] for r in runs[2]]            # both methods start from the same warm start per seed
-    print(f"\nheld-out problems (200), mean ± std over seeds {a.seeds}, after {a.steps} steps; "
-          f"{time.time() - t0:.0f} s in all")
-    print(f"start (after the supervised warm-start): Acc@t1 {ms([m['acc_t1'] for m in start])}, "
-          f"Acc@t2 {ms([m['acc_t2'] for m in start])}\n")
-    print("| method | Acc@t1 | Acc@t2 | Δ(t1,t2) | Δi→c | Δc→i | sampled correction rate |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for layers, name in ((1, "GRPO (`--layers 1`)"), (2, "MGRPO")):
-        after = [r["after"] for r in runs[layers]]
-        print(f"| {name} | " + " | ".join(ms([m[k] for m in after]) for k in
-                                          ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"))
-              + f" | {ms([r['sampled_corr_before'] for r in runs[layers]])} → "
-                f"{ms([r['sampled_corr_after'] for r in runs[layers]])} |")
-    return runs
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,209 @@
+"""
+The paper's own questions about MGRPO, asked on the toy task of toy.py (CPU, minutes to an hour).
+
+    python examples/ablations.py compute     # matched-compute table + learning curves, 3 seeds
+    python examples/ablations.py hsweep      # H in {2, 4, 8, 16} for MGRPO, 3 seeds
+    python examples/ablations.py compute --seeds 0          # the quick mode: one seed
+    python examples/ablations.py compute --methods grpo mgrpo --seeds 0   # GRPO vs MGRPO, one seed
+    python examples/ablations.py plot        # redraw the PNGs from the saved results (needs matplotlib)
+
+compute: does Layer 2 make Layer 1 better, or is MGRPO's edge just more compute? MGRPO takes two
+optimizer steps per training step and samples more. So beside GRPO and MGRPO it runs GRPO with twice
+the steps (as many optimizer steps as MGRPO), GRPO with G raised until its rollout tokens per step match
+MGRPO's (G is computed from the MGRPO runs of the same call), MGRPO without selection (--l2-select all:
+plain GRPO on q') and MGRPO with a correction round for every answer (--l2-inputs all). Every run also
+records held-out Acc@t1 and the sampled correction rate every 10 steps: the learning curves.
+hsweep: sensitivity to H, the number of corrections per q'.
+
+Results go to --out (default examples/results/): <experiment>.json (every run), <experiment>.md (the
+table) and, with matplotlib installed (`pip install matplotlib`; only the examples use it), PNG plots.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import toy  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+STEPS = 150
+METHODS = {  # name -> (label, mgrpo flags as keywords, steps as a multiple of STEPS)
+    "grpo": ("GRPO (`--layers 1`)", {"layers": 1}, 1),
+    "grpo_2x": ("GRPO, 2x steps", {"layers": 1}, 2),
+    "grpo_g": ("GRPO, G matched to MGRPO's rollout tokens", {"layers": 1}, 1),
+    "mgrpo": ("MGRPO", {}, 1),
+    "mgrpo_select_all": ("MGRPO, no selection (`--l2-select all`)", {"l2_select": "all"}, 1),
+    "mgrpo_inputs_all": ("MGRPO, `--l2-inputs all`", {"l2_inputs": "all"}, 1),
+}
+H_VALUES = [2, 4, 8, 16]
+
+
+def ms(xs, digits=3):
+    """mean ± std over seeds; a single seed has no spread to show."""
+    xs = [x for x in xs if x is not None]
+    if len(xs) == 1:
+        return f"{xs[0]:.{digits}f}"
+    return f"{statistics.mean(xs):.{digits}f} ± {statistics.pstdev(xs):.{digits}f}"
+
+
+def over_seeds(seeds):
+    return f"mean ± std over seeds {seeds}" if len(seeds) > 1 else f"seed {seeds[0]}"
+
+
+def run_seeds(label, steps, flags, work, opts):
+    runs = []
+    for seed in opts.seeds:
+        r = toy.run_toy(seed, steps, work, warm_target=opts.warm_target, curve_every=opts.curve_every,
+                        n_eval=opts.n_eval, log=None, **flags)
+        print(f"{label}, seed {seed}: held-out Acc@t1 {r['before']['acc_t1']:.3f} -> {r['after']['acc_t1']:.3f}, "
+              f"sampled correction {r['sampled_corr_before']:.3f} -> {r['sampled_corr_after']:.3f}, "
+              f"{r['optimizer_steps']} optimizer steps, {r['rollout_tokens']} rollout tokens, "
+              f"{r['seconds']:.0f} s", flush=True)
+        runs.append(r)
+    return {"label": label, "flags": flags, "runs": runs}
+
+
+METRICS = [("Acc@t1", lambda r: r["after"]["acc_t1"]), ("Acc@t2", lambda r: r["after"]["acc_t2"]),
+           ("Δ(t1,t2)", lambda r: r["after"]["delta"]), ("Δi→c", lambda r: r["after"]["delta_i2c"]),
+           ("Δc→i", lambda r: r["after"]["delta_c2i"]), ("sampled correction rate", lambda r: r["sampled_corr_after"])]
+COST = [("optimizer steps", lambda r: r["optimizer_steps"]), ("rollout tokens", lambda r: r["rollout_tokens"])]
+
+
+def table(entries, columns):
+    """A markdown table: one row per entry (mean ± std over its seeds), one column per (header, value of a run)."""
+    lines = ["| method | " + " | ".join(h for h, _ in columns) + " |", "|" + " --- |" * (len(columns) + 1)]
+    for e in entries:
+        cells = [ms([f(r) for r in e["runs"]], 0 if (h, f) in COST else 3) for h, f in columns]
+        lines.append(f"| {e['label']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def compute(opts, work):
+    result = {}
+    for m in sorted(opts.methods, key=lambda m: m != "mgrpo"):    # MGRPO first: GRPO's matched G comes from it
+        label, flags, mult = METHODS[m]
+        if m == "grpo_g":
+            if "mgrpo" not in result:
+                raise SystemExit("grpo_g needs mgrpo in the same call: its G comes from MGRPO's rollout tokens")
+            mg = result["mgrpo"]["runs"]   # G x (MGRPO's rollout tokens per step / its Layer-1 tokens per step)
+            g = round(toy.toy_args().G * sum(r["rollout_tokens"] for r in mg) / sum(r["l1_tokens"] for r in mg))
+            label, flags = f"GRPO, G = {g} (rollout tokens matched to MGRPO)", {**flags, "G": g}
+        result[m] = run_seeds(label, opts.steps * mult, flags, work, opts)
+    entries = [result[m] for m in METHODS if m in result]
+    first = entries[0]["runs"]
+    md = (f"Held-out problems ({opts.n_eval}), after {opts.steps} steps (GRPO 2x: {2 * opts.steps}), "
+          f"{over_seeds(opts.seeds)}. Start (after the warm start, the same for every method): Acc@t1 "
+          f"{ms([r['before']['acc_t1'] for r in first])}, Acc@t2 {ms([r['before']['acc_t2'] for r in first])}, "
+          f"sampled correction rate {ms([r['sampled_corr_before'] for r in first])}.\n\n" + table(entries, METRICS + COST))
+    return {"methods": {m: result[m] for m in METHODS if m in result}}, md
+
+
+def hsweep(opts, work):
+    result = {f"H={h}": {**run_seeds(f"H = {h}", opts.steps, {"H": h}, work, opts), "H": h} for h in opts.H}
+    columns = [METRICS[0], METRICS[1], METRICS[3], METRICS[5], COST[1]]
+    md = (f"MGRPO, held-out problems ({opts.n_eval}), after {opts.steps} steps, {over_seeds(opts.seeds)}."
+          "\n\n" + table(result.values(), columns))
+    return {"methods": result}, md
+
+
+def plot_curves(result, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for m, entry in result["methods"].items():
+        curves = [r["curve"] for r in entry["runs"]]
+        steps = [s for s, _, _ in curves[0]]
+        for ax, k in zip(axes, (1, 2)):
+            ys = [statistics.mean(c[i][k] for c in curves) for i in range(len(steps))]
+            # GRPO 2x continues GRPO's own run (same seed): dashed, so that GRPO shows beneath its first half
+            ax.plot(steps, ys, "--" if m == "grpo_2x" else "-", marker="o", markersize=3,
+                    label=entry["label"].replace("`", ""))
+    axes[0].set(title="Held-out Acc@t1 (greedy)", xlabel="training step", ylabel="accuracy")
+    axes[1].set(title="Sampled correction rate of wrong answers", xlabel="training step", ylabel="rate")
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.suptitle(f"Toy task, every {result['curve_every']} steps, " + over_seeds(result["seeds"]).replace(" ± std", ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_hsweep(result, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    entries = list(result["methods"].values())
+    hs = [e["H"] for e in entries]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, f in (("Acc@t1", lambda r: r["after"]["acc_t1"]), ("Acc@t2", lambda r: r["after"]["acc_t2"]),
+                    ("Δi→c", lambda r: r["after"]["delta_i2c"]), ("sampled correction rate", lambda r: r["sampled_corr_after"])):
+        ys = [[f(r) for r in e["runs"]] for e in entries]
+        axes[0].errorbar(hs, [statistics.mean(y) for y in ys], yerr=[statistics.pstdev(y) for y in ys], marker="o",
+                         capsize=3, label=name)
+    tokens = [[r["rollout_tokens"] / 1e3 for r in e["runs"]] for e in entries]
+    axes[1].errorbar(hs, [statistics.mean(t) for t in tokens], yerr=[statistics.pstdev(t) for t in tokens],
+                     marker="o", capsize=3, color="gray")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(hs, [str(h) for h in hs])
+    axes[0].set(title="MGRPO after training, by H", xlabel="H (corrections per q')", ylabel="fraction")
+    axes[0].legend(fontsize=8)
+    axes[1].set(title="Rollout tokens per run (thousands)", xlabel="H (corrections per q')")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description="MGRPO ablations on the toy task (CPU).")
+    p.add_argument("experiment", choices=["compute", "hsweep", "plot"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one seed is the quick mode")
+    p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="compute only")
+    p.add_argument("--H", type=int, nargs="+", default=H_VALUES, help="hsweep only")
+    p.add_argument("--curve-every", type=int, default=10, help="evaluate every K steps for the curves (0: never)")
+    p.add_argument("--n-eval", type=int, default=200, help="held-out problems")
+    p.add_argument("--warm-target", type=float, default=0.25, help="greedy accuracy that ends the warm start")
+    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    opts = p.parse_args(argv)
+    os.makedirs(opts.out, exist_ok=True)
+    if opts.experiment == "plot":
+        return draw(opts.out)
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as work:
+        result, md = (compute if opts.experiment == "compute" else hsweep)(opts, work)
+    result.update(seeds=opts.seeds, steps=opts.steps, curve_every=opts.curve_every, seconds=time.time() - t0,
+                  command="python examples/ablations.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    md += f"\n\n`{result['command']}`: {result['seconds'] / 60:.1f} minutes on this machine.\n"
+    print("\n" + md)
+    with open(os.path.join(opts.out, f"{opts.experiment}.json"), "w") as f:
+        json.dump(result, f, indent=1)
+    with open(os.path.join(opts.out, f"{opts.experiment}.md"), "w") as f:
+        f.write(md)
+    draw(opts.out)
+    return result
+
+
+def draw(out):
+    """The PNGs of whatever results are saved in `out`."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("(no plots: `pip install matplotlib`, then `python examples/ablations.py plot`; only the examples use it)")
+        return
+    for name, plot in (("compute", plot_curves), ("hsweep", plot_hsweep)):
+        path = os.path.join(out, f"{name}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                result = json.load(f)
+            if name == "hsweep" or result["curve_every"]:
+                plot(result, os.path.join(out, "curves.png" if name == "compute" else "hsweep.png"))
+                print(f"drew {os.path.join(out, 'curves.png' if name == 'compute' else 'hsweep.png')}")
+
+
+if __name__ == "__main__":
+    main()
