@@ -1383,6 +1383,15 @@ def test_h_sweep_experiment_runs_each_h_and_writes_table_and_plot(tmp_path):
         assert os.path.getsize(os.path.join(out, "hsweep.png")) > 10_000
 
 
+@pytest.mark.parametrize("argv,needle", [(["compute", "--methods", "grpo_g"], "grpo_g needs mgrpo"),
+                                         (["hsweep", "--H", "1", "4"], "--H must be >= 2")])
+def test_experiments_refuse_bad_input_in_one_line(argv, needle, tmp_path, capsys):
+    import ablations
+    with pytest.raises(SystemExit) as e:
+        ablations.main([*argv, "--out", str(tmp_path)])
+    assert e.value.code == 2 and needle in capsys.readouterr().err.splitlines()[-1]
+
+
 @pytest.fixture(scope="module")
 def toy_mgrpo(tmp_path_factory):
     return toy.run_toy(seed=0, layers=2, steps=150, workdir=str(tmp_path_factory.mktemp("toy")), curve_every=0,

@@ -87,8 +87,6 @@ def compute(opts, work):
     for m in sorted(opts.methods, key=lambda m: m != "mgrpo"):    # MGRPO first: GRPO's matched G comes from it
         label, flags, mult = METHODS[m]
         if m == "grpo_g":
-            if "mgrpo" not in result:
-                raise SystemExit("grpo_g needs mgrpo in the same call: its G comes from MGRPO's rollout tokens")
             mg = result["mgrpo"]["runs"]   # G x (MGRPO's rollout tokens per step / its Layer-1 tokens per step)
             g = round(toy.toy_args().G * sum(r["rollout_tokens"] for r in mg) / sum(r["l1_tokens"] for r in mg))
             label, flags = f"GRPO, G = {g} (rollout tokens matched to MGRPO)", {**flags, "G": g}
@@ -170,6 +168,10 @@ def main(argv=None):
     p.add_argument("--warm-target", type=float, default=0.25, help="greedy accuracy that ends the warm start")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     opts = p.parse_args(argv)
+    if opts.experiment == "compute" and "grpo_g" in opts.methods and "mgrpo" not in opts.methods:
+        p.error("--methods grpo_g needs mgrpo too: its G comes from MGRPO's rollout tokens")
+    if min(opts.H) < 2:
+        p.error("--H must be >= 2")
     os.makedirs(opts.out, exist_ok=True)
     if opts.experiment == "plot":
         return draw(opts.out)
