@@ -1035,4 +1035,7 @@ def main(argv=None):
 if __name__ == "__main__":
     main()
     if dist.is_initialized():
+        # leave together: a rank that tears its process group down while rank 0 still writes the last
+        # checkpoint can abort in gloo ("terminate called without an active exception", seen on the CPU)
+        dist.barrier()
         dist.destroy_process_group()

@@ -1385,7 +1385,7 @@ def test_h_sweep_experiment_runs_each_h_and_writes_table_and_plot(tmp_path):
 
 @pytest.mark.parametrize("argv,needle", [(["compute", "--methods", "grpo_g"], "grpo_g needs mgrpo"),
                                          (["hsweep", "--H", "1", "4"], "--H must be >= 2")])
-def test_experiments_refuse_bad_input_in_one_line(argv, needle, tmp_path, capsys):
+def test_ablations_refuse_bad_input_in_one_line(argv, needle, tmp_path, capsys):
     import ablations
     with pytest.raises(SystemExit) as e:
         ablations.main([*argv, "--out", str(tmp_path)])
