@@ -1019,8 +1019,8 @@ def main(argv=None):
         log["sec_step"] = round(time.time() - t0, 3)
         if eval_sets and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
             log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{done:06d}.jsonl", cache_len)
-            for name, m in log["eval"].items():
-                if is_main():
+            if is_main():
+                for name, m in log["eval"].items():
                     tqdm.write(f"step {done} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
         if is_main():
             with open(log_path, "a") as f:

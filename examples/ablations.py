@@ -108,10 +108,7 @@ def hsweep(opts, work):
     return {"methods": result}, md
 
 
-def plot_curves(result, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_curves(plt, result):
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for m, entry in result["methods"].items():
         curves = [r["curve"] for r in entry["runs"]]
@@ -125,15 +122,10 @@ def plot_curves(result, path):
     axes[1].set(title="Sampled correction rate of wrong answers", xlabel="training step", ylabel="rate")
     axes[0].legend(fontsize=7, loc="lower right")
     fig.suptitle(f"Toy task, every {result['curve_every']} steps, " + over_seeds(result["seeds"]).replace(" ± std", ""))
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
-def plot_hsweep(result, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def plot_hsweep(plt, result):
     entries = list(result["methods"].values())
     hs = [e["H"] for e in entries]
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -151,9 +143,7 @@ def plot_hsweep(result, path):
     axes[0].set(title="MGRPO after training, by H", xlabel="H (corrections per q')", ylabel="fraction")
     axes[0].legend(fontsize=8)
     axes[1].set(title="Rollout tokens per run (thousands)", xlabel="H (corrections per q')")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    return fig
 
 
 def main(argv=None):
@@ -193,18 +183,23 @@ def main(argv=None):
 def draw(out):
     """The PNGs of whatever results are saved in `out`."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib
     except ImportError:
         print("(no plots: `pip install matplotlib`, then `python examples/ablations.py plot`; only the examples use it)")
         return
-    for name, plot in (("compute", plot_curves), ("hsweep", plot_hsweep)):
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    for name, png, plot in (("compute", "curves.png", plot_curves), ("hsweep", "hsweep.png", plot_hsweep)):
         path = os.path.join(out, f"{name}.json")
         if os.path.exists(path):
             with open(path) as f:
                 result = json.load(f)
             if name == "hsweep" or result["curve_every"]:
-                plot(result, os.path.join(out, "curves.png" if name == "compute" else "hsweep.png"))
-                print(f"drew {os.path.join(out, 'curves.png' if name == 'compute' else 'hsweep.png')}")
+                fig = plot(plt, result)
+                fig.tight_layout()
+                fig.savefig(os.path.join(out, png), dpi=110)
+                plt.close(fig)
+                print(f"drew {os.path.join(out, png)}")
 
 
 if __name__ == "__main__":

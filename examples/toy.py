@@ -120,12 +120,6 @@ def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=3
     return max_steps
 
 
-def correction_rate(m):
-    """Greedy: of the problems wrong at t1, the fraction right at t2."""
-    wrong = 1 - m["acc_t1"]
-    return m["delta_i2c"] / wrong if wrong > 0 else 0.0
-
-
 def sampled_correction_rate(run, problems, args, n=4, seed=1234):
     """Sampling at temperature 1, as in training: n t1 answers per problem; each wrong one gets q' with the
     first guide and one sampled t2. Returns the fraction of those t2 that are right (fixed seed, so the
