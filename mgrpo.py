@@ -33,12 +33,14 @@ leaves open").
 
 import argparse
 import contextlib
+import errno
 import glob
 import json
 import math
 import os
 import random
 import shutil
+import signal
 import sys
 import time
 import urllib.request
@@ -101,12 +103,16 @@ def build_parser():
     return p
 
 
-def die(msg, code=2):
+def die(msg, code=2, every_rank=False, label="error: "):
+    """One line on stderr, then exit: code 2 for bad input, 1 for a failure, 128 + N for signal N.
+    Every rank sees the same bad input, so rank 0 alone says so; a failure only one rank meets (out
+    of memory) is said by that rank (every_rank=True)."""
     from tqdm.auto import tqdm
     for bar in list(getattr(tqdm, "_instances", ())):   # close progress bars first: the error is the last line
         bar.close()
-    if rank() == 0:                                     # every rank sees the same bad input; one says so
-        print(f"mgrpo: error: {msg}", file=sys.stderr)
+    if every_rank or rank() == 0:
+        where = f"rank {rank()}: " if every_rank and world() > 1 else ""
+        print(f"mgrpo: {label}{where}{msg}", file=sys.stderr)
     sys.exit(code)
 
 
@@ -230,7 +236,7 @@ def download(url, path, offline_hint):
         tmp = f"{path}.{os.getpid()}.tmp"  # never a half-written cache file, even with several ranks at once
         with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, path)
+        durable_replace(tmp, path)
     return path
 
 
@@ -666,25 +672,21 @@ def sync_rollout_model(run):
 
 
 def train_step(run, batch, args, rng, cache_len=None):
-    """One MGRPO step on this rank's problems. Returns statistics for the log, over all ranks."""
+    """One MGRPO step on this rank's problems. Returns statistics for the log, over all ranks, with
+    the seconds of each phase (sec_gen1, ...; see phase())."""
     tk, B, G, H = run.tk, len(batch), args.G, args.H
-    log, t = {}, time.time()
-
-    def lap(name):
-        nonlocal t
-        log[f"sec_{name}"] = round(time.time() - t, 3)
-        t = time.time()
+    log = {}
 
     # Layer 1: standard GRPO on q.
     prompts = [tk.prompt(p["question"]) for p in batch]
-    o = generate(run.rollout, prompts, G, tk, args.max_new_tokens, args.temperature,
-                 gen_batch=args.gen_batch, cache_len=cache_len)                     # B*G id lists
-    lap("gen1")
-    r1 = torch.tensor([reward(tk.text(o[i]), batch[i // G]["gold"]) for i in range(B * G)]).view(B, G)
-    lap("reward1")
+    with phase(log, "gen1", args):
+        o = generate(run.rollout, prompts, G, tk, args.max_new_tokens, args.temperature,
+                     gen_batch=args.gen_batch, cache_len=cache_len)                 # B*G id lists
+    with phase(log, "reward1", args):
+        r1 = torch.tensor([reward(tk.text(o[i]), batch[i // G]["gold"]) for i in range(B * G)]).view(B, G)
     A1 = group_advantages(r1)                                                       # [B, G]
-    st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], o, A1.flatten(), args)
-    lap("update1")
+    with phase(log, "update1", args):
+        st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], o, A1.flatten(), args)
     r1_sum, n1, tok1 = all_reduce([r1.sum(), r1.numel(), sum(map(len, o))])
     log.update(l1_reward=r1_sum / n1, l1_kl=st1["kl"], l1_clip_frac=st1["clip_frac"],
                l1_grad_norm=st1["grad_norm"], l1_loss=st1["loss"], l1_skipped=st1["skipped"],
@@ -701,12 +703,12 @@ def train_step(run, batch, args, rng, cache_len=None):
         return log
     q2 = [build_correction_prompt(prompts[i // G], tk.strip_stop(o[i]), tk.guides[rng.randrange(len(tk.guides))])
           for i in src]
-    c = generate(run.rollout, q2, H, tk, args.max_new_tokens, args.temperature,
-                 gen_batch=args.gen_batch, cache_len=cache_len)                     # len(src)*H
-    lap("gen2")
-    r2 = torch.tensor([reward(tk.text(c[j]), batch[src[j // H] // G]["gold"]) for j in range(len(c))])
+    with phase(log, "gen2", args):
+        c = generate(run.rollout, q2, H, tk, args.max_new_tokens, args.temperature,
+                     gen_batch=args.gen_batch, cache_len=cache_len)                 # len(src)*H
+    with phase(log, "reward2", args):
+        r2 = torch.tensor([reward(tk.text(c[j]), batch[src[j // H] // G]["gold"]) for j in range(len(c))])
     r2 = r2.view(len(src), H)
-    lap("reward2")
     A2 = group_advantages(r2)                                                       # [n_q', H]
     keep = select_corrections(r2, args.l2_select)
     # A kept correction with advantage 0 (its whole group succeeded) carries no policy gradient, yet
@@ -718,11 +720,11 @@ def train_step(run, batch, args, rng, cache_len=None):
     log.update(l2_reward=r2_sum / (n_src * H), l2_groups_kept=int(groups_kept), l2_samples_kept=int(kept),
                l2_samples_trained=int(trained), l2_keep_frac=groups_kept / n_src, l2_tokens=int(tok2),
                l2_correction_rate=fixed_sum / n_fixed if n_fixed else None)
-    if trained:
-        st2 = policy_update(run, [q2[j // H] for j in idx], [c[j] for j in idx], A2.flatten()[idx], args)
-        log.update(l2_kl=st2["kl"], l2_clip_frac=st2["clip_frac"], l2_grad_norm=st2["grad_norm"],
-                   l2_loss=st2["loss"], l2_skipped=st2["skipped"], l2_pad_frac=st2["pad_frac"])
-    lap("update2")
+    with phase(log, "update2", args):
+        if trained:
+            st2 = policy_update(run, [q2[j // H] for j in idx], [c[j] for j in idx], A2.flatten()[idx], args)
+            log.update(l2_kl=st2["kl"], l2_clip_frac=st2["clip_frac"], l2_grad_norm=st2["grad_norm"],
+                       l2_loss=st2["loss"], l2_skipped=st2["skipped"], l2_pad_frac=st2["pad_frac"])
     return log
 
 
@@ -747,7 +749,7 @@ def evaluate(run, problems, args, path, cache_len=None):
     if is_main():
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in rows)
-        os.replace(path + ".tmp", path)
+        durable_replace(path + ".tmp", path)
     return self_correction_metrics([r["correct_t1"] for r in rows], [r["correct_t2"] for r in rows])
 
 
@@ -767,7 +769,8 @@ def evaluate_sets(run, eval_sets, args, filename, cache_len=None):
 def save_checkpoint(out_dir, step, run, rng, args):
     """Rank 0 writes; under FSDP all ranks first gather the full weights and optimizer state into
     rank 0's CPU memory. The optimizer state is keyed by parameter name, so any number of ranks can
-    load it."""
+    load it. A write that fails (a full disk) removes its .tmp directory and ends the run with one
+    line on every rank; the older checkpoints stay as they were."""
     from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
                                                          get_optimizer_state_dict)
     full = StateDictOptions(full_state_dict=True, cpu_offload=True)
@@ -776,20 +779,29 @@ def save_checkpoint(out_dir, step, run, rng, args):
     rngs = gather([{"python": rng.getstate(), "torch": torch.get_rng_state(),
                     "cuda": torch.cuda.get_rng_state(run.device) if run.device.type == "cuda" else None}])
     final = os.path.join(out_dir, f"step-{step:06d}")
+    failure = None
     if is_main():
         tmp = final + ".tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        run.policy.save_pretrained(tmp, state_dict=weights)
-        run.tk.tok.save_pretrained(tmp)
-        torch.save(optimizer, os.path.join(tmp, "optimizer.pt"))
-        torch.save({"step": step, "args": vars(args), "world": world(), "rng": rngs},
-                   os.path.join(tmp, "trainer_state.pt"))
-        if os.path.exists(final):
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        if args.keep_last:
+        try:
+            shutil.rmtree(tmp, ignore_errors=True)
+            run.policy.save_pretrained(tmp, state_dict=weights)
+            run.tk.tok.save_pretrained(tmp)
+            torch.save(optimizer, os.path.join(tmp, "optimizer.pt"))
+            torch.save({"step": step, "args": vars(args), "world": world(), "rng": rngs},
+                       os.path.join(tmp, "trainer_state.pt"))
+            if os.path.exists(final):
+                shutil.rmtree(final)
+            durable_replace(tmp, final)
+        except Exception as e:  # OSError, or safetensors' own error type around one
+            shutil.rmtree(tmp, ignore_errors=True)
+            size = tensor_bytes(weights or run.policy.state_dict()) + tensor_bytes(optimizer)
+            failure = write_failure(e, final, size)
+        if failure is None and args.keep_last:
             for old in checkpoints(out_dir)[:-args.keep_last]:
                 shutil.rmtree(old)
+    (failed,) = all_reduce([failure is not None])         # the other ranks leave with rank 0
+    if failed:
+        die(f"{failure}; {how_to_go_on(args)}", code=1)
     return final
 
 
@@ -827,6 +839,156 @@ def find_checkpoint(path):
     if not found:
         die(f"--resume: no checkpoint (trainer_state.pt) in {path}")
     return found[-1]
+
+
+# -----------------------------------------------------------------------------
+# How a run ends. Besides finishing, a run can be stopped (Ctrl-C; SIGTERM, a scheduler's preemption
+# notice), run out of GPU memory, fill the disk or lose power. Each of the first three ends with one
+# line that names the latest complete checkpoint and the command that continues; none of the four
+# can leave a checkpoint that looks complete but is not.
+
+
+def fsync_path(path):
+    """Flush a file's data, or a directory's entries, from the page cache to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def durable_replace(tmp, final):
+    """Rename a fully written file or directory `tmp` to `final`, so that after a power cut the disk
+    holds either the old `final` or the whole new one, never empty or short files: a rename reaches
+    the disk before the data it points to unless the data is flushed first, as databases do. The
+    directory holding `final` is flushed after the rename, so that the rename itself is kept."""
+    for folder, _, files in os.walk(tmp):                 # a file has no entries to walk
+        for name in files:
+            fsync_path(os.path.join(folder, name))
+        fsync_path(folder)
+    if os.path.isfile(tmp):
+        fsync_path(tmp)
+    os.replace(tmp, final)
+    fsync_path(os.path.dirname(os.path.abspath(final)))
+
+
+def tensor_bytes(tree):
+    """Bytes of the tensors in a nest of dicts, lists and tuples (the size of a state dict)."""
+    if torch.is_tensor(tree):
+        return tree.numel() * tree.element_size()
+    items = tree.values() if isinstance(tree, dict) else tree if isinstance(tree, (list, tuple)) else ()
+    return sum(map(tensor_bytes, items))
+
+
+def write_failure(e, path, size):
+    """The line for a checkpoint that could not be written: a full disk names the space needed."""
+    text = str(e)
+    if getattr(e, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or \
+            any(os.strerror(n) in text for n in (errno.ENOSPC, errno.EDQUOT)):
+        return f"no space left on the device for checkpoint {path}: it needs about {size / 2**30:.2f} GiB free"
+    return f"cannot write checkpoint {path}: {(text.splitlines() or [type(e).__name__])[0]}"
+
+
+def how_to_go_on(args, **run_control):
+    """'latest complete checkpoint: ...; continue with: ...' for the last line of a run that stopped.
+    run_control: flags to add to the --resume command (say, a smaller --gen-batch)."""
+    if args.eval_only:
+        return "nothing was trained; run the same command again"
+    found = checkpoints(args.output_dir)
+    if not found:
+        return (f"no checkpoint yet (the first comes at step {args.save_every or args.steps}); to start over, "
+                f"remove {args.output_dir} or choose another --output-dir")
+    launcher = "python mgrpo.py" if world() == 1 else \
+        f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world())} mgrpo.py"
+    extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in run_control.items())
+    return f"latest complete checkpoint: {found[-1]}; continue with: {launcher} --resume {args.output_dir}{extra}"
+
+
+# Each phase of a step and of evaluation: what messages call it, and how to make it use less memory.
+PHASES = {"gen1": "Layer-1 rollouts", "reward1": "Layer-1 rewards", "update1": "the Layer-1 update",
+          "gen2": "Layer-2 rollouts", "reward2": "Layer-2 rewards", "update2": "the Layer-2 update",
+          "eval": "evaluation"}
+
+
+@contextlib.contextmanager
+def phase(log, name, args):
+    """Times one phase into log['sec_' + name]. Running out of GPU memory in it ends the run with one
+    line (exit 1) naming the phase and the flags that lower its memory; no checkpoint is being
+    written during a phase, so the ones on disk are intact."""
+    t = time.time()
+    try:
+        yield
+    except torch.OutOfMemoryError:
+        if name.startswith("update"):
+            lower = f"lower --micro-tokens (now {args.micro_tokens})" + \
+                ("" if args.grad_checkpointing else " or turn on --grad-checkpointing")
+            smaller = {"micro_tokens": max(args.micro_tokens // 2, 1)}
+        else:
+            lower = f"lower --gen-batch (now {args.gen_batch}) or --max-new-tokens (now {args.max_new_tokens})"
+            smaller = {"gen_batch": max(args.gen_batch // 2, 1)}
+        die(f"out of GPU memory in {PHASES[name]}: {lower}; {how_to_go_on(args, **smaller)}", code=1,
+            every_rank=True)
+    log[f"sec_{name}"] = round(time.time() - t, 3)
+
+
+class RunStopped(BaseException):
+    """Raised in the main thread by a stop signal. A BaseException, like KeyboardInterrupt, so that
+    no `except Exception` on the way swallows it."""
+
+
+STOP = {"signal": None, "held": False}      # the first stop signal seen; whether it must wait
+
+
+def on_stop_signal(signum, frame):
+    first = STOP["signal"] is None
+    STOP["signal"] = STOP["signal"] or signum
+    if STOP["held"] and first:
+        if is_main():
+            print("mgrpo: finishing the checkpoint being written, then stopping (signal again to stop now)",
+                  file=sys.stderr)
+        return
+    raise RunStopped(signum)
+
+
+@contextlib.contextmanager
+def stop_held():
+    """A stop signal that arrives inside the block takes effect when it ends, so that a checkpoint
+    and a log line are written whole. A second signal stops at once: a half-written checkpoint is
+    then a .tmp directory, which nothing reads and the next save replaces."""
+    STOP["held"] = True
+    try:
+        yield
+    finally:
+        STOP["held"] = False
+    if STOP["signal"]:
+        raise RunStopped(STOP["signal"])
+
+
+@contextlib.contextmanager
+def ends_cleanly(args):
+    """main()'s frame: Ctrl-C or SIGTERM inside it ends the run with one line saying at which step it
+    stopped, the latest complete checkpoint and the --resume command, and exit code 128 + the
+    signal's number (130, 143). Under torchrun every rank gets the signal; a rank whose collective
+    broke because another rank stopped first leaves the same way, and rank 0 alone prints.
+    Yields a dict whose 'step' the loop keeps at the step in progress."""
+    progress = {"step": None}
+    STOP.update(signal=None, held=False)
+    try:
+        before = {s: signal.signal(s, on_stop_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    except ValueError:                                    # not the main thread: signals stay as they were
+        before = {}
+    try:
+        yield progress
+    except BaseException as e:
+        if STOP["signal"] is None or isinstance(e, SystemExit):
+            raise
+        where = f"during step {progress['step']}" if progress["step"] else \
+            "during evaluation" if args.eval_only else "before the first step"
+        die(f"stopped by {signal.Signals(STOP['signal']).name} {where}; {how_to_go_on(args)}",
+            code=128 + STOP["signal"], label="")
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
 
 
 # -----------------------------------------------------------------------------
@@ -955,7 +1117,7 @@ def trim_log(path, step):
             kept = [line.rstrip("\n") + "\n" for line in f if (step_of(line) or math.inf) <= step]
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             f.writelines(kept)
-        os.replace(path + ".tmp", path)
+        durable_replace(path + ".tmp", path)
 
 
 def main(argv=None):
@@ -975,61 +1137,73 @@ def main(argv=None):
     args.output_dir = args.output_dir or "out"
     if not args.resume and not args.eval_only:
         check_fresh_output_dir(args.output_dir)
-    init_distributed(args)
-    os.makedirs(args.output_dir, exist_ok=True)
-    random.seed(args.seed + rank())
-    np.random.seed(args.seed + rank())
-    torch.manual_seed(args.seed + rank())   # each rank samples its own rollouts
-    rng = random.Random(args.seed + rank())  # guide choice
+    with ends_cleanly(args) as progress:
+        init_distributed(args)
+        os.makedirs(args.output_dir, exist_ok=True)
+        random.seed(args.seed + rank())
+        np.random.seed(args.seed + rank())
+        torch.manual_seed(args.seed + rank())   # each rank samples its own rollouts
+        rng = random.Random(args.seed + rank())  # guide choice
 
-    train_set = None if args.eval_only else load_problems(args.data, "train")
-    eval_spec = args.eval_data or (args.data if args.eval_only or args.data == "gsm8k" else None)
-    if eval_spec is None and is_main():
-        print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
-    eval_sets = {os.path.basename(spec).removesuffix(".jsonl"): load_problems(spec, "test")[: args.eval_n or None]
-                 for spec in (s.strip() for s in (eval_spec or "").split(",")) if spec}
-    run = setup(args)
-    cache_len = None
-    if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):
-        longest = max(len(run.tk.prompt(p["question"])) for p in (train_set or []) + sum(eval_sets.values(), []))
-        cache_len = static_cache_len(longest, args.max_new_tokens, run.tk.guides)
+        train_set = None if args.eval_only else load_problems(args.data, "train")
+        eval_spec = args.eval_data or (args.data if args.eval_only or args.data == "gsm8k" else None)
+        if eval_spec is None and is_main():
+            print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
+        eval_sets = {os.path.basename(spec).removesuffix(".jsonl"): load_problems(spec, "test")[: args.eval_n or None]
+                     for spec in (s.strip() for s in (eval_spec or "").split(",")) if spec}
+        run = setup(args)
+        cache_len = None
+        if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):
+            longest = max(len(run.tk.prompt(p["question"])) for p in (train_set or []) + sum(eval_sets.values(), []))
+            cache_len = static_cache_len(longest, args.max_new_tokens, run.tk.guides)
 
-    if args.eval_only:
-        m = evaluate_sets(run, eval_sets, args, "eval_only-{name}.jsonl", cache_len)
-        if is_main():
-            print(json.dumps({"eval": m}))
-        return m
-
-    start, log_path = 0, os.path.join(args.output_dir, "log.jsonl")
-    if state:
-        start = state["step"]
-        restore_checkpoint(run, rng, ckpt, state)
-        if is_main():
-            trim_log(log_path, start)
-
-    from tqdm.auto import tqdm  # ships with transformers
-    run.policy.train()
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="mgrpo", dynamic_ncols=True,
-               disable=not is_main())
-    for step in bar:
-        done = step + 1
-        batch = [train_set[i] for i in my_share(batch_indices(step, args.batch_size, len(train_set), args.seed))]
-        t0 = time.time()
-        log = {"step": done, **train_step(run, batch, args, rng, cache_len)}
-        log["sec_step"] = round(time.time() - t0, 3)
-        if eval_sets and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
-            log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{done:06d}.jsonl", cache_len)
+        if args.eval_only:
+            with phase({}, "eval", args):
+                m = evaluate_sets(run, eval_sets, args, "eval_only-{name}.jsonl", cache_len)
             if is_main():
-                for name, m in log["eval"].items():
-                    tqdm.write(f"step {done} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
-        if is_main():
-            with open(log_path, "a") as f:
-                f.write(json.dumps(log) + "\n")
-        bar.set_postfix(r1=f"{log['l1_reward']:.2f}", r2=f"{log.get('l2_reward', float('nan')):.2f}",
-                        kl=f"{log['l1_kl']:.3f}")
-        if done % args.save_every == 0 or done == args.steps:
-            save_checkpoint(args.output_dir, done, run, rng, args)
-    return log
+                print(json.dumps({"eval": m}))
+            return m
+
+        start, log_path = 0, os.path.join(args.output_dir, "log.jsonl")
+        if state:
+            start = state["step"]
+            restore_checkpoint(run, rng, ckpt, state)
+            if is_main():
+                trim_log(log_path, start)
+
+        from tqdm.auto import tqdm  # ships with transformers
+        run.policy.train()
+        bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="mgrpo", dynamic_ncols=True,
+                   disable=not is_main())
+        for step in bar:
+            done = progress["step"] = step + 1
+            batch = [train_set[i] for i in my_share(batch_indices(step, args.batch_size, len(train_set), args.seed))]
+            t0 = time.time()
+            log = {"step": done, **train_step(run, batch, args, rng, cache_len)}
+            log["sec_step"] = round(time.time() - t0, 3)
+            if eval_sets and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
+                with phase(log, "eval", args):
+                    log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{done:06d}.jsonl", cache_len)
+                if is_main():
+                    for name, m in log["eval"].items():
+                        tqdm.write(f"step {done} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+            bar.set_postfix(r1=f"{log['l1_reward']:.2f}", r2=f"{log.get('l2_reward', float('nan')):.2f}",
+                            kl=f"{log['l1_kl']:.3f}")
+            with stop_held():               # a stop waits for the step's log line and checkpoint to be whole
+                if is_main():
+                    append_log(log_path, log)
+                if (args.save_every and done % args.save_every == 0) or done == args.steps:
+                    save_checkpoint(args.output_dir, done, run, rng, args)
+        return log
+
+
+def append_log(path, record):
+    """One JSON line per step, on the disk before the step's checkpoint is (a power cut after a
+    save must not leave a checkpoint whose steps the log lacks)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
 
 
 if __name__ == "__main__":

@@ -3,12 +3,14 @@ tiny models built in code. Offline: nothing here may touch the network."""
 
 import copy
 import datetime
+import errno
 import importlib.util
 import json
 import math
 import os
 import random
 import shutil
+import signal
 import sys
 
 import pytest
@@ -664,6 +666,179 @@ def test_offline_gsm8k_error_names_both_files(tmp_path, monkeypatch, capsys):
         mgrpo.load_problems("gsm8k", "train")
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and "train.jsonl" in err and "test.jsonl" in err and str(tmp_path) in err
+
+
+# -----------------------------------------------------------------------------
+# How a run ends: a stop signal, out of memory, a full disk, a power cut
+
+
+def run_until(tiny, toy_data, out, monkeypatch, capsys, at_step, action, *extra):
+    """The CLI with `action()` done at the start of step `at_step` (inside train_step); returns the
+    exit code and the lines it wrote on stderr."""
+    real, steps = mgrpo.train_step, []
+
+    def step(*a, **kw):
+        steps.append(1)
+        if len(steps) == at_step:
+            action()
+        return real(*a, **kw)
+
+    monkeypatch.setattr(mgrpo, "train_step", step)
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "4", "--eval-every", "0", *extra))
+    return e.value.code, capsys.readouterr().err.strip().splitlines()
+
+
+@pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_stop_signal_mid_step_ends_with_one_line_naming_the_checkpoint_and_resume(sig, code, tiny, toy_data,
+                                                                                    tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "s")
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 3, lambda: os.kill(os.getpid(), sig))
+    name = signal.Signals(sig).name
+    assert rc == code and err[-1] == (f"mgrpo: stopped by {name} during step 3; latest complete checkpoint: "
+                                      f"{out}/step-000002; continue with: python mgrpo.py --resume {out}")
+    assert not any("Traceback" in ln for ln in err)
+    assert [x["step"] for x in read_log(out)] == [1, 2] and mgrpo.checkpoints(out)[-1].endswith("step-000002")
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # main() put the handlers back
+    monkeypatch.undo()
+    mgrpo.main(["--resume", out])                                             # and the command it names works
+    assert [x["step"] for x in read_log(out)] == [1, 2, 3, 4]
+
+
+def test_a_stop_before_any_checkpoint_says_how_to_start_over(tiny, toy_data, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "s0")
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 1, lambda: os.kill(os.getpid(), signal.SIGINT),
+                        "--save-every", "2")
+    assert rc == 130 and err[-1].startswith("mgrpo: stopped by SIGINT during step 1; no checkpoint yet")
+    assert f"remove {out}" in err[-1]
+
+
+def interrupt_during_save(monkeypatch, times):
+    """Send SIGINT `times` times while the optimizer state of the next checkpoint is being written."""
+    real = torch.save
+
+    def save(obj, path, *a, **kw):
+        if path.endswith("optimizer.pt"):
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+        return real(obj, path, *a, **kw)
+
+    monkeypatch.setattr(torch, "save", save)
+
+
+def test_a_stop_while_a_checkpoint_is_written_completes_it_first(tiny, toy_data, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "w")
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, lambda: interrupt_during_save(monkeypatch, 1))
+    assert rc == 130 and "finishing the checkpoint" in "\n".join(err)
+    assert err[-1].startswith("mgrpo: stopped by SIGINT during step 2; latest complete checkpoint: "
+                              f"{out}/step-000002")
+    assert sorted(os.listdir(out)) == ["log.jsonl", "step-000001", "step-000002"]
+    assert torch.load(os.path.join(out, "step-000002", "trainer_state.pt"), weights_only=True)["step"] == 2
+    assert [x["step"] for x in read_log(out)] == [1, 2]
+
+
+def test_a_second_stop_while_a_checkpoint_is_written_leaves_only_a_tmp_directory(tiny, toy_data, tmp_path,
+                                                                                   monkeypatch, capsys):
+    out = str(tmp_path / "w2")
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, lambda: interrupt_during_save(monkeypatch, 2))
+    assert rc == 130 and err[-1].startswith(f"mgrpo: stopped by SIGINT during step 2; latest complete checkpoint: "
+                                            f"{out}/step-000001")
+    assert "step-000002.tmp" in os.listdir(out) and "step-000002" not in os.listdir(out)
+    monkeypatch.undo()
+    mgrpo.main(["--resume", out])                 # the cut .tmp is neither read nor in the way
+    assert [x["step"] for x in read_log(out)] == [1, 2, 3, 4] and "step-000002.tmp" not in os.listdir(out)
+
+
+def out_of_memory(*a, **kw):
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+
+@pytest.mark.parametrize("target,nth,where,flag", [
+    ("generate", 1, "Layer-1 rollouts", "--gen-batch (now 256) or --max-new-tokens (now 8)"),
+    ("generate", 2, "Layer-2 rollouts", "--gen-batch (now 256) or --max-new-tokens (now 8)"),
+    ("policy_update", 1, "the Layer-1 update", "--micro-tokens (now 16384)"),
+    ("policy_update", 2, "the Layer-2 update", "--micro-tokens (now 16384)"),
+    ("evaluate", 1, "evaluation", "--gen-batch (now 256) or --max-new-tokens (now 8)")])
+def test_out_of_memory_names_the_phase_and_the_flag_that_lowers_it(target, nth, where, flag, tiny, toy_data,
+                                                                    tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "oom")
+    real, calls = getattr(mgrpo, target), []
+
+    def fail_on_nth(*a, **kw):
+        calls.append(1)
+        return out_of_memory() if len(calls) == nth else real(*a, **kw)
+
+    def arm():
+        calls.clear()
+        monkeypatch.setattr(mgrpo, target, fail_on_nth)
+
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))   # both layers train
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, arm, "--eval-every", "2", "--l2-inputs", "all")
+    smaller = "--micro-tokens 8192" if target == "policy_update" else "--gen-batch 128"
+    assert rc == 1 and err[-1] == (f"mgrpo: error: out of GPU memory in {where}: lower {flag}; latest complete "
+                                   f"checkpoint: {out}/step-000001; continue with: python mgrpo.py --resume {out} "
+                                   f"{smaller}")
+    assert not any("Traceback" in ln for ln in err)
+    assert sorted(d for d in os.listdir(out) if d.startswith("step-")) == ["step-000001"]
+    assert all(torch.isfinite(p).all() for p in weights(os.path.join(out, "step-000001")))
+
+
+def test_out_of_memory_in_the_update_suggests_checkpointing_when_it_is_off(tiny, toy_data, tmp_path, monkeypatch,
+                                                                          capsys):
+    rc, err = run_until(tiny, toy_data, str(tmp_path / "o"), monkeypatch, capsys, 1,
+                        lambda: monkeypatch.setattr(mgrpo, "policy_update", out_of_memory), "--no-grad-checkpointing")
+    assert rc == 1 and "lower --micro-tokens (now 16384) or turn on --grad-checkpointing" in err[-1]
+
+
+@pytest.mark.parametrize("error", [OSError(errno.ENOSPC, "No space left on device"),
+                                   RuntimeError("Error while serializing: I/O error: No space left on device "
+                                                "(os error 28)")])           # safetensors' own error type
+def test_a_full_disk_while_saving_removes_the_tmp_keeps_the_previous_checkpoint_and_names_the_space(
+        error, tiny, toy_data, tmp_path, monkeypatch, capsys):
+    out = str(tmp_path / "full")
+
+    def full_disk():
+        real = torch.save
+        monkeypatch.setattr(torch, "save", lambda obj, path, *a, **kw:
+                            (_ for _ in ()).throw(error) if "step-000002" in str(path) else real(obj, path, *a, **kw))
+
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, full_disk, "--keep-last", "1")
+    assert rc == 1 and err[-1].startswith(f"mgrpo: error: no space left on the device for checkpoint "
+                                          f"{out}/step-000002: it needs about ")
+    assert f" GiB free; latest complete checkpoint: {out}/step-000001;" in err[-1]
+    assert sorted(d for d in os.listdir(out) if d.startswith("step-")) == ["step-000001"]   # no .tmp; kept
+    assert all(torch.isfinite(p).all() for p in weights(os.path.join(out, "step-000001")))
+
+
+def test_the_checkpoint_size_named_on_a_full_disk_is_what_the_checkpoint_takes(two_step_run):
+    ckpt = os.path.join(two_step_run, "step-000002")
+    on_disk = sum(os.path.getsize(os.path.join(ckpt, f)) for f in os.listdir(ckpt))
+    from transformers import AutoModelForCausalLM
+    model = AutoModelForCausalLM.from_pretrained(ckpt)
+    estimate = mgrpo.tensor_bytes(model.state_dict()) + \
+        mgrpo.tensor_bytes(torch.load(os.path.join(ckpt, "optimizer.pt"), weights_only=True))
+    assert 0.8 * on_disk < estimate < 1.2 * on_disk
+
+
+def test_every_checkpoint_file_reaches_the_disk_before_the_rename_and_the_rename_after(tiny, toy_data, tmp_path,
+                                                                                      monkeypatch):
+    events, real_fsync, real_replace = [], os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("replace", str(b))), real_replace(a, b))[1])
+    out = os.path.realpath(str(tmp_path / "d"))
+    mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "1", "--eval-every", "0"))
+    ckpt = os.path.join(out, "step-000001")
+    k = events.index(("replace", ckpt))
+    synced = {p for what, p in events[:k] if what == "fsync"}
+    files = {os.path.join(ckpt + ".tmp", f) for f in os.listdir(ckpt)}
+    assert files and files | {ckpt + ".tmp"} <= synced                    # every file, and the directory
+    assert ("fsync", out) in events[k + 1:]                                # the rename itself
+    assert ("fsync", os.path.join(out, "log.jsonl")) in events[:k]         # the log line before the checkpoint
 
 
 # -----------------------------------------------------------------------------
