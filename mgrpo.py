@@ -136,7 +136,6 @@ def check_args(args):
         die(f"--batch-size {args.batch_size} does not split evenly over {ranks} processes")
 
 
-
 def context_length(config):
     """The most positions the model attends to, from its config (max_position_embeddings, or GPT-2's
     n_positions, ...); None when the config does not say."""
@@ -171,6 +170,7 @@ def check_context(args, train_set, eval_sets):
             "the longest prompt alone does not fit"
         die(f"the longest sequence this run builds is {longest} tokens (prompt + answer + guide + correction), "
             f"more than the model's context of {ctx}: {hint}")
+
 
 # -----------------------------------------------------------------------------
 # Many GPUs: `torchrun --nproc_per_node N mgrpo.py ...` starts N processes (ranks). Each takes 1/N of
@@ -414,7 +414,7 @@ class Tokens:
     def prompt(self, question):
         """The Layer-1 prompt q as token ids: layer1_prompt's text as the tokenizer encodes it, BOS once."""
         ids = self.tok.encode(layer1_prompt(self.tok, question), add_special_tokens=False)
-        return ids if ids[:1] == self.bos else self.bos + ids
+        return self.bos + ids if self.bos and ids[:1] != self.bos else ids
 
     def text(self, ids):
         return self.tok.decode(ids, skip_special_tokens=True)
