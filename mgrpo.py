@@ -142,6 +142,42 @@ def check_args(args):
         die(f"--batch-size {args.batch_size} does not split evenly over {ranks} processes")
 
 
+def context_length(config):
+    """The most positions the model attends to, from its config (max_position_embeddings, or GPT-2's
+    n_positions, ...); None when the config does not say."""
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return None
+
+
+def check_context(args, train_set, eval_sets):
+    """Refuse at start, before any model is loaded, a run whose longest sequence does not fit in the
+    model's context: past it, learned positions (GPT-2) fail deep inside generate, in Layer 2, and
+    rotary ones run on silently outside what the model was trained on. The longest sequence is the
+    longest prompt + answer, and in Layer 2 and evaluation (t2) + guide + correction. A model without
+    a known context length is not refused."""
+    from transformers import AutoConfig, AutoTokenizer
+    src = find_checkpoint(args.resume) if args.resume else args.model
+    ctx = context_length(from_pretrained(AutoConfig, src))
+    if ctx is None:
+        return
+    tk = Tokens(from_pretrained(AutoTokenizer, src))
+    sets = [(train_set, args.layers)] if train_set else []
+    sets += [(problems, 2) for problems in eval_sets.values() if problems]     # evaluation always asks for t2
+    need = [(max(len(tk.prompt(p["question"])) for p in problems), layers) for problems, layers in sets]
+    longest = max((longest_sequence(p, args.max_new_tokens, tk.guides, layers) for p, layers in need), default=0)
+    if longest > ctx:
+        # longest_sequence grows by `layers` tokens per added --max-new-tokens
+        fits = min((ctx - longest_sequence(p, 0, tk.guides, layers)) // layers for p, layers in need)
+        hint = f"--max-new-tokens {fits} is the largest that fits" if fits >= 1 else \
+            "the longest prompt alone does not fit"
+        die(f"the longest sequence this run builds is {longest} tokens (prompt + answer + guide + correction), "
+            f"more than the model's context of {ctx}: {hint}")
+
+
 # -----------------------------------------------------------------------------
 # Many GPUs: `torchrun --nproc_per_node N mgrpo.py ...` starts N processes (ranks). Each takes 1/N of
 # every batch and of the evaluation set and samples with its own full bf16 rollout copy; the fp32
@@ -323,56 +359,68 @@ GUIDES = [
 ]
 
 
-def chat_parts(tok):
-    """The template text around each turn of [user q, assistant o, user p_guide], found by rendering
-    the chat template once with placeholders. Returns (head, tail1, sep, tail2) so that
-      Layer-1 prompt = head + q + tail1          q' = Layer-1 prompt + o + sep + p_guide + tail2.
-    Without a chat template, a plain 'Question: ... Answer:' format is used."""
+def layer1_prompt(tok, question):
+    """q as text: the user turn rendered by the tokenizer's own chat template with its generation
+    prompt, exactly apply_chat_template([user], add_generation_prompt=True) -- so that a template
+    which prefills the assistant turn (R1-Distill's '<think>\\n') prefills it here too. Without a chat
+    template, a plain 'Question: ... Answer:' format."""
+    content = question.strip() + "\n" + INSTRUCTION
     if not getattr(tok, "chat_template", None):
-        return "Question: ", "\nAnswer: ", "\n\n", "\n"
-    marks = ["\x00Q\x00", "\x00O\x00", "\x00G\x00"]
-    msgs = [{"role": r, "content": m} for r, m in zip(["user", "assistant", "user"], marks)]
+        return "Question: " + content + "\nAnswer: "
+    return tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+
+
+def guide_turn(tok, guide):
+    """p_guide as text, wrapped in the template's turn markers: what the template writes after an
+    assistant answer o in [user, assistant o, user p_guide] + generation prompt, i.e. the end of o's
+    turn, the guide's user turn and the generation prompt."""
+    if not getattr(tok, "chat_template", None):
+        return "\n\n" + guide + "\n"
+    o = "\x00O\x00"
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": o}, {"role": "user", "content": guide}]
     s = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    if any(s.count(m) != 1 for m in marks):
-        die("the tokenizer's chat template does not render [user, assistant, user] turns verbatim")
-    head, rest = s.split(marks[0])
-    tail1, rest = rest.split(marks[1])
-    sep, tail2 = rest.split(marks[2])
-    return head, tail1, sep, tail2
-
-
-def layer1_prompt(parts, question):
-    head, tail1, _, _ = parts
-    return head + question.strip() + "\n" + INSTRUCTION + tail1
+    if s.count(o) != 1:
+        die("the tokenizer's chat template does not render an assistant turn verbatim")
+    return s.split(o)[1]
 
 
 def build_correction_prompt(prompt, response, guide):
-    """q' = q + o + p_guide. Token-id lists (or strings): `response` without its end-of-sequence
-    token, `guide` already wrapped in the template's turn markers (Tokens.guides)."""
+    """q' = q + o + p_guide. Token-id lists (or strings): `prompt` the Layer-1 prompt (Tokens.prompt),
+    `response` o as sampled without its stop token, `guide` already wrapped in the template's turn
+    markers (Tokens.guides). o is kept as sampled even where a template would rewrite it in history
+    (Qwen3 and R1-Distill drop the reasoning of earlier assistant turns): q' is the paper's q + o + p_guide."""
     return prompt + response + guide
 
 
 class Tokens:
-    """Token ids the loop needs, computed once: guide phrases wrapped in turn markers, stop ids, pad."""
+    """Token ids the loop needs, computed once: guide phrases wrapped in turn markers, stop ids, pad.
+    `model` (optional) contributes the end-of-sequence ids of its generation_config."""
 
-    def __init__(self, tok, model):
-        self.parts = chat_parts(tok)
-        _, _, sep, tail2 = self.parts
-        self.guides = [tok.encode(sep + g + tail2, add_special_tokens=False) for g in GUIDES]
+    def __init__(self, tok, model=None):
+        self.tok = tok
+        self.guides = [tok.encode(guide_turn(tok, g), add_special_tokens=False) for g in GUIDES]
         stop = {tok.eos_token_id}
         eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
         stop.update(eos if isinstance(eos, list) else [eos])
-        # The token that closes an assistant turn (<|im_end|> for Qwen) must stop generation too.
-        turn_end = tok.encode(sep, add_special_tokens=False)[:1]
-        stop.update(t for t in turn_end if t in tok.all_special_ids)
+        # The token that ends an assistant turn (<|im_end|>, <|eot_id|>, <end_of_turn>, <|end|>, </s>, ...)
+        # opens every guide turn; the model writes it when it is done, so it must stop generation too.
+        turn_end = self.guides[0][:1]
+        stop.update(t for t in turn_end if t in tok.all_special_ids or
+                    getattr(tok.added_tokens_decoder.get(t), "special", False))
         self.stop = sorted(t for t in stop if t is not None)
         if not self.stop:
             die("the tokenizer has no end-of-sequence token")
         self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.stop[0]
-        self.tok = tok
+        # BOS as the tokenizer itself writes it: a tokenizer that starts plain text with BOS (Llama-2 and
+        # Mistral base models) gets it in front of every prompt, once, also where the template writes it.
+        bos = tok.bos_token_id
+        adds_bos = tok.encode("a")[:1] == [bos] != tok.encode("a", add_special_tokens=False)[:1]
+        self.bos = [bos] if bos is not None and adds_bos else []
 
     def prompt(self, question):
-        return self.tok.encode(layer1_prompt(self.parts, question), add_special_tokens=False)
+        """The Layer-1 prompt q as token ids: layer1_prompt's text as the tokenizer encodes it, BOS once."""
+        ids = self.tok.encode(layer1_prompt(self.tok, question), add_special_tokens=False)
+        return self.bos + ids if self.bos and ids[:1] != self.bos else ids
 
     def text(self, ids):
         return self.tok.decode(ids, skip_special_tokens=True)
@@ -401,10 +449,18 @@ def cut_at_stop(row, stop):
     return next((row[:j + 1] for j, t in enumerate(row) if t in stop), row)
 
 
+def longest_sequence(longest_prompt, max_new_tokens, guides, layers=2):
+    """Tokens in the longest sequence a run builds: prompt + answer, and with Layer 2 (or evaluation's
+    t2) the longest q' + correction = prompt + answer + guide + correction."""
+    if layers == 1:
+        return longest_prompt + max_new_tokens
+    return longest_prompt + 2 * max_new_tokens + max(map(len, guides))
+
+
 def static_cache_len(longest_prompt, max_new_tokens, guides):
     """One KV-cache length for the whole run, long enough for the longest q' (prompt + answer + guide +
     correction), so the compiled decode step is reused by every call of the same row count."""
-    return -(-(longest_prompt + 2 * max_new_tokens + max(map(len, guides))) // 128) * 128
+    return -(-longest_sequence(longest_prompt, max_new_tokens, guides) // 128) * 128
 
 
 @torch.no_grad()
@@ -457,10 +513,31 @@ def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=Fals
 # -----------------------------------------------------------------------------
 # Log-probs: log πθ(o_t | q, o_<t) per completion token, without ever holding fp32 logits over
 # the whole vocabulary for a whole batch -- only for `chunk` tokens at a time, recomputed in backward.
+# The logits are the model's own: several families change lm_head's output in their forward before
+# `generate` samples from it, and ρ, the KL and the gradient must refer to that same distribution.
+# check_logprobs() compares this path with the model's own forward once at start, so a family whose
+# change is not known here refuses to train instead of training on another distribution.
 
 
-def _chunk_logp(head, h, targets, temperature):
-    logits = head(h).float() / temperature                         # [chunk, V]
+def output_logits(head, h, config):
+    """[n, d] final hidden states -> [n, V] fp32 logits as the model's forward returns them: lm_head,
+    then what the family's forward applies after it (read from its config): Granite divides by
+    `logits_scaling`, Cohere multiplies by `logit_scale`, Gemma-2/3 soft-cap at `final_logit_softcapping`
+    (c · tanh(z / c))."""
+    z = head(h).float()
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if getattr(cfg, "logits_scaling", None):
+        z = z / cfg.logits_scaling
+    if getattr(cfg, "logit_scale", None):
+        z = z * cfg.logit_scale
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    if cap:
+        z = torch.tanh(z / cap) * cap
+    return z
+
+
+def _chunk_logp(head, h, targets, temperature, config):
+    logits = output_logits(head, h, config) / temperature          # [chunk, V]
     return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
 
 
@@ -478,16 +555,40 @@ def final_hidden_states(model, ids, mask):
 
 def token_logprobs(model, ids, mask, comp, temperature=1.0, chunk=1024):
     """ids, mask, comp: [b, L], rows right-padded; comp marks the completion tokens (never column 0).
-    Returns [b, L] fp32 log-probs of the completion tokens under softmax(z / temperature), the
-    distribution the rollouts were sampled from; 0 where comp is not set."""
+    Returns [b, L] fp32 log-probs of the completion tokens under softmax(z / temperature), z the
+    model's own output logits (output_logits), the distribution the rollouts were sampled from; 0
+    where comp is not set."""
     h = final_hidden_states(model, ids, mask)                                                      # [b, L, d]
     hs, ts = h[:, :-1][comp[:, 1:]], ids[comp]     # [n, d] states that predict completion tokens; [n] those tokens
     head = model.get_output_embeddings()
     f = (lambda *x: checkpoint(_chunk_logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else _chunk_logp
-    parts = [f(head, hs[i:i + chunk], ts[i:i + chunk], temperature) for i in range(0, len(ts), chunk)]
+    parts = [f(head, hs[i:i + chunk], ts[i:i + chunk], temperature, model.config) for i in range(0, len(ts), chunk)]
     out = torch.zeros(comp.shape, dtype=torch.float32, device=ids.device)
     out[comp] = torch.cat(parts)
     return out
+
+
+@torch.no_grad()
+def check_logprobs(model, n=16, tol=1e-3):
+    """Refuse (one line, exit 2) a model whose own output logits token_logprobs does not reproduce: an
+    unknown post-processing of lm_head's output would otherwise train πθ on log-probs of a distribution
+    the rollouts never came from. Compares both on n tokens; tol in nats (float rounding is ~1e-6)."""
+    V = model.get_output_embeddings().weight.shape[0]
+    ids = (torch.arange(n, device=next(model.parameters()).device) * 7919 % V)[None]   # any tokens will do
+    mask, comp = torch.ones_like(ids), torch.ones_like(ids, dtype=torch.bool)
+    comp[:, 0] = False
+    was_training = model.training
+    model.eval()
+    try:
+        fast = token_logprobs(model, ids, mask, comp)[comp]
+        own = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
+    finally:
+        model.train(was_training)
+    own = own[0, :-1].gather(-1, ids[0, 1:, None]).squeeze(-1)
+    diff = (fast - own).abs().max().item()
+    if not diff <= tol:                                                          # NaN fails too
+        die(f"{type(model).__name__}: log-probs from its hidden states differ from its own forward's logits by "
+            f"{diff:.3g} nats: its forward post-processes the logits in a way mgrpo.output_logits does not know")
 
 
 def pack(prompts, completions, pad, device):
@@ -1046,6 +1147,7 @@ def setup(args):
     tok = from_pretrained(AutoTokenizer, src)
     home = device if world() == 1 else torch.device("cpu")
     policy = load_model(src, home, torch.float32, args.grad_checkpointing)
+    check_logprobs(policy)
     low = torch.bfloat16 if device.type == "cuda" else torch.float32
     rollout = policy
     if low != torch.float32 or world() > 1:
@@ -1151,6 +1253,7 @@ def main(argv=None):
             print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
         eval_sets = {os.path.basename(spec).removesuffix(".jsonl"): load_problems(spec, "test")[: args.eval_n or None]
                      for spec in (s.strip() for s in (eval_spec or "").split(",")) if spec}
+        check_context(args, train_set, eval_sets)
         run = setup(args)
         cache_len = None
         if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):

@@ -1031,6 +1031,213 @@ def test_evaluation_asks_for_the_correction_with_the_first_guide(tiny, monkeypat
 
 
 # -----------------------------------------------------------------------------
+# Model families: every causal LM people train with GRPO gets its own distribution, its own prompt,
+# BOS once, and a context-length check (`pytest -k families`). Tiny random models of the real classes;
+# the real chat templates of ../shared/chat-templates (skipped where absent).
+
+FAMILY_LAYOUT = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=4,
+                     num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False)
+FAMILIES = {  # name: (config class, model class, settings); post-processing of the logits as in the real models
+    "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
+    "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 8}),
+    "llama": ("LlamaConfig", "LlamaForCausalLM", {}),
+    "mistral": ("MistralConfig", "MistralForCausalLM", {}),
+    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {"head_dim": 8, "final_logit_softcapping": 30.0}),
+    "gemma3": ("Gemma3TextConfig", "Gemma3ForCausalLM", {"head_dim": 8, "final_logit_softcapping": 30.0}),
+    "granite": ("GraniteConfig", "GraniteForCausalLM", {"logits_scaling": 8.0}),
+    "cohere": ("CohereConfig", "CohereForCausalLM", {"logit_scale": 0.0625}),
+    "phi3": ("Phi3Config", "Phi3ForCausalLM", {}),
+    "gpt2": ("GPT2Config", "GPT2LMHeadModel", None),     # learned positions: n_positions, not RoPE
+    "olmo2": ("Olmo2Config", "Olmo2ForCausalLM", {}),
+}
+
+
+def family_model(name, vocab_size, n_positions=256, logit_std=10.0, seed=0):
+    """A random 1-layer model of the family's real class, its output embedding scaled so that the logits
+    its forward returns have standard deviation `logit_std` (tens at the extremes: a softcap of 30 acts)."""
+    import transformers
+    cfg_cls, model_cls, extra = FAMILIES[name]
+    ids = dict(vocab_size=vocab_size, bos_token_id=1, eos_token_id=2, pad_token_id=0)
+    if extra is None:
+        cfg = transformers.GPT2Config(**ids, n_embd=32, n_layer=1, n_head=4, n_positions=n_positions,
+                                      tie_word_embeddings=False)
+    else:
+        cfg = getattr(transformers, cfg_cls)(**ids, **{**FAMILY_LAYOUT, "max_position_embeddings": n_positions},
+                                             **extra)
+    torch.manual_seed(seed)
+    model = getattr(transformers, model_cls)(cfg).eval()
+    with torch.no_grad():
+        z = model(torch.randint(3, vocab_size, (2, 12))).logits
+        model.get_output_embeddings().weight.mul_(logit_std / z.std())
+    return model
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_families_logprobs_are_log_softmax_of_the_models_own_output_logits(name, temperature):
+    model = family_model(name, vocab_size=300)
+    prompts, comps = [[5, 6, 7, 8], [9, 10]], [[20, 21, 22, 23, 24], [25, 26, 27]]
+    ids, mask, comp = mgrpo.pack(prompts, comps, 0, "cpu")
+    with torch.no_grad():
+        logits = model(input_ids=ids, attention_mask=mask).logits
+        want = torch.log_softmax(logits.float() / temperature, -1)[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+        fast = mgrpo.token_logprobs(model, ids, mask, comp, temperature)
+    trained = mgrpo.token_logprobs(model, ids, mask, comp, temperature)       # the checkpointed path of backward
+    assert logits.abs().max() > 20                                            # realistic sizes, where a cap acts
+    assert torch.allclose(fast[comp], want[comp[:, 1:]], atol=1e-5, rtol=0)
+    assert torch.allclose(trained.detach(), fast, atol=1e-6, rtol=0) and trained.requires_grad
+    mgrpo.check_logprobs(model)                                               # and the start-up check lets it train
+
+
+def test_families_an_unknown_logit_post_processing_is_refused_at_start(capsys):
+    model = family_model("llama", vocab_size=300)
+    # a family whose forward changes lm_head's output in a way mgrpo.output_logits does not know
+    model.register_forward_hook(lambda module, args, out: out.__setitem__("logits", out["logits"] * 1.5))
+    with pytest.raises(SystemExit) as e:
+        mgrpo.check_logprobs(model)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "LlamaForCausalLM" in err and "nats" in err
+
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "chat-templates")
+END_OF_TURN = {"deepseek-r1-distill-qwen": "<｜end▁of▁sentence｜>", "deepseek-r1-distill-qwen-think": "<｜end▁of▁sentence｜>",
+               "qwen3": "<|im_end|>", "qwen2.5-instruct": "<|im_end|>", "smollm2-instruct": "<|im_end|>",
+               "llama-3.2-instruct": "<|eot_id|>", "gemma-2-it": "<end_of_turn>", "mistral-7b-instruct": "</s>",
+               "phi-3.5-mini-instruct": "<|end|>"}
+
+
+def template_tokenizer(name):
+    """A byte-level BPE tokenizer trained here, with the family's real chat template and special tokens
+    (../shared/chat-templates/README.md): renders exactly what the real tokenizer renders; ids differ."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+    path = os.path.join(TEMPLATES, name + ".json")
+    if not os.path.exists(path):
+        pytest.skip("../shared/chat-templates is absent")
+    spec = json.load(open(path, encoding="utf-8"))
+    roles = ("bos_token", "eos_token", "pad_token", "unk_token")
+    specials = list(dict.fromkeys(t for t in [*(spec[r] for r in roles), *spec["added_tokens"]] if t))
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    bpe.train_from_iterator([mgrpo.INSTRUCTION, *mgrpo.GUIDES, "What is 2 + 3? \\boxed{5}"] * 20,
+                            trainers.BpeTrainer(vocab_size=400, special_tokens=specials, show_progress=False,
+                                                initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    if spec["add_bos_token"] and spec["bos_token"]:       # the tokenizer itself starts plain text with BOS
+        b = spec["bos_token"]
+        bpe.post_processor = processors.TemplateProcessing(single=f"{b} $A", pair=f"{b} $A {b} $B",
+                                                           special_tokens=[(b, bpe.token_to_id(b))])
+    given = {r: spec[r] for r in roles if spec[r] is not None}
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, **given)
+    extra = [t for t in spec["added_tokens"] if t not in given.values()]
+    if extra:
+        tok.add_special_tokens({"additional_special_tokens": extra})
+    tok.chat_template = spec["chat_template"]
+    return tok
+
+
+@pytest.mark.parametrize("name", list(END_OF_TURN))
+def test_families_prompts_are_each_real_templates_own_generation_prompt(name):
+    tok = template_tokenizer(name)
+    tk = mgrpo.Tokens(tok)
+    q, o = "What is 2 + 3?", "2 + 3 = \\boxed{5}"
+    user = {"role": "user", "content": q + "\n" + mgrpo.INSTRUCTION}
+    # Layer 1: exactly the ids the tokenizer gives the template's generation prompt
+    prompt = tk.prompt(q)
+    assert prompt == tok.apply_chat_template([user], add_generation_prompt=True)["input_ids"]
+    # q' = q + o as sampled + the end of o's turn + the guide's user turn + the generation prompt
+    eot = tok.convert_tokens_to_ids(END_OF_TURN[name])
+    o_ids = tok.encode(o, add_special_tokens=False)
+    q2 = build_correction_prompt(prompt, tk.strip_stop(o_ids + [eot]), tk.guides[0])
+    history = tok.apply_chat_template([user, {"role": "assistant", "content": o},
+                                       {"role": "user", "content": mgrpo.GUIDES[0]}],
+                                      tokenize=False, add_generation_prompt=True)
+    after_o = history[history.index(o) + len(o):]
+    assert q2 == prompt + o_ids + tok.encode(after_o, add_special_tokens=False)
+    assert after_o.startswith(END_OF_TURN[name]) and tok.decode(q2).endswith(after_o)
+    first = tok.apply_chat_template([user], tokenize=False, add_generation_prompt=True)
+    if name.endswith("-think"):        # the template prefills '<think>\n' in both layers' prompts
+        assert first.endswith("<｜Assistant｜><think>\n") and history.endswith("<｜Assistant｜><think>\n")
+        assert tok.decode(prompt).endswith("<think>\n") and tok.decode(q2).endswith("<think>\n")
+    else:                              # q' is the template's own conversation, token for token
+        assert tok.decode(q2) == history
+    assert eot in tk.stop and tok.bos_token_id not in tk.stop
+    # BOS exactly once, whether the template writes it, the tokenizer adds it, or both
+    if tok.bos_token_id is not None and first.startswith(tok.bos_token):
+        assert prompt[:2] == [tok.bos_token_id, tok.encode(first[len(tok.bos_token):], add_special_tokens=False)[0]]
+
+
+def test_families_a_base_tokenizer_that_adds_bos_gets_it_once_in_every_prompt():
+    tok = template_tokenizer("mistral-7b-base")           # no chat template; plain text starts with <s>
+    tk = mgrpo.Tokens(tok)
+    bos, q = tok.bos_token_id, "What is 2 + 3?"
+    text = "Question: " + q + "\n" + mgrpo.INSTRUCTION + "\nAnswer: "
+    assert tok(text)["input_ids"][0] == bos
+    assert tk.prompt(q) == tok(text)["input_ids"] == [bos] + tok.encode(text, add_special_tokens=False)
+    assert tk.prompt(q).count(bos) == 1 and tk.stop == [tok.eos_token_id]
+    q2 = build_correction_prompt(tk.prompt(q), [40, 41], tk.guides[0])
+    assert q2.count(bos) == 1                             # the guide turn brings no second BOS
+
+
+def family_dir(path, name, tiny, **kw):
+    """The family's tiny model beside the tiny tokenizer, saved as a user's model directory."""
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    tok.save_pretrained(path)
+    family_model(name, vocab_size=len(tok), **kw).save_pretrained(path)
+    return str(path)
+
+
+def test_families_context_length_is_read_from_each_kind_of_config():
+    import transformers
+    assert mgrpo.context_length(transformers.GPT2Config(n_positions=96)) == 96
+    assert mgrpo.context_length(transformers.Gemma3TextConfig(max_position_embeddings=77)) == 77
+    assert mgrpo.context_length(transformers.PretrainedConfig()) is None     # unknown: not refused
+
+
+def test_families_a_run_that_cannot_fit_the_context_is_refused_at_start(tiny, toy_data, tmp_path, monkeypatch,
+                                                                         capsys):
+    from transformers import AutoTokenizer
+    tk = mgrpo.Tokens(AutoTokenizer.from_pretrained(tiny))
+    questions = [json.loads(x)["question"] for x in open(toy_data)]
+    p, g = max(len(tk.prompt(q)) for q in questions), max(map(len, tk.guides))
+    ctx = p + g + 2 * 20 + 1                  # prompt + guide + two generations of 20 tokens fit, of 21 do not
+    model = family_dir(tmp_path / "gpt2", "gpt2", tiny, n_positions=ctx)   # learned positions: no way past ctx
+    real_load = mgrpo.load_model
+    capsys.readouterr()                       # (saving the model showed a progress bar)
+
+    def no_model_work(*a, **kw):
+        raise AssertionError("a model was loaded before the context check")
+
+    monkeypatch.setattr(mgrpo, "load_model", no_model_work)
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(cli_args(model, toy_data, str(tmp_path / "out"), "--steps", "1", "--max-new-tokens", "21"))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert f"{p + g + 42} tokens" in err and f"context of {ctx}" in err and "--max-new-tokens 20 is the" in err
+    # 20 fits: both layers and evaluation run at the very end of the context
+    monkeypatch.setattr(mgrpo, "load_model", real_load)
+    log = mgrpo.main(cli_args(model, toy_data, str(tmp_path / "fits"), "--steps", "1", "--max-new-tokens", "20"))
+    assert log["step"] == 1 and log["l2_groups"] > 0
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_families_two_step_cli_run_trains_evaluates_and_checkpoints(name, tiny, toy_data, tmp_path):
+    from transformers import AutoModelForCausalLM
+    model = family_dir(tmp_path / name, name, tiny)
+    out = str(tmp_path / "out")
+    mgrpo.main(cli_args(model, toy_data, out, "--steps", "2", "--eval-n", "2"))
+    log = read_log(out)
+    assert [x["step"] for x in log] == [1, 2] and "eval" in log[1] and "l2_reward" in log[1]
+    assert os.path.exists(os.path.join(out, "eval-toy-000002.jsonl"))
+    saved = AutoModelForCausalLM.from_pretrained(os.path.join(out, "step-000002"))
+    start = AutoModelForCausalLM.from_pretrained(model)
+    assert type(saved) is type(start) and saved.config.model_type == start.config.model_type
+    assert all(math.isfinite(x[k]) for x in log for k in ("l1_loss", "l1_grad_norm"))   # forward and backward ran
+    mgrpo.check_logprobs(saved)
+
+
+# -----------------------------------------------------------------------------
 # Many GPUs: torchrun + FSDP2, tested on the CPU with the gloo backend (`pytest -k distributed`)
 
 AGGS = ["seq-mean-token-mean", "token-mean"]
