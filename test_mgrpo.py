@@ -854,6 +854,133 @@ def test_evaluation_asks_for_the_correction_with_the_first_guide(tiny, monkeypat
     assert p2 == [p + run.tk.strip_stop(o) + run.tk.guides[0] for p, o in zip(p1, t1)]
 
 
+# -----------------------------------------------------------------------------
+# Sampled evaluation (--eval-samples K, --eval-temperature) and pass@K
+
+
+def test_pass_at_k_hand_computed():
+    assert mgrpo.pass_at_k(4, 1, 1) == 0.25                 # one draw of four, one right
+    assert mgrpo.pass_at_k(5, 2, 2) == 1 - 3 / 10           # 1 - C(3,2)/C(5,2)
+    assert mgrpo.pass_at_k(10, 3, 2) == 1 - 21 / 45         # 1 - C(7,2)/C(10,2) = 8/15
+    assert mgrpo.pass_at_k(4, 0, 3) == 0.0 and mgrpo.pass_at_k(4, 2, 3) == 1.0   # fewer wrong than drawn
+    assert [mgrpo.pass_at_k(4, c, 4) for c in range(5)] == [0.0, 1.0, 1.0, 1.0, 1.0]   # n = k: any right
+
+
+def test_pass_at_k_is_the_chance_that_k_draws_without_replacement_hold_a_right_one():
+    import itertools
+    from fractions import Fraction
+    for n in range(1, 7):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                draws = list(itertools.combinations([1] * c + [0] * (n - c), k))
+                exact = Fraction(sum(any(d) for d in draws), len(draws))
+                assert mgrpo.pass_at_k(n, c, k) == pytest.approx(float(exact), abs=1e-15)
+
+
+@pytest.mark.parametrize("n,c,k", [(3, 4, 1), (3, -1, 1), (3, 1, 0), (3, 1, 4)])
+def test_pass_at_k_refuses_impossible_counts(n, c, k):
+    with pytest.raises(ValueError):
+        mgrpo.pass_at_k(n, c, k)
+
+
+def test_sampled_metrics_are_means_over_samples_plus_pass_at_k():
+    # 3 problems x K = 2: (t1, t2) pairs  p0: (1,1) (0,1)   p1: (0,0) (0,1)   p2: (1,0) (1,1)
+    m = self_correction_metrics([[1, 0], [0, 0], [1, 1]], [[1, 1], [0, 1], [0, 1]])
+    assert m == pytest.approx({"acc_t1": 3 / 6, "acc_t2": 4 / 6, "delta_i2c": 2 / 6, "delta_c2i": 1 / 6,
+                               "delta": 1 / 6, "pass@2": 2 / 3}, abs=1e-15)
+    # K = 3: per sample j the greedy-style metrics, then their mean over j, are the same numbers
+    t1, t2 = [[1, 0, 0], [0, 0, 1]], [[1, 1, 0], [1, 0, 0]]
+    m = self_correction_metrics(t1, t2)
+    per_sample = [self_correction_metrics([r[j] for r in t1], [r[j] for r in t2]) for j in range(3)]
+    for key in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"):
+        assert m[key] == pytest.approx(sum(x[key] for x in per_sample) / 3, abs=1e-15)
+    assert m["pass@3"] == 1.0 and m["acc_t1"] == pytest.approx(2 / 6)
+    assert m["delta"] == pytest.approx(m["acc_t2"] - m["acc_t1"], abs=1e-15)
+    assert set(self_correction_metrics([1, 0], [1, 1])) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"}
+
+
+def spy_on_generate(monkeypatch):
+    real, seen = mgrpo.generate, []
+
+    def spy(model, prompts, n, *a, **kw):
+        seen.append({"prompts": prompts, "n": n, "args": a, **kw, "out": real(model, prompts, n, *a, **kw)})
+        return seen[-1]["out"]
+
+    monkeypatch.setattr(mgrpo, "generate", spy)
+    return seen
+
+
+PLUS_ONE = [{"question": f"What is {a} + 1?", "gold": str(a + 1)} for a in range(3)]
+
+
+def test_one_eval_sample_is_the_greedy_path_bit_for_bit(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny, eval_samples=1, eval_temperature=0.9)         # T is unused by greedy evaluation
+    tk = run.tk
+    prompts = [tk.prompt(p["question"]) for p in PLUS_ONE]
+    t1 = mgrpo.generate(run.rollout, prompts, 1, tk, args.max_new_tokens, greedy=True)
+    t2 = mgrpo.generate(run.rollout, [p + tk.strip_stop(o) + tk.guides[0] for p, o in zip(prompts, t1)], 1, tk,
+                        args.max_new_tokens, greedy=True)
+    want = [{"question": p["question"], "gold": p["gold"], "t1": tk.text(a), "t2": tk.text(b),
+             "correct_t1": reward(tk.text(a), p["gold"]) == 1.0, "correct_t2": reward(tk.text(b), p["gold"]) == 1.0}
+            for p, a, b in zip(PLUS_ONE, t1, t2)]
+    seen = spy_on_generate(monkeypatch)
+    rng = torch.get_rng_state()
+    m = mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "e.jsonl"))
+    assert [c["greedy"] for c in seen] == [True, True] and [c["n"] for c in seen] == [1, 1]
+    assert open(tmp_path / "e.jsonl").read() == "".join(json.dumps(r) + "\n" for r in want)
+    assert m == self_correction_metrics([r["correct_t1"] for r in want], [r["correct_t2"] for r in want])
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_sampled_evaluation_keeps_every_sample_each_corrected_on_its_own_q_prime(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny, eval_samples=4)
+    seen = spy_on_generate(monkeypatch)
+    rng = torch.get_rng_state()
+    m = mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "e.jsonl"))
+    assert torch.equal(torch.get_rng_state(), rng)             # training's random state is left as it was
+    first, second = seen
+    assert first["n"] == 4 and second["n"] == 1 and not first["greedy"] and not second["greedy"]
+    assert first["args"][2] == second["args"][2] == mgrpo.EVAL_TEMPERATURE == 0.6     # the default temperature
+    t1 = first["out"]
+    assert second["prompts"] == [first["prompts"][i // 4] + run.tk.strip_stop(o) + run.tk.guides[0]
+                                 for i, o in enumerate(t1)]
+    rows = [json.loads(x) for x in open(tmp_path / "e.jsonl")]
+    assert [len(r[k]) for r in rows for k in ("t1", "t2", "correct_t1", "correct_t2")] == [4] * 12
+    assert [r["t1"] for r in rows] == [[run.tk.text(o) for o in t1[4 * i:4 * i + 4]] for i in range(3)]
+    assert all(len(set(r["t1"])) > 1 for r in rows)              # sampled: the answers to one problem differ
+    assert m == self_correction_metrics([r["correct_t1"] for r in rows], [r["correct_t2"] for r in rows])
+    assert set(m) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "pass@4"}
+    mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "again.jsonl"))
+    assert open(tmp_path / "again.jsonl").read() == open(tmp_path / "e.jsonl").read()   # its own seeded stream
+
+
+def test_eval_temperature_is_the_sampling_temperature_of_evaluation(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny, eval_samples=2, eval_temperature=1.3)
+    seen = spy_on_generate(monkeypatch)
+    mgrpo.evaluate(run, PLUS_ONE[:1], args, str(tmp_path / "e.jsonl"))
+    assert [c["args"][2] for c in seen] == [1.3, 1.3]
+
+
+def test_cli_eval_samples_reports_pass_at_k_and_resume_may_change_it(two_step_run, tmp_path):
+    b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=2)
+    log = mgrpo.main(["--resume", b, "--steps", "3", "--eval-samples", "2", "--eval-n", "2"])
+    assert set(log["eval"]["toy"]) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "pass@2"}
+    rows = [json.loads(x) for x in open(os.path.join(b, "eval-toy-000003.jsonl"))]
+    assert [len(r["t1"]) for r in rows] == [2, 2]
+
+
+@pytest.mark.parametrize("argv,needle", [(["--eval-samples", "0"], "--eval-samples must be >= 1"),
+                                         (["--eval-samples", "two"], "invalid int value"),
+                                         (["--eval-temperature", "0"], "--eval-temperature must be > 0"),
+                                         (["--eval-temperature", "-1", "--eval-samples", "4"], "--eval-temperature"),
+                                         (["--eval-temperature", "nan", "--eval-samples", "4"], "--eval-temperature")])
+def test_bad_eval_sampling_flags_exit_2_with_one_line(argv, needle, tiny, toy_data, capsys):
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", tiny, "--data", toy_data, "--device", "cpu"] + argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and needle in err and len(err.splitlines()) == 1
+
+
 
 # -----------------------------------------------------------------------------
 # Many GPUs: torchrun + FSDP2, tested on the CPU with the gloo backend (`pytest -k distributed`)
