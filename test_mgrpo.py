@@ -1106,6 +1106,7 @@ def test_distributed_bad_input_is_one_line_from_rank_0(tiny, toy_data, tmp_path)
 
 import time  # noqa: E402
 
+import verify  # noqa: E402
 from verify import extract_answer, is_equiv, last_boxed, reward  # noqa: E402
 
 EQUIV = [  # (pred, gold, expected) -- one line each, grouped by category
@@ -1473,6 +1474,85 @@ def test_math500_solutions_earn_reward_and_answers_equal_themselves():
     assert hits / len(rows) >= 0.995
     assert all(is_equiv(r["answer"], r["answer"]) for r in rows)
     assert all(is_equiv("\\displaystyle " + r["answer"], r["answer"]) for r in rows)   # full parse, no fast path
+
+
+# MATH's training split (--data math): ../shared/data/math/train.jsonl, read through mgrpo's cache as a user's run does.
+
+def math_cache(tmp_path, monkeypatch, *names):
+    """An MGRPO_CACHE holding the shared copies of `names` ('math' -> math/train.jsonl, others test.jsonl)."""
+    for name in names:
+        split = "train" if name == "math" else "test"
+        src = os.path.join(SHARED, name, f"{split}.jsonl")
+        if not os.path.isfile(src):
+            pytest.skip(f"../shared/data/{name} not present")
+        os.makedirs(tmp_path / "cache" / name)
+        shutil.copy(src, tmp_path / "cache" / name / f"{split}.jsonl")
+    monkeypatch.setattr(mgrpo, "CACHE_DIR", str(tmp_path / "cache"))
+
+    def no_hub(*a, **kw):
+        raise AssertionError("a test asked the Hugging Face Hub for data")
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+
+
+def test_math_training_split_golds_are_earned_by_their_own_solutions(tmp_path, monkeypatch, capsys):
+    math_cache(tmp_path, monkeypatch, "math")
+    rows = read_jsonl(os.path.join(SHARED, "math", "train.jsonl"))
+    problems = mgrpo.load_problems("math", "train")
+    note = capsys.readouterr().out.strip()
+    # two solutions box nothing ('there are $\\boxed{}$ primes'): left out, with one line naming them
+    assert len(rows) == 7500 and len(problems) == 7498 and len(note.splitlines()) == 1 and "5342, 5344" in note
+    kept = [r for r in rows if last_boxed(r["solution"])]
+    assert [p["question"] for p in problems] == [r["problem"] for r in kept]
+    assert all(p["gold"] == last_boxed(r["solution"]) for p, r in zip(problems, kept))
+    misses = [(r, p["gold"]) for r, p in zip(kept, problems) if reward(r["solution"], p["gold"]) != 1.0]
+    # Every solution that boxes one answer earns its gold. The 21 that box several (two points of intersection,
+    # a box in an Asymptote label, an intermediate result) are read as a list or a hedge by the checker's policy
+    # on several boxes, so they miss the last box alone; that box, stated alone, earns it.
+    assert len(misses) == 21 and all(len(verify.boxed_all(r["solution"])) >= 2 for r, _ in misses)
+    assert all(reward(f"So the answer is $\\boxed{{{g}}}$.", g) == 1.0 for _, g in misses)
+
+
+@needs_data
+def test_no_math_training_problem_is_a_math500_problem():
+    def norm(q):
+        return " ".join(q.split())
+    train = [norm(r["problem"]) for r in read_jsonl(os.path.join(SHARED, "math", "train.jsonl"))]
+    test = [norm(r["problem"]) for r in read_jsonl(os.path.join(SHARED, "math500", "test.jsonl"))]
+    assert len(train) == 7500 and len(test) == 500 and not set(train).intersection(test)
+    assert norm("a  b\n c") == "a b c"                        # the comparison is whitespace-blind
+
+
+def test_math_is_not_an_evaluation_set(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(mgrpo, "CACHE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems("math", "test")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "--eval-data math500" in err
+
+
+def test_offline_math_error_names_the_file_and_the_folder(tmp_path, monkeypatch, capsys):
+    def offline(*a, **kw):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(mgrpo.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(mgrpo, "CACHE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems("math", "train")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "Qwen2.5-Math" in err
+    assert os.path.join(str(tmp_path), "math") in err and "train.jsonl" in err
+
+
+def test_cli_trains_on_math_and_evaluates_on_math500_offline_from_the_cache(tiny, tmp_path, monkeypatch):
+    math_cache(tmp_path, monkeypatch, "math", "math500")
+    out = str(tmp_path / "run")
+    log = mgrpo.main(["--model", tiny, "--data", "math", "--eval-data", "math500", "--device", "cpu", "--steps", "1",
+                      "--batch-size", "2", "--G", "2", "--H", "2", "--max-new-tokens", "4", "--eval-n", "2",
+                      "--output-dir", out])
+    assert set(log["eval"]) == {"math500"} and log["l1_tokens"] > 0
+    rows = [json.loads(x) for x in open(os.path.join(out, "eval-math500-000001.jsonl"))]
+    math500 = read_jsonl(os.path.join(SHARED, "math500", "test.jsonl"))
+    assert [r["gold"] for r in rows] == [r["answer"] for r in math500[:2]]
 
 
 # =============================================================================
