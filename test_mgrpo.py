@@ -462,6 +462,21 @@ def test_gpu_benchmark_smoke_mode_runs_mgrpos_own_step_on_cpu(tmp_path):
     assert json.load(open(tmp_path / "bench_gpu.json"))["results"][0]["config"].startswith("smoke")
 
 
+def test_gpu_benchmark_writes_into_bench_results_by_default_wherever_it_is_run(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_gpu", os.path.join(os.path.dirname(__file__), "bench",
+                                                                            "bench_gpu.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.RESULTS == os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench", "results")
+    monkeypatch.setattr(bench, "RESULTS", str(tmp_path / "results"))     # the test writes nothing into the repo
+    os.makedirs(tmp_path / "cwd")
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("OUT", str(tmp_path / "env"))                      # an unrelated variable changes nothing
+    bench.main(["--smoke", "--skip-sweep", "--skip-default", "--rounds", "0"])
+    assert os.listdir(tmp_path / "results") == ["bench_gpu.json"]
+    assert not os.listdir(tmp_path / "cwd") and not os.path.exists(tmp_path / "env")
+
+
 # -----------------------------------------------------------------------------
 # The command line: the paths users walk
 
