@@ -996,6 +996,84 @@ def test_bad_eval_sampling_flags_exit_2_with_one_line(argv, needle, tiny, toy_da
     assert e.value.code == 2 and needle in err and len(err.splitlines()) == 1
 
 
+# -----------------------------------------------------------------------------
+# A picture of a run: examples/plot_run.py (drawing needs matplotlib; reading the log does not)
+
+R1, L2_RATE, L2_KEEP, KL1, KL2 = (("l1_reward", "reward", "-"), ("l2_correction_rate", "correction rate", "-"),
+                                  ("l2_keep_frac", "keep fraction", ":"), ("l1_kl", "Layer 1", "-"),
+                                  ("l2_kl", "Layer 2", "--"))
+
+
+def test_plot_reads_every_curve_of_a_two_step_run(two_step_run):
+    import plot_run
+    log = read_log(two_step_run)
+    c = plot_run.curves(plot_run.read_log(two_step_run))
+    assert c["Layer 1: reward"] == {R1: ([1, 2], [x["l1_reward"] for x in log])}
+    assert c["Layer 2: corrections"][L2_KEEP] == ([1, 2], [x["l2_keep_frac"] for x in log])
+    assert c["KL to the reference"][KL1] == ([1, 2], [x["l1_kl"] for x in log])
+    assert c["evaluation"][("toy/acc_t1", "toy Acc@t1", "-")] == ([1, 2], [x["eval"]["toy"]["acc_t1"] for x in log])
+    assert c["evaluation"][("toy/acc_t2", "toy Acc@t2", "--")] == ([1, 2], [x["eval"]["toy"]["acc_t2"] for x in log])
+
+
+def write_log(folder, records, tail=""):
+    os.makedirs(folder)
+    with open(os.path.join(folder, "log.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.write(tail)
+    return str(folder)
+
+
+def test_plot_draws_what_a_log_has_and_leaves_gaps_for_null(tmp_path):
+    import plot_run
+    mgrpo_log = write_log(tmp_path / "mgrpo", [
+        {"step": 1, "l1_reward": 0.5, "l1_kl": 0.0, "l2_groups": 4, "l2_keep_frac": 0.25, "l2_correction_rate": None},
+        {"step": 2, "l1_reward": 0.75, "l1_kl": 0.5, "l2_groups": 0},                # no wrong answer: no Layer 2
+        {"step": 3, "l1_reward": 0.25, "l1_kl": 1.0, "l2_keep_frac": 0.5, "l2_correction_rate": 0.125, "l2_kl": 2.0,
+         "eval": {"a": {"acc_t1": 0.5, "acc_t2": 0.625}, "b": {"acc_t1": 0.0, "acc_t2": None}}}],
+        tail='{"step": 4, "l1_rew')                                                  # cut by a kill
+    c = plot_run.curves(plot_run.read_log(mgrpo_log))
+    assert c["Layer 1: reward"] == {R1: ([1, 2, 3], [0.5, 0.75, 0.25])}
+    assert c["Layer 2: corrections"] == {L2_RATE: ([3], [0.125]), L2_KEEP: ([1, 3], [0.25, 0.5])}
+    assert c["KL to the reference"] == {KL1: ([1, 2, 3], [0.0, 0.5, 1.0]), KL2: ([3], [2.0])}
+    assert c["evaluation"] == {("a/acc_t1", "a Acc@t1", "-"): ([3], [0.5]), ("a/acc_t2", "a Acc@t2", "--"): ([3], [0.625]),
+                               ("b/acc_t1", "b Acc@t1", "-"): ([3], [0.0])}
+    grpo_log = write_log(tmp_path / "grpo", [{"step": 1, "l1_reward": 0.5, "l1_kl": 0.0}])   # --layers 1, no eval
+    assert set(plot_run.curves(plot_run.read_log(grpo_log))) == {"Layer 1: reward", "KL to the reference"}
+
+
+def test_plot_run_draws_one_png_with_several_runs_overlaid(two_step_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    import plot_run
+    run = shutil.copytree(two_step_run, tmp_path / "mgrpo", ignore=shutil.ignore_patterns("step-*"))
+    grpo = write_log(tmp_path / "grpo", [{"step": s, "l1_reward": 0.1 * s, "l1_kl": 0.0} for s in (1, 2)])
+    assert plot_run.main([str(run)]) == os.path.join(str(run), "run.png")
+    out = plot_run.main([str(run), grpo, "--out", str(tmp_path / "both.png")])
+    for png in (os.path.join(str(run), "run.png"), out):
+        assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(png) > 10_000
+
+
+@pytest.mark.parametrize("make,needle", [(lambda d: str(d / "nowhere"), "not found"),
+                                         (lambda d: str(d), "no log.jsonl"),
+                                         (lambda d: write_log(d / "empty", [], tail="{oops\n"), "holds no step")])
+def test_plot_run_bad_input_is_one_line(make, needle, tmp_path, capsys):
+    import plot_run
+    with pytest.raises(SystemExit) as e:
+        plot_run.main([make(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and needle in err and len(err.splitlines()) == 1
+
+
+def test_plot_run_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    import plot_run
+    monkeypatch.setitem(sys.modules, "matplotlib", None)                # as if it were not installed
+    run = write_log(tmp_path / "run", [{"step": 1, "l1_reward": 0.5, "l1_kl": 0.0}])
+    with pytest.raises(SystemExit) as e:
+        plot_run.main([run])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "pip install matplotlib" in err and len(err.splitlines()) == 1
+    assert not os.path.exists(os.path.join(run, "run.png"))
+
+
 
 # -----------------------------------------------------------------------------
 # Many GPUs: torchrun + FSDP2, tested on the CPU with the gloo backend (`pytest -k distributed`)
