@@ -1035,7 +1035,8 @@ def test_plot_draws_what_a_log_has_and_leaves_gaps_for_null(tmp_path):
     assert c["Layer 1: reward"] == {R1: ([1, 2, 3], [0.5, 0.75, 0.25])}
     assert c["Layer 2: corrections"] == {L2_RATE: ([3], [0.125]), L2_KEEP: ([1, 3], [0.25, 0.5])}
     assert c["KL to the reference"] == {KL1: ([1, 2, 3], [0.0, 0.5, 1.0]), KL2: ([3], [2.0])}
-    assert c["evaluation"] == {("a/acc_t1", "a Acc@t1", "-"): ([3], [0.5]), ("a/acc_t2", "a Acc@t2", "--"): ([3], [0.625]),
+    assert c["evaluation"] == {("a/acc_t1", "a Acc@t1", "-"): ([3], [0.5]),
+                               ("a/acc_t2", "a Acc@t2", "--"): ([3], [0.625]),
                                ("b/acc_t1", "b Acc@t1", "-"): ([3], [0.0])}
     grpo_log = write_log(tmp_path / "grpo", [{"step": 1, "l1_reward": 0.5, "l1_kl": 0.0}])   # --layers 1, no eval
     assert set(plot_run.curves(plot_run.read_log(grpo_log))) == {"Layer 1: reward", "KL to the reference"}
