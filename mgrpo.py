@@ -21,6 +21,7 @@ Equations and where they live:
   q' = q + o + p_guide                                          build_correction_prompt()
   keep only corrections with R = 1 (selection)                  select_corrections()
   Acc@t1, Acc@t2, Δ(t1,t2), Δi→c, Δc→i                          self_correction_metrics()
+  pass@k = 1 - C(n-c, k) / C(n, k)      (unbiased, Chen et al.)  pass_at_k()
 
 One training step (train_step): Layer-1 rollouts -> rewards -> update -> Layer-2 rollouts from
 the updated policy -> rewards -> selection -> update.  `--layers 1` is plain GRPO.
@@ -61,7 +62,7 @@ def build_parser():
     p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
     a = p.add_argument
     a("--model", help="Hugging Face model id or local directory (policy and reference)")
-    a("--data", default="gsm8k", help="training data: gsm8k or a .jsonl path")
+    a("--data", default="gsm8k", help="training data: gsm8k, math (MATH's 7,500 training problems) or a .jsonl path")
     a("--eval-data", default=None, help="eval data: gsm8k, math500, minerva_math, olympiadbench or a .jsonl path, or a "
       "comma list of them (default: GSM8K's test split for --data gsm8k, else none)")
     a("--output-dir", default=None, help="where log.jsonl, eval files and checkpoints go (default: out/)")
@@ -93,6 +94,10 @@ def build_parser():
     a("--eval-every", type=int, default=50, help="evaluate every K steps (0: only at the end)")
     a("--eval-only", action="store_true", help="no training: evaluate --model (t1 and t2) and exit")
     a("--eval-n", type=int, default=500, help="evaluate on the first N test problems (0: all)")
+    a("--eval-samples", type=int, default=1, help="K answers per evaluation problem: 1 = greedy; K > 1 samples t1 K "
+      "times, each with one sampled t2, and reports the means over samples and pass@K")
+    a("--eval-temperature", type=float, default=None,
+      help=f"sampling temperature of evaluation when --eval-samples > 1 (default {EVAL_TEMPERATURE})")
     a("--save-every", type=int, default=100, help="checkpoint every K steps (and always at the end)")
     a("--keep-last", type=int, default=0, help="keep only the newest N checkpoints (0: keep all; README: sizes)")
     a("--resume", default=None, help="checkpoint directory (or an output dir: its latest checkpoint); "
@@ -127,7 +132,11 @@ def check_args(args):
     if args.keep_last < 0:
         die("--keep-last must be >= 0 (0 keeps every checkpoint)")
     if args.temperature <= 0:
-        die("--temperature must be > 0 (evaluation is greedy; training needs sampling)")
+        die("--temperature must be > 0 (training rollouts are sampled from softmax(z / T))")
+    if args.eval_samples < 1:
+        die(f"--eval-samples must be >= 1 (got {args.eval_samples}; 1 is greedy evaluation)")
+    if args.eval_temperature is not None and not args.eval_temperature > 0:
+        die(f"--eval-temperature must be > 0 (got {args.eval_temperature})")
     if args.beta < 0 or args.clip_eps <= 0:
         die("--beta must be >= 0 and --clip-eps > 0")
     if args.device:  # checked before any download or model load
@@ -255,7 +264,10 @@ def shard(model, device):
 
 QWEN_EVAL = "https://raw.githubusercontent.com/QwenLM/Qwen2.5-Math/main/evaluation/data/{name}/test.jsonl"
 URLS = {"gsm8k": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{split}.jsonl",
-        "minerva_math": QWEN_EVAL.format(name="minerva_math"), "olympiadbench": QWEN_EVAL.format(name="olympiadbench")}
+        "minerva_math": QWEN_EVAL.format(name="minerva_math"), "olympiadbench": QWEN_EVAL.format(name="olympiadbench"),
+        # MATH's training split (Hendrycks et al. 2021; 7,500 problems, gold = last \boxed{} of `solution`). The
+        # Hub copies were taken down in 2025; Qwen2.5-Math keeps one beside its evaluation sets.
+        "math": "https://raw.githubusercontent.com/QwenLM/Qwen2.5-Math/main/evaluation/data/math/train.jsonl"}
 CACHE_DIR = os.environ.get("MGRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mgrpo"))
 
 
@@ -292,25 +304,32 @@ def gold_of(row):
 
 def load_problems(spec, split):
     if split == "train" and spec in ("math500", "minerva_math", "olympiadbench"):
-        die(f"{spec} is a test set: train with --data gsm8k or PATH.jsonl and evaluate with --eval-data {spec}")
+        die(f"{spec} is a test set: train with --data gsm8k, math or PATH.jsonl and evaluate with --eval-data {spec}")
+    if split == "test" and spec == "math":
+        # MATH's 5,000-problem test split holds MATH-500; its first --eval-n problems would be mostly algebra
+        die("math is MATH's training split: evaluate on MATH with --eval-data math500")
     if spec in URLS:
         folder = os.path.join(CACHE_DIR, spec)
-        path = download(URLS[spec].format(split=split), os.path.join(folder, f"{split}.jsonl"),
-                        f"put GSM8K's train.jsonl and test.jsonl (both are needed) in {folder}" if spec == "gsm8k"
-                        else f"put its test.jsonl in {folder}")
+        hint = {"gsm8k": f"put GSM8K's train.jsonl and test.jsonl (both are needed) in {folder}",
+                "math": f"put MATH's train.jsonl in {folder}"}.get(spec, f"put its test.jsonl in {folder}")
+        path = download(URLS[spec].format(split=split), os.path.join(folder, f"{split}.jsonl"), hint)
     elif spec == "math500":
-        from huggingface_hub import hf_hub_download  # ships with transformers; caches in ~/.cache/huggingface
-        try:
-            path = hf_hub_download("HuggingFaceH4/MATH-500", "test.jsonl", repo_type="dataset")
-        except Exception as e:
-            die(f"could not fetch MATH-500 from the Hugging Face Hub ({type(e).__name__}); pass a local .jsonl instead")
+        path = os.path.join(CACHE_DIR, "math500", "test.jsonl")    # a copy put there is read offline, like the rest
+        if not os.path.exists(path):
+            from huggingface_hub import hf_hub_download  # ships with transformers; caches in ~/.cache/huggingface
+            try:
+                path = hf_hub_download("HuggingFaceH4/MATH-500", "test.jsonl", repo_type="dataset")
+            except Exception as e:
+                die(f"could not fetch MATH-500 from the Hugging Face Hub ({type(e).__name__}); to run offline, put "
+                    f"its test.jsonl in {os.path.dirname(path)} or pass a local .jsonl instead")
     elif spec.endswith(".jsonl") or os.path.sep in spec:
         path = spec
         if not os.path.isfile(path):
             die(f"data file not found: {path}")
     else:
-        die(f"unknown dataset '{spec}': use gsm8k, math500, minerva_math, olympiadbench or a path to a .jsonl file")
-    problems = []
+        die(f"unknown dataset '{spec}': use gsm8k, math, math500, minerva_math, olympiadbench or a path to a "
+            ".jsonl file")
+    problems, no_gold = [], []
     with open(path, encoding="utf-8") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -321,10 +340,16 @@ def load_problems(spec, split):
                 die(f"{path} line {n}: not valid JSON")
             q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
             gold = gold_of(row) if isinstance(row, dict) else None
+            if spec == "math" and isinstance(q, str) and not gold:
+                no_gold.append(n)            # MATH's training split has two solutions that box nothing: '\boxed{}'
+                continue
             if not isinstance(q, str) or not gold:
                 die(f"{path} line {n}: needs a 'question' or 'problem' field and an 'answer', 'final_answer' or "
                     "'solution' field")
             problems.append({"question": q, "gold": gold})
+    if no_gold and is_main():
+        print(f"mgrpo: {spec}: left out {len(no_gold)} problem(s) whose solution boxes no answer (line(s) "
+              f"{', '.join(map(str, no_gold[:5]))}{', ...' if len(no_gold) > 5 else ''} of {path})")
     if not problems:
         die(f"{path} holds no problems")
     return problems
@@ -672,14 +697,30 @@ def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg):
     return -J, stats
 
 
+def pass_at_k(n, c, k):
+    """pass@k from n samples of which c are right: the chance that k of them, drawn without replacement,
+    hold at least one right answer, 1 - C(n-c, k) / C(n, k) -- the unbiased estimator of Chen et al. 2021
+    ("Evaluating Large Language Models Trained on Code"). Integer binomials, so the value is exact up to one
+    rounding. Raises ValueError unless 0 <= c <= n and 1 <= k <= n."""
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n (got n={n}, c={c}, k={k})")
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
 def self_correction_metrics(correct_t1, correct_t2):
-    """Per-problem correctness at turn 1 and turn 2 -> the paper's metrics, as fractions of all problems."""
+    """Correctness at turn 1 and turn 2 -> the paper's metrics, as fractions. Either [n_problems] (one greedy
+    answer each), or [n_problems, K] (K sampled t1 per problem, each t2 the correction of the t1 beside it):
+    then every metric is the mean over the K samples of that metric, so Δ = Acc@t2 - Acc@t1 still holds, and
+    `pass@K` is added: pass_at_k(K, right t1 of the problem, K), averaged over problems."""
     t1 = torch.as_tensor(correct_t1, dtype=torch.bool)
     t2 = torch.as_tensor(correct_t2, dtype=torch.bool)
-    n = max(len(t1), 1)
+    n = max(t1.numel(), 1)      # with K samples each, the mean over samples of a metric is its mean over all
     m = {"acc_t1": t1.sum().item() / n, "acc_t2": t2.sum().item() / n,
          "delta_i2c": (~t1 & t2).sum().item() / n, "delta_c2i": (t1 & ~t2).sum().item() / n}
     m["delta"] = m["delta_i2c"] - m["delta_c2i"]  # equals acc_t2 - acc_t1, without rounding drift
+    if t1.dim() == 2 and len(t1):
+        K = t1.shape[1]
+        m[f"pass@{K}"] = sum(pass_at_k(K, c, K) for c in t1.sum(-1).tolist()) / len(t1)
     return m
 
 
@@ -830,22 +871,45 @@ def train_step(run, batch, args, rng, cache_len=None):
 
 
 # -----------------------------------------------------------------------------
-# Evaluation: greedy t1 with the Layer-1 prompt, then greedy t2 on q' with the first guide.
+# Evaluation: t1 with the Layer-1 prompt, then t2 on q' with the first guide. Greedy by default; with
+# --eval-samples K > 1, K sampled t1 per problem, each followed by one sampled t2 on its own q'.
+
+# Reasoning models are documented to loop under greedy decoding; DeepSeek-R1's and Qwen3's (thinking mode)
+# model cards ask for sampling at temperature 0.6, so that is the default when evaluation samples.
+EVAL_TEMPERATURE = 0.6
+
+
+@contextlib.contextmanager
+def eval_sampling_rng(args, device):
+    """Sampled evaluation draws from a stream of its own, seeded by --seed and the rank, and puts the
+    training random state back afterwards: a run trains the same whether or not it evaluates by sampling,
+    and every evaluation of a run samples with the same random numbers."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(1_000_003 * (args.seed + 1) + rank())
+        yield
 
 
 def evaluate(run, problems, args, path, cache_len=None):
-    """Each rank answers its share of the problems; rank 0 writes one line per problem, in order."""
-    tk, mine = run.tk, my_share(problems)
+    """Each rank answers its share of the problems; rank 0 writes one line per problem, in order: question,
+    gold, t1, t2, correct_t1, correct_t2 -- each a list of K samples with --eval-samples K > 1. Returns
+    self_correction_metrics of those rows."""
+    tk, mine, K = run.tk, my_share(problems), args.eval_samples
+    greedy, T = K == 1, args.eval_temperature or EVAL_TEMPERATURE    # T is unused when greedy
     prompts = [tk.prompt(p["question"]) for p in mine]
-    t1 = generate(run.rollout, prompts, 1, tk, args.max_new_tokens, greedy=True,
-                  gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t1")
-    q2 = [build_correction_prompt(p, tk.strip_stop(o), tk.guides[0]) for p, o in zip(prompts, t1)]
-    t2 = generate(run.rollout, q2, 1, tk, args.max_new_tokens, greedy=True,
-                  gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t2")
+    with contextlib.nullcontext() if greedy else eval_sampling_rng(args, run.device):
+        t1 = generate(run.rollout, prompts, K, tk, args.max_new_tokens, T, greedy=greedy,
+                      gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t1")       # group-major, n*K
+        q2 = [build_correction_prompt(prompts[i // K], tk.strip_stop(o), tk.guides[0]) for i, o in enumerate(t1)]
+        t2 = generate(run.rollout, q2, 1, tk, args.max_new_tokens, T, greedy=greedy,
+                      gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t2")
     rows = []
-    for p, a, b in zip(mine, map(tk.text, t1), map(tk.text, t2)):
-        rows.append({"question": p["question"], "gold": p["gold"], "t1": a, "t2": b,
-                     "correct_t1": reward(a, p["gold"]) == 1.0, "correct_t2": reward(b, p["gold"]) == 1.0})
+    for i, p in enumerate(mine):
+        a, b = [tk.text(o) for o in t1[i * K:(i + 1) * K]], [tk.text(o) for o in t2[i * K:(i + 1) * K]]
+        ok_a, ok_b = [reward(x, p["gold"]) == 1.0 for x in a], [reward(x, p["gold"]) == 1.0 for x in b]
+        if greedy:                                       # one answer: plain values, as the file always had
+            a, b, ok_a, ok_b = a[0], b[0], ok_a[0], ok_b[0]
+        rows.append({"question": p["question"], "gold": p["gold"], "t1": a, "t2": b, "correct_t1": ok_a,
+                     "correct_t2": ok_b})
     rows = gather(rows)
     if is_main():
         with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -1164,7 +1228,8 @@ def setup(args):
 
 # Flags that steer a run without changing what it learns: a resumed run takes them from its command line.
 RUN_CONTROL = {"steps", "device", "eval_data", "eval_every", "eval_only", "eval_n", "save_every", "keep_last",
-               "micro_tokens", "gen_batch", "grad_checkpointing", "static_cache", "output_dir", "resume"}
+               "micro_tokens", "gen_batch", "grad_checkpointing", "static_cache", "output_dir", "resume",
+               "eval_samples", "eval_temperature"}
 
 
 def given_flags(argv):

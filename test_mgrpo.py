@@ -464,6 +464,21 @@ def test_gpu_benchmark_smoke_mode_runs_mgrpos_own_step_on_cpu(tmp_path):
     assert json.load(open(tmp_path / "bench_gpu.json"))["results"][0]["config"].startswith("smoke")
 
 
+def test_gpu_benchmark_writes_into_bench_results_by_default_wherever_it_is_run(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("bench_gpu", os.path.join(os.path.dirname(__file__), "bench",
+                                                                            "bench_gpu.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.RESULTS == os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench", "results")
+    monkeypatch.setattr(bench, "RESULTS", str(tmp_path / "results"))     # the test writes nothing into the repo
+    os.makedirs(tmp_path / "cwd")
+    monkeypatch.chdir(tmp_path / "cwd")
+    monkeypatch.setenv("OUT", str(tmp_path / "env"))                      # an unrelated variable changes nothing
+    bench.main(["--smoke", "--skip-sweep", "--skip-default", "--rounds", "0"])
+    assert os.listdir(tmp_path / "results") == ["bench_gpu.json"]
+    assert not os.listdir(tmp_path / "cwd") and not os.path.exists(tmp_path / "env")
+
+
 # -----------------------------------------------------------------------------
 # The command line: the paths users walk
 
@@ -1029,6 +1044,212 @@ def test_evaluation_asks_for_the_correction_with_the_first_guide(tiny, monkeypat
     assert p2 == [p + run.tk.strip_stop(o) + run.tk.guides[0] for p, o in zip(p1, t1)]
 
 
+# -----------------------------------------------------------------------------
+# Sampled evaluation (--eval-samples K, --eval-temperature) and pass@K
+
+
+def test_pass_at_k_hand_computed():
+    assert mgrpo.pass_at_k(4, 1, 1) == 0.25                 # one draw of four, one right
+    assert mgrpo.pass_at_k(5, 2, 2) == 1 - 3 / 10           # 1 - C(3,2)/C(5,2)
+    assert mgrpo.pass_at_k(10, 3, 2) == 1 - 21 / 45         # 1 - C(7,2)/C(10,2) = 8/15
+    assert mgrpo.pass_at_k(4, 0, 3) == 0.0 and mgrpo.pass_at_k(4, 2, 3) == 1.0   # fewer wrong than drawn
+    assert [mgrpo.pass_at_k(4, c, 4) for c in range(5)] == [0.0, 1.0, 1.0, 1.0, 1.0]   # n = k: any right
+
+
+def test_pass_at_k_is_the_chance_that_k_draws_without_replacement_hold_a_right_one():
+    import itertools
+    from fractions import Fraction
+    for n in range(1, 7):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                draws = list(itertools.combinations([1] * c + [0] * (n - c), k))
+                exact = Fraction(sum(any(d) for d in draws), len(draws))
+                assert mgrpo.pass_at_k(n, c, k) == pytest.approx(float(exact), abs=1e-15)
+
+
+@pytest.mark.parametrize("n,c,k", [(3, 4, 1), (3, -1, 1), (3, 1, 0), (3, 1, 4)])
+def test_pass_at_k_refuses_impossible_counts(n, c, k):
+    with pytest.raises(ValueError):
+        mgrpo.pass_at_k(n, c, k)
+
+
+def test_sampled_metrics_are_means_over_samples_plus_pass_at_k():
+    # 3 problems x K = 2: (t1, t2) pairs  p0: (1,1) (0,1)   p1: (0,0) (0,1)   p2: (1,0) (1,1)
+    m = self_correction_metrics([[1, 0], [0, 0], [1, 1]], [[1, 1], [0, 1], [0, 1]])
+    assert m == pytest.approx({"acc_t1": 3 / 6, "acc_t2": 4 / 6, "delta_i2c": 2 / 6, "delta_c2i": 1 / 6,
+                               "delta": 1 / 6, "pass@2": 2 / 3}, abs=1e-15)
+    # K = 3: per sample j the greedy-style metrics, then their mean over j, are the same numbers
+    t1, t2 = [[1, 0, 0], [0, 0, 1]], [[1, 1, 0], [1, 0, 0]]
+    m = self_correction_metrics(t1, t2)
+    per_sample = [self_correction_metrics([r[j] for r in t1], [r[j] for r in t2]) for j in range(3)]
+    for key in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"):
+        assert m[key] == pytest.approx(sum(x[key] for x in per_sample) / 3, abs=1e-15)
+    assert m["pass@3"] == 1.0 and m["acc_t1"] == pytest.approx(2 / 6)
+    assert m["delta"] == pytest.approx(m["acc_t2"] - m["acc_t1"], abs=1e-15)
+    assert set(self_correction_metrics([1, 0], [1, 1])) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"}
+
+
+def spy_on_generate(monkeypatch):
+    real, seen = mgrpo.generate, []
+
+    def spy(model, prompts, n, *a, **kw):
+        seen.append({"prompts": prompts, "n": n, "args": a, **kw, "out": real(model, prompts, n, *a, **kw)})
+        return seen[-1]["out"]
+
+    monkeypatch.setattr(mgrpo, "generate", spy)
+    return seen
+
+
+PLUS_ONE = [{"question": f"What is {a} + 1?", "gold": str(a + 1)} for a in range(3)]
+
+
+def test_one_eval_sample_is_the_greedy_path_bit_for_bit(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny, eval_samples=1, eval_temperature=0.9)         # T is unused by greedy evaluation
+    tk = run.tk
+    prompts = [tk.prompt(p["question"]) for p in PLUS_ONE]
+    t1 = mgrpo.generate(run.rollout, prompts, 1, tk, args.max_new_tokens, greedy=True)
+    t2 = mgrpo.generate(run.rollout, [p + tk.strip_stop(o) + tk.guides[0] for p, o in zip(prompts, t1)], 1, tk,
+                        args.max_new_tokens, greedy=True)
+    want = [{"question": p["question"], "gold": p["gold"], "t1": tk.text(a), "t2": tk.text(b),
+             "correct_t1": reward(tk.text(a), p["gold"]) == 1.0, "correct_t2": reward(tk.text(b), p["gold"]) == 1.0}
+            for p, a, b in zip(PLUS_ONE, t1, t2)]
+    seen = spy_on_generate(monkeypatch)
+    rng = torch.get_rng_state()
+    m = mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "e.jsonl"))
+    assert [c["greedy"] for c in seen] == [True, True] and [c["n"] for c in seen] == [1, 1]
+    assert open(tmp_path / "e.jsonl").read() == "".join(json.dumps(r) + "\n" for r in want)
+    assert m == self_correction_metrics([r["correct_t1"] for r in want], [r["correct_t2"] for r in want])
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_sampled_evaluation_keeps_every_sample_each_corrected_on_its_own_q_prime(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny, eval_samples=4)
+    seen = spy_on_generate(monkeypatch)
+    rng = torch.get_rng_state()
+    m = mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "e.jsonl"))
+    assert torch.equal(torch.get_rng_state(), rng)             # training's random state is left as it was
+    first, second = seen
+    assert first["n"] == 4 and second["n"] == 1 and not first["greedy"] and not second["greedy"]
+    assert first["args"][2] == second["args"][2] == mgrpo.EVAL_TEMPERATURE == 0.6     # the default temperature
+    t1 = first["out"]
+    assert second["prompts"] == [first["prompts"][i // 4] + run.tk.strip_stop(o) + run.tk.guides[0]
+                                 for i, o in enumerate(t1)]
+    rows = [json.loads(x) for x in open(tmp_path / "e.jsonl")]
+    assert [len(r[k]) for r in rows for k in ("t1", "t2", "correct_t1", "correct_t2")] == [4] * 12
+    assert [r["t1"] for r in rows] == [[run.tk.text(o) for o in t1[4 * i:4 * i + 4]] for i in range(3)]
+    assert all(len(set(r["t1"])) > 1 for r in rows)              # sampled: the answers to one problem differ
+    assert m == self_correction_metrics([r["correct_t1"] for r in rows], [r["correct_t2"] for r in rows])
+    assert set(m) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "pass@4"}
+    mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "again.jsonl"))
+    assert open(tmp_path / "again.jsonl").read() == open(tmp_path / "e.jsonl").read()   # its own seeded stream
+
+
+def test_eval_temperature_is_the_sampling_temperature_of_evaluation(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny, eval_samples=2, eval_temperature=1.3)
+    seen = spy_on_generate(monkeypatch)
+    mgrpo.evaluate(run, PLUS_ONE[:1], args, str(tmp_path / "e.jsonl"))
+    assert [c["args"][2] for c in seen] == [1.3, 1.3]
+
+
+def test_cli_eval_samples_reports_pass_at_k_and_resume_may_change_it(two_step_run, tmp_path):
+    b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=2)
+    log = mgrpo.main(["--resume", b, "--steps", "3", "--eval-samples", "2", "--eval-n", "2"])
+    assert set(log["eval"]["toy"]) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "pass@2"}
+    rows = [json.loads(x) for x in open(os.path.join(b, "eval-toy-000003.jsonl"))]
+    assert [len(r["t1"]) for r in rows] == [2, 2]
+
+
+@pytest.mark.parametrize("argv,needle", [(["--eval-samples", "0"], "--eval-samples must be >= 1"),
+                                         (["--eval-samples", "two"], "invalid int value"),
+                                         (["--eval-temperature", "0"], "--eval-temperature must be > 0"),
+                                         (["--eval-temperature", "-1", "--eval-samples", "4"], "--eval-temperature"),
+                                         (["--eval-temperature", "nan", "--eval-samples", "4"], "--eval-temperature")])
+def test_bad_eval_sampling_flags_exit_2_with_one_line(argv, needle, tiny, toy_data, capsys):
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", tiny, "--data", toy_data, "--device", "cpu"] + argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and needle in err and len(err.splitlines()) == 1
+
+
+# -----------------------------------------------------------------------------
+# A picture of a run: examples/plot_run.py (drawing needs matplotlib; reading the log does not)
+
+R1, L2_RATE, L2_KEEP, KL1, KL2 = (("l1_reward", "reward", "-"), ("l2_correction_rate", "correction rate", "-"),
+                                  ("l2_keep_frac", "keep fraction", ":"), ("l1_kl", "Layer 1", "-"),
+                                  ("l2_kl", "Layer 2", "--"))
+
+
+def test_plot_reads_every_curve_of_a_two_step_run(two_step_run):
+    import plot_run
+    log = read_log(two_step_run)
+    c = plot_run.curves(plot_run.read_log(two_step_run))
+    assert c["Layer 1: reward"] == {R1: ([1, 2], [x["l1_reward"] for x in log])}
+    assert c["Layer 2: corrections"][L2_KEEP] == ([1, 2], [x["l2_keep_frac"] for x in log])
+    assert c["KL to the reference"][KL1] == ([1, 2], [x["l1_kl"] for x in log])
+    assert c["evaluation"][("toy/acc_t1", "toy Acc@t1", "-")] == ([1, 2], [x["eval"]["toy"]["acc_t1"] for x in log])
+    assert c["evaluation"][("toy/acc_t2", "toy Acc@t2", "--")] == ([1, 2], [x["eval"]["toy"]["acc_t2"] for x in log])
+
+
+def write_log(folder, records, tail=""):
+    os.makedirs(folder)
+    with open(os.path.join(folder, "log.jsonl"), "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in records)
+        f.write(tail)
+    return str(folder)
+
+
+def test_plot_draws_what_a_log_has_and_leaves_gaps_for_null(tmp_path):
+    import plot_run
+    mgrpo_log = write_log(tmp_path / "mgrpo", [
+        {"step": 1, "l1_reward": 0.5, "l1_kl": 0.0, "l2_groups": 4, "l2_keep_frac": 0.25, "l2_correction_rate": None},
+        {"step": 2, "l1_reward": 0.75, "l1_kl": 0.5, "l2_groups": 0},                # no wrong answer: no Layer 2
+        {"step": 3, "l1_reward": 0.25, "l1_kl": 1.0, "l2_keep_frac": 0.5, "l2_correction_rate": 0.125, "l2_kl": 2.0,
+         "eval": {"a": {"acc_t1": 0.5, "acc_t2": 0.625}, "b": {"acc_t1": 0.0, "acc_t2": None}}}],
+        tail='{"step": 4, "l1_rew')                                                  # cut by a kill
+    c = plot_run.curves(plot_run.read_log(mgrpo_log))
+    assert c["Layer 1: reward"] == {R1: ([1, 2, 3], [0.5, 0.75, 0.25])}
+    assert c["Layer 2: corrections"] == {L2_RATE: ([3], [0.125]), L2_KEEP: ([1, 3], [0.25, 0.5])}
+    assert c["KL to the reference"] == {KL1: ([1, 2, 3], [0.0, 0.5, 1.0]), KL2: ([3], [2.0])}
+    assert c["evaluation"] == {("a/acc_t1", "a Acc@t1", "-"): ([3], [0.5]),
+                               ("a/acc_t2", "a Acc@t2", "--"): ([3], [0.625]),
+                               ("b/acc_t1", "b Acc@t1", "-"): ([3], [0.0])}
+    grpo_log = write_log(tmp_path / "grpo", [{"step": 1, "l1_reward": 0.5, "l1_kl": 0.0}])   # --layers 1, no eval
+    assert set(plot_run.curves(plot_run.read_log(grpo_log))) == {"Layer 1: reward", "KL to the reference"}
+
+
+def test_plot_run_draws_one_png_with_several_runs_overlaid(two_step_run, tmp_path):
+    pytest.importorskip("matplotlib")
+    import plot_run
+    run = shutil.copytree(two_step_run, tmp_path / "mgrpo", ignore=shutil.ignore_patterns("step-*"))
+    grpo = write_log(tmp_path / "grpo", [{"step": s, "l1_reward": 0.1 * s, "l1_kl": 0.0} for s in (1, 2)])
+    assert plot_run.main([str(run)]) == os.path.join(str(run), "run.png")
+    out = plot_run.main([str(run), grpo, "--out", str(tmp_path / "both.png")])
+    for png in (os.path.join(str(run), "run.png"), out):
+        assert open(png, "rb").read(8) == b"\x89PNG\r\n\x1a\n" and os.path.getsize(png) > 10_000
+
+
+@pytest.mark.parametrize("make,needle", [(lambda d: str(d / "nowhere"), "not found"),
+                                         (lambda d: str(d), "no log.jsonl"),
+                                         (lambda d: write_log(d / "empty", [], tail="{oops\n"), "holds no step")])
+def test_plot_run_bad_input_is_one_line(make, needle, tmp_path, capsys):
+    import plot_run
+    with pytest.raises(SystemExit) as e:
+        plot_run.main([make(tmp_path)])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and needle in err and len(err.splitlines()) == 1
+
+
+def test_plot_run_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch, capsys):
+    import plot_run
+    monkeypatch.setitem(sys.modules, "matplotlib", None)                # as if it were not installed
+    run = write_log(tmp_path / "run", [{"step": 1, "l1_reward": 0.5, "l1_kl": 0.0}])
+    with pytest.raises(SystemExit) as e:
+        plot_run.main([run])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "pip install matplotlib" in err and len(err.splitlines()) == 1
+    assert not os.path.exists(os.path.join(run, "run.png"))
+
+
 
 # -----------------------------------------------------------------------------
 # Model families: every causal LM people train with GRPO gets its own distribution, its own prompt,
@@ -1361,6 +1582,7 @@ def test_distributed_bad_input_is_one_line_from_rank_0(tiny, toy_data, tmp_path)
 
 import time  # noqa: E402
 
+import verify  # noqa: E402
 from verify import extract_answer, is_equiv, last_boxed, reward  # noqa: E402
 
 EQUIV = [  # (pred, gold, expected) -- one line each, grouped by category
@@ -1728,6 +1950,85 @@ def test_math500_solutions_earn_reward_and_answers_equal_themselves():
     assert hits / len(rows) >= 0.995
     assert all(is_equiv(r["answer"], r["answer"]) for r in rows)
     assert all(is_equiv("\\displaystyle " + r["answer"], r["answer"]) for r in rows)   # full parse, no fast path
+
+
+# MATH's training split (--data math): ../shared/data/math/train.jsonl, read through mgrpo's cache as a user's run does.
+
+def math_cache(tmp_path, monkeypatch, *names):
+    """An MGRPO_CACHE holding the shared copies of `names` ('math' -> math/train.jsonl, others test.jsonl)."""
+    for name in names:
+        split = "train" if name == "math" else "test"
+        src = os.path.join(SHARED, name, f"{split}.jsonl")
+        if not os.path.isfile(src):
+            pytest.skip(f"../shared/data/{name} not present")
+        os.makedirs(tmp_path / "cache" / name)
+        shutil.copy(src, tmp_path / "cache" / name / f"{split}.jsonl")
+    monkeypatch.setattr(mgrpo, "CACHE_DIR", str(tmp_path / "cache"))
+
+    def no_hub(*a, **kw):
+        raise AssertionError("a test asked the Hugging Face Hub for data")
+    import huggingface_hub
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", no_hub)
+
+
+def test_math_training_split_golds_are_earned_by_their_own_solutions(tmp_path, monkeypatch, capsys):
+    math_cache(tmp_path, monkeypatch, "math")
+    rows = read_jsonl(os.path.join(SHARED, "math", "train.jsonl"))
+    problems = mgrpo.load_problems("math", "train")
+    note = capsys.readouterr().out.strip()
+    # two solutions box nothing ('there are $\\boxed{}$ primes'): left out, with one line naming them
+    assert len(rows) == 7500 and len(problems) == 7498 and len(note.splitlines()) == 1 and "5342, 5344" in note
+    kept = [r for r in rows if last_boxed(r["solution"])]
+    assert [p["question"] for p in problems] == [r["problem"] for r in kept]
+    assert all(p["gold"] == last_boxed(r["solution"]) for p, r in zip(problems, kept))
+    misses = [(r, p["gold"]) for r, p in zip(kept, problems) if reward(r["solution"], p["gold"]) != 1.0]
+    # Every solution that boxes one answer earns its gold. The 21 that box several (two points of intersection,
+    # a box in an Asymptote label, an intermediate result) are read as a list or a hedge by the checker's policy
+    # on several boxes, so they miss the last box alone; that box, stated alone, earns it.
+    assert len(misses) == 21 and all(len(verify.boxed_all(r["solution"])) >= 2 for r, _ in misses)
+    assert all(reward(f"So the answer is $\\boxed{{{g}}}$.", g) == 1.0 for _, g in misses)
+
+
+@needs_data
+def test_no_math_training_problem_is_a_math500_problem():
+    def norm(q):
+        return " ".join(q.split())
+    train = [norm(r["problem"]) for r in read_jsonl(os.path.join(SHARED, "math", "train.jsonl"))]
+    test = [norm(r["problem"]) for r in read_jsonl(os.path.join(SHARED, "math500", "test.jsonl"))]
+    assert len(train) == 7500 and len(test) == 500 and not set(train).intersection(test)
+    assert norm("a  b\n c") == "a b c"                        # the comparison is whitespace-blind
+
+
+def test_math_is_not_an_evaluation_set(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(mgrpo, "CACHE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems("math", "test")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "--eval-data math500" in err
+
+
+def test_offline_math_error_names_the_file_and_the_folder(tmp_path, monkeypatch, capsys):
+    def offline(*a, **kw):
+        raise OSError("network unreachable")
+    monkeypatch.setattr(mgrpo.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(mgrpo, "CACHE_DIR", str(tmp_path))
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems("math", "train")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "Qwen2.5-Math" in err
+    assert os.path.join(str(tmp_path), "math") in err and "train.jsonl" in err
+
+
+def test_cli_trains_on_math_and_evaluates_on_math500_offline_from_the_cache(tiny, tmp_path, monkeypatch):
+    math_cache(tmp_path, monkeypatch, "math", "math500")
+    out = str(tmp_path / "run")
+    log = mgrpo.main(["--model", tiny, "--data", "math", "--eval-data", "math500", "--device", "cpu", "--steps", "1",
+                      "--batch-size", "2", "--G", "2", "--H", "2", "--max-new-tokens", "4", "--eval-n", "2",
+                      "--output-dir", out])
+    assert set(log["eval"]) == {"math500"} and log["l1_tokens"] > 0
+    rows = [json.loads(x) for x in open(os.path.join(out, "eval-math500-000001.jsonl"))]
+    math500 = read_jsonl(os.path.join(SHARED, "math500", "test.jsonl"))
+    assert [r["gold"] for r in rows] == [r["answer"] for r in math500[:2]]
 
 
 # =============================================================================

@@ -4,7 +4,8 @@ no download).
     python bench/bench_gpu.py                 # one GPU (~8 minutes on an H200)
     python bench/bench_gpu.py --smoke         # CPU, tiny model: checks the script runs (a test runs it)
 
-Three measurements, each printed when it finishes and saved to bench_gpu.json in --out:
+Three measurements, each printed when it finishes and saved to bench_gpu.json in --out (default bench/results/,
+wherever the command is run from):
   1. Update sweep: mgrpo.policy_update alone on synthetic rollouts shaped like a realistic step's
      (256 Layer-1 sequences of 128 + 256 tokens, 256 Layer-2 ones of 128 + 256 + 40 + 256), for
      several --micro-tokens budgets, with and without gradient checkpointing, and with the decoder
@@ -35,6 +36,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mgrpo  # noqa: E402
+
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")   # where the README keeps raw numbers
 
 QWEN25_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                   num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
@@ -267,8 +270,9 @@ def main(argv=None):
     p.add_argument("--skip-sweep", action="store_true", help="leave out the update sweep")
     p.add_argument("--no-compile", action="store_true", help="leave the compiled-decoder points out of the sweep")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds of the rollout replay (0: no replay)")
-    p.add_argument("--out", default=os.environ.get("OUT", "."), help="folder for bench_gpu.json")
+    p.add_argument("--out", default=RESULTS, help=f"folder for bench_gpu.json (default {RESULTS})")
     a = p.parse_args(argv)
+    os.makedirs(a.out, exist_ok=True)
     device = torch.device("cpu" if a.smoke or not torch.cuda.is_available() else "cuda")
     cfg = TINY if a.smoke else QWEN25_05B
     realistic = step_args(batch_size=32, G=8, H=4, max_new_tokens=256, prompt_len=128)

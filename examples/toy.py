@@ -2,6 +2,8 @@
 The toy task of the examples: MGRPO learning on a laptop CPU, through mgrpo.train_step itself.
 
     from toy import run_toy             # examples/ablations.py runs the experiments with it
+    python examples/toy.py write DIR    # the task as files for the command line: DIR/model (warm-started),
+                                        # DIR/train.jsonl and DIR/test.jsonl (the held-out problems)
 
 The task: "What is the largest digit in 3 8 1 5?" -> \\boxed{8}. Four digits whose maximum is uniform on
 0..9, so no constant answer earns more than ~10% (with four uniform digits '9' is right 34% of the time and
@@ -21,6 +23,8 @@ Evaluation reports the paper's greedy metrics, plus a sampled correction rate: t
 fraction of those t2 that are right. Greedy t2 at this scale almost always repeats greedy t1, so the
 greedy Δi→c stays near 0 even while Layer 2 learns to correct sampled mistakes.
 """
+import argparse
+import json
 import os
 import random
 import sys
@@ -186,3 +190,34 @@ def run_toy(seed, steps, workdir, warm_target=0.25, curve_every=10, n_eval=200, 
     out["rollout_tokens"] = out["l1_tokens"] + out["l2_tokens"]
     out["seconds"] = time.time() - t0
     return out
+
+
+def write_task(folder, seed=0, warm_target=0.25):
+    """The toy task as files, for `python mgrpo.py --model DIR/model --data DIR/train.jsonl --eval-data
+    DIR/test.jsonl`: the tiny model after its warm start, the training pool and the held-out problems
+    ({"question", "answer"} per line). Returns the warm-start steps taken."""
+    path = build_tiny(os.path.join(folder, "model"), seed=seed)
+    args = toy_args(model=path, seed=seed)
+    torch.manual_seed(seed)
+    run = mgrpo.setup(args)
+    train, held_out = split(seed)
+    steps = warm_start(run, train, args, target=warm_target)
+    run.policy.save_pretrained(path)
+    for name, problems in (("train", train), ("test", held_out)):
+        with open(os.path.join(folder, f"{name}.jsonl"), "w", encoding="utf-8") as f:
+            f.writelines(json.dumps({"question": p["question"], "answer": p["gold"]}) + "\n" for p in problems)
+    return steps
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description="Write the toy task (warm-started tiny model and data) for mgrpo.py.")
+    p.add_argument("command", choices=["write"])
+    p.add_argument("folder")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--warm-target", type=float, default=0.25, help="greedy accuracy that ends the warm start")
+    opts = p.parse_args()
+    if os.path.exists(opts.folder) and os.listdir(opts.folder):
+        p.error(f"{opts.folder} is not empty")
+    warm = write_task(opts.folder, opts.seed, opts.warm_target)
+    print(f"wrote {opts.folder}/model (after {warm} warm-start steps), {opts.folder}/train.jsonl, "
+          f"{opts.folder}/test.jsonl")
