@@ -2021,8 +2021,12 @@ def test_offline_math_error_names_the_file_and_the_folder(tmp_path, monkeypatch,
 
 def test_cli_trains_on_math_and_evaluates_on_math500_offline_from_the_cache(tiny, tmp_path, monkeypatch):
     math_cache(tmp_path, monkeypatch, "math", "math500")
+    model = shutil.copytree(tiny, str(tmp_path / "long"))      # MATH's longest problems need more than 512 positions
+    with open(os.path.join(model, "config.json")) as f:
+        cfg = json.load(f)
+    write_jsonl(os.path.join(model, "config.json"), [{**cfg, "max_position_embeddings": 8192}])
     out = str(tmp_path / "run")
-    log = mgrpo.main(["--model", tiny, "--data", "math", "--eval-data", "math500", "--device", "cpu", "--steps", "1",
+    log = mgrpo.main(["--model", model, "--data", "math", "--eval-data", "math500", "--device", "cpu", "--steps", "1",
                       "--batch-size", "2", "--G", "2", "--H", "2", "--max-new-tokens", "4", "--eval-n", "2",
                       "--output-dir", out])
     assert set(log["eval"]) == {"math500"} and log["l1_tokens"] > 0
