@@ -1303,6 +1303,7 @@ STYLES = [  # (completion, gold, reward) -- one kind per block; near-misses that
     ("Final Answer: The area of the part that is shaded is 12.", "12", 1.0),
     ("The answer is 12 in base 3.", "12", 0.0), ("The answer is 1 in 4.", "1", 0.0), ("The answer is 3 times 4.", "3", 0.0),
     ("The answer is 5 squared.", "5", 0.0), ("The answer is 2 thirds of the class.", "2", 0.0),
+    ("The answer is 12 or more.", "12", 0.0), ("The answer is 12 less than x.", "12", 0.0), ("The answer is 12 at most.", "12", 0.0),
     # 4. a fraction (or any number) is read whole from prose, never as a piece
     ("The answer is 2/5 of the class.", "2/5", 1.0), ("The answer is 2/5 of the class.", "5", 0.0),
     ("The answer is 2/5 of the class.", "2", 0.0), ("Final Answer: She keeps 2/5 of the cake.", "2/5", 1.0),

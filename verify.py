@@ -186,6 +186,9 @@ _SHORT_WORDS = {"in", "of", "at", "on", "as", "is", "if", "so", "by", "to", "it"
 # Words that begin an explanation: after them the value has ended, whatever numbers the explanation holds.
 _EXPLAINS = re.compile(r"(?:because|since|as|so|which|where|when|while|given|thus|hence|therefore|i\.e|e\.g)\b",
                        re.IGNORECASE)
+# Words that make a value a bound or an estimate ('12 or more', '12 less than x', '12 at most', '12 roughly').
+_BOUNDS = re.compile(r"\b(?:than|more|less|fewer|greater|smaller|larger|least|most|about|approximately|roughly|"
+                     r"nearly|almost|around|under|below|above|exceeding)\b", re.IGNORECASE)
 _PIECE = re.compile(r"\s+|\$\$.*?\$\$|\$(?:\\\$|[^$])*?\$|\\[)\]]|\\\(.*?\\\)|\\\[.*?\\\]"
                     r"|\\(?:text|textbf|mathrm|mathbf|mbox|textit|textnormal|operatorname)\s*\{[^{}]*\}"
                     r"|\\[a-zA-Z]+|\\.|[A-Za-z]+|\d+|.", re.DOTALL)
@@ -217,8 +220,8 @@ def _starts_value(s):
 def _leading_value(s):
     """The value at the start of a sentence, up to the prose that follows it: '12, since both agree' -> '12',
     '12 in all' -> '12', '2/5 of the class' -> '2/5', '(G) none of these' -> '(G)'. Where the words after it
-    go on with numbers ('1 in 4', '12 in base 3') the value is not cut out: the whole sentence is returned
-    (and then usually does not parse)."""
+    go on with numbers or make it a bound ('1 in 4', '12 in base 3', '12 or more') the value is not cut out:
+    the whole sentence is returned (and then usually does not parse)."""
     depth, i = 0, 0
     while i < len(s):
         p = _PIECE.match(s, i).group(0)
@@ -235,7 +238,7 @@ def _leading_value(s):
     value = re.sub(r"(?:[\s,;:(\[]|\b(?:and|or)\b)+$", "", s[:i])   # '12, and that is all' -> '12'
     clause = re.split(r"[,;(]|\u2014|\s-+\s", s[i:], maxsplit=1)[0]
     if re.search(r"(?:[,;(]|\u2014|\s-+)\s*$", s[:i]) or _EXPLAINS.match(s, i) \
-            or not re.search(rf"\d|\b{_WORD}\b", clause, re.IGNORECASE):
+            or not (re.search(rf"\d|\b{_WORD}\b", clause, re.IGNORECASE) or _BOUNDS.search(clause)):
         return value or None
     return s.strip()
 
