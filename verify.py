@@ -12,14 +12,30 @@ numbers of an inequality to be solved, the number of numeric comparisons in one 
 *before* it is computed, so every call finishes quickly in any thread (no signals, no subprocesses).
 
 Policies (what counts as equal):
-  - Extraction, in order: the last \\boxed{}/\\fbox{} (nested braces; also braceless \\boxed 7);
-    else the last answer statement -- '#### x', 'The (final) answer is x', 'Answer: x', or
-    'Answer $x$' without a colon -- cut to what it states: the math span right after it, else
-    its sentence (up to '. ', a newline or 'I hope it is correct'); a sentence in prose ('The
-    largest $n$ is 34') gives what follows its last ' is ', else its last math span, else its last
-    number; else a completion that is itself a short answer. There is deliberately no 'last number
-    in the text' fallback: it rewards truncated work. Only text after the last </think> counts
-    (an unclosed <think> has no answer): a reasoning model's final answer is not in its thoughts.
+  - Extraction, in order: the \\boxed{}/\\fbox{} (nested braces; also braceless \\boxed 7); else the
+    answer statement -- '#### x', 'The (final) answer is x', 'Answer: x', 'Answer $x$' without a
+    colon, or a heading line 'Final Answer' with the answer on the next line -- cut to what it
+    states: the math span right after it, else its sentence (up to '. ', a newline or 'I hope it
+    is correct'), read from the value right after the marker up to the prose after it ('The answer
+    is 12, which is the number of red marbles' -> 12, '12 in all' -> 12, '2/5 of the class' -> 2/5);
+    words that go on with numbers or make the value a bound are not cut off ('1 in 4', '12 or
+    more', '5 squared' stay whole and so earn nothing). A marker inside display or inline math
+    ('\\[ \\text{Answer: } 12 \\]', '\\(Answer: 12\\)') states what that math holds, up to its closing
+    delimiter. A sentence in prose ('The largest $n$ is 34') gives the value after its first ' is '
+    that has one, else its last math span, else its last number, taken whole ('2/5', never its
+    '5'). Else a completion that is itself a short answer. There is deliberately no 'last number in
+    the text' fallback: it rewards truncated work. Only text after the last </think> counts (an
+    unclosed <think> has no answer): a reasoning model's final answer is not in its thoughts.
+  - Markdown is read as the text it emphasises: '**Answer:** 12', 'The final answer is **12**.',
+    '**Final answer: 12**', '*12*', '__12__'; stars inside an expression ('2**3') stay and refuse.
+  - One rule for several answers, boxes or statements alike: the answer is what the completion
+    states before it runs on into a new exercise or turn of its own (a line 'Question:',
+    'Problem 2.', 'Q:', 'User:', or a chat token like <|im_start|>, after its first answer). Of what
+    remains, boxes come first (a box beats an answer line); without a box, several answer statements
+    that state different values are a hedge and earn nothing ('#### 3 ... #### 5', 'The answer is
+    3. ... the answer is 5'), as several different boxes with text between them do; equal ones are
+    one answer. A statement in words ('check that the answer is correct') neither hedges nor
+    overrides a stated value. GSM8K's calculator notes ('<<3*4=12>>') are not part of the text.
   - Several values are one list, compared as a set: '3 or 5', 'either 3 or 5', '3 and 5',
     '$x = 3$ or $x = 5$', '\\pm 2', and several different boxes with only separators between them
     (',', 'and', 'or', '\\quad', a few words around 'and': '\\boxed{1} papers and \\boxed{2} bins').
@@ -32,7 +48,8 @@ Policies (what counts as equal):
   - Percent: '50\\%' (or '50 percent', '50 pct') may be read as 50 (a unit) or 0.5 (x1/100); a bare
     number is never rescaled, so gold 50 rejects 0.5 and gold 0.5 rejects 50.
   - Units, degrees, dollar signs, '\\text{...}' and words after a number are dropped ('5 apples',
-    '3 hours ago', '4 \\mathrm{cm}^{-1}'); 'x \\approx 0.577' after an exact value is dropped.
+    '3 hours ago', '4 \\mathrm{cm}^{-1}'), but not words that change the value ('5 thousand', '2
+    thirds', '12 squared'); 'x \\approx 0.577' after an exact value is dropped.
     Thousands: '1,000', '1{,}000', '10,\\!000', '1\\,000', '1 000' (a bare number only).
   - Spelled-out numbers ('twenty-five'), mixed numbers ('2\\frac13', '2 1/3'), repeating decimals
     ('0.\\overline{3}' = 1/3) are the numbers they name.
@@ -41,7 +58,9 @@ Policies (what counts as equal):
     (a name is a variable, a product or quotient of variables, a function value, |name|, or a
     tuple or ratio of names). 'x = 1, y = 2' is the tuple (1, 2) against a tuple, the set of its
     values against a list ('x_1 = 2, x_2 = 3' ~ '2, 3'). A chain 'x = 1 + 1 = 2' is its
-    value if every member is equal, and wrong otherwise. Two equations whose left sides are not
+    value if every member is equal, and wrong otherwise; so is a chain that computes a left side
+    in unknowns from numbers ('p + q = 12 + 7 = 19' is 19; 'r+s+t = 4+5+6 = 16' is wrong), while an
+    equation of two members keeps its left side ('x + y + z = 0' is a plane, not 0). Two equations whose left sides are not
     the same name are equal when one is a nonzero multiple of the other (2x - y = 1 ~ y = 2x - 1).
   - Inequalities are the sets they describe: 'x \\ge 5' = '5 \\le x' = '[5, \\infty)', '-x > -1' =
     'x < 1', '-793 < a < 10' = '(-793, 10)', '1 \\le |z| \\le 3/2' = '[-3/2, -1] \\cup [1, 3/2]',
@@ -57,8 +76,13 @@ Policies (what counts as equal):
   - Expressions: equal if their difference expands to 0, or if they agree to 30 digits at several
     random points, of both signs (so \\sqrt{x^2} != x). '\\log_2 8' = 3; '\\sin^{-1}' is arcsin;
     degrees inside a trigonometric function are degrees (\\cos 60^\\circ = 1/2).
-  - Text answers ('\\text{Monday}') compare case-insensitively; multiple choice by letter ('(B)',
-    '\\text{B}', '\\textbf{(B)}', 'B. x = 42').
+  - Text answers ('\\text{Monday}') compare case-insensitively. A bare run of letters ('pq', 'p q')
+    is also the product of those single-letter variables, so 'qp', 'p \\cdot q' and '\\frac{p}{1/q}'
+    equal gold 'pq' (two bare runs that are anagrams are thus equal; a word meant as a word is
+    '\\text{...}', and a word never equals an expression).
+  - Multiple choice by letter, A-J (MMLU-Pro has ten options): 'G', '(G)', '\\text{G}',
+    '\\textbf{(G)}', 'G. x = 42', 'G) none of these', '(G) none of these', '\\text{G: none of these}'.
+    After an answer marker an option may be followed by its reason ('The answer is G because ...').
   - Two answers that do not parse are equal only if they are the same text after normalisation.
 
 Where other projects' checkers decide differently (their test cases: ../shared/checker-suites),
@@ -71,7 +95,8 @@ is a word and 'e' Euler's number; a self-contradictory chain ('z = 3 + 3 = 2') i
 last member; a boxed answer counts even without an 'Answer:' line, and 'The answer is 7' counts
 without a box; an answer in $...$ may span lines; an inequality equals the interval it describes
 whichever side is the gold; an option letter must be stated as the answer, not found in prose; the
-last of several different boxes is not the answer (a hedge); f(x) != f(y).
+last of several different boxes or answer statements is not the answer (a hedge), but what a
+few-shot model writes after running on into a new question is not its answer either; f(x) != f(y).
 """
 
 import bisect
