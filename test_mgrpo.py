@@ -1324,7 +1324,10 @@ STYLES = [  # (completion, gold, reward) -- one kind per block; near-misses that
     ("\\boxed{G) none of these}", "G", 1.0), ("\\boxed{\\text{G: none of these}}", "G", 1.0), ("\\boxed{\\textbf{(G)}}", "G", 1.0),
     ("The answer is (J).", "J", 1.0), ("The answer is G because the others fail.", "G", 1.0), ("\\boxed{F}", "\\text{(F)}", 1.0),
     ("\\boxed{G}", "(G) none of these", 1.0), ("\\boxed{(H)}", "G", 0.0), ("Option G looks right to me.", "G", 0.0),
-    ("I would pick G.", "G", 0.0), ("\\boxed{E = mc^2}", "E", 0.0),
+    ("I would pick G.", "G", 0.0), ("\\boxed{E = mc^2}", "E", 0.0), ("\\boxed{E: a polygenic risk score}", "E", 1.0),
+    ("We need \\boxed{\\langle H\\rangle \\ll \\Delta E} to hold.\n\n**Answer: D**", "D", 1.0),   # a box that holds no answer
+    ("We need \\boxed{\\langle H\\rangle \\ll \\Delta E} to hold.\n\n**Answer: D**", "E", 0.0),
+    ("\\boxed{(C)}\n\n**Answer: D**", "D", 0.0),                                             # a box that does still wins
     # 8. several answer statements: different values are a hedge, whatever the marker; what a few-shot
     #    model writes after running on into a new question is not part of its answer
     ("#### 3\n#### 5", "5", 0.0), ("#### 3\n#### 5", "3", 0.0), ("The answer is 3.\nWait, the answer is 5.", "5", 0.0),

@@ -31,7 +31,8 @@ Policies (what counts as equal):
   - One rule for several answers, boxes or statements alike: the answer is what the completion
     states before it runs on into a new exercise or turn of its own (a line 'Question:',
     'Problem 2.', 'Q:', 'User:', or a chat token like <|im_start|>, after its first answer). Of what
-    remains, boxes come first (a box beats an answer line); without a box, several answer statements
+    remains, boxes come first (a box beats an answer line, unless nothing in the box parses and the
+    line's value does: '\\boxed{\\langle H \\rangle \\ll \\Delta E} ... Answer: D'); else several statements
     that state different values are a hedge and earn nothing ('#### 3 ... #### 5', 'The answer is
     3. ... the answer is 5'), as several different boxes with text between them do; equal ones are
     one answer. A statement in words ('check that the answer is correct') neither hedges nor
@@ -318,16 +319,47 @@ def _stated(text, mark, math_spans):
     return numbers[-1] if numbers else None
 
 
-def _states_value(s):
-    """Is a statement a value (a number, an expression, an option) rather than words ('the answer is correct',
-    '15 gallons * 8 pints / gallon = 120 pints')? Only values hedge or override each other."""
-    if re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", re.sub(r"\\(?:text|mathrm|mbox)\s*\{[^{}]*\}", "", s)):
-        return False
+def _parses(s):
     try:
         parse(s)
         return True
     except Exception:
         return False
+
+
+def _states_value(s):
+    """Is a statement a value (a number, an expression, an option) rather than words ('the answer is correct',
+    '15 gallons * 8 pints / gallon = 120 pints')? Only values hedge or override each other."""
+    return not re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", re.sub(r"\\(?:text|mathrm|mbox)\s*\{[^{}]*\}", "", s)) \
+        and _parses(s)
+
+
+def _boxed_answer(text, boxes):
+    """The boxed answer: one value, or several different ones read as one list 'a, b' (is_equiv reads it as a
+    set) when only separators stand between them; None for a hedge."""
+    distinct = []
+    for b in (c.strip() for _, _, c in boxes):
+        if not any(b == d or is_equiv(b, d) for d in distinct):
+            distinct.append(b)
+        if len(distinct) > MAX_ITEMS:
+            return None
+    if len(distinct) > 1 and not all(_separates(text[e:s]) for (_, e, _), (s, _, _) in zip(boxes, boxes[1:])):
+        return None                                              # 'first \boxed{3} then \boxed{5}': a hedge
+    return ", ".join(distinct)
+
+
+def _stated_answer(text, marks):
+    """The answer of the answer statements: the value they state; None if they state different values."""
+    math_spans = _math_spans(text)
+    stated = [s for s in (_stated(text, m, math_spans) for m in marks) if s]
+    values = [s for s in stated if _states_value(s)] if len(set(stated)) > 1 else stated
+    distinct = []
+    for s in values:
+        if not any(s == d or is_equiv(s, d) for d in distinct):
+            distinct.append(s)
+    if len(distinct) > 1:
+        return None                                              # 'The answer is 3. ... The answer is 5.': a hedge
+    return values[-1] if values else (stated[-1] if stated else None)
 
 
 def _run_on(text, boxes, marks):
@@ -338,8 +370,7 @@ def _run_on(text, boxes, marks):
 
 
 def extract_answer(text):
-    """The final answer a completion commits to, or None. Several different boxed values come back as
-    one list 'a, b' (is_equiv reads it as a set: see the module docstring)."""
+    """The final answer a completion commits to, or None (see the module docstring for the rules)."""
     if not isinstance(text, str) or len(text) > MAX_TEXT or "\x00" in text:
         return None
     if "<think>" in text or "</think>" in text:
@@ -355,26 +386,12 @@ def extract_answer(text):
     cut = _run_on(text, boxes, marks)                      # the answer before a run-on into a new question
     text, boxes, marks = text[:cut], [b for b in boxes if b[1] <= cut], [m for m in marks if m.end() <= cut]
     if boxes:
-        distinct = []
-        for b in (c.strip() for _, _, c in boxes):
-            if not any(b == d or is_equiv(b, d) for d in distinct):
-                distinct.append(b)
-            if len(distinct) > MAX_ITEMS:
-                return None
-        if len(distinct) > 1 and not all(_separates(text[e:s]) for (_, e, _), (s, _, _) in zip(boxes, boxes[1:])):
-            return None                                          # 'first \boxed{3} then \boxed{5}': a hedge
-        ans = ", ".join(distinct)
+        ans = _boxed_answer(text, boxes)
+        if ans is not None and marks and not _parses(ans):     # a box that holds no answer in the reasoning
+            stated = _stated_answer(text, marks)                 # ('\boxed{\langle H \rangle \ll \Delta E}') does
+            ans = stated if stated is not None and _parses(stated) else ans   # not hide 'Answer: D'
     elif marks:
-        math_spans = _math_spans(text)
-        stated = [s for s in (_stated(text, m, math_spans) for m in marks) if s]
-        values = [s for s in stated if _states_value(s)] if len(set(stated)) > 1 else stated
-        distinct = []
-        for s in values:
-            if not any(s == d or is_equiv(s, d) for d in distinct):
-                distinct.append(s)
-        if len(distinct) > 1:
-            return None                                          # 'The answer is 3. ... The answer is 5.': a hedge
-        ans = values[-1] if values else (stated[-1] if stated else None)
+        ans = _stated_answer(text, marks)
     elif len(text.strip()) <= 40 and "\n" not in text.strip() and not re.search(r"\\(boxed|fbox)", text):
         ans = text.strip().rstrip(".").strip().strip("$").strip()
     else:
