@@ -1345,6 +1345,17 @@ def test_answer_styles_users_report(completion, gold, expected):
     assert reward(completion, gold) == expected
 
 
+@pytest.mark.parametrize("completion", [
+    "".join(f"The answer is {i}.\n" for i in range(120)),                 # 120 different statements: a hedge, found fast
+    ("Answer: " + "1+" * 1900 + "1\n") * 50,                             # long statements
+    "Final Answer: The thing " + "1/2 " * 40000,                          # a sentence cut by a length limit gives no piece
+])
+def test_answer_statements_are_decided_quickly_and_never_in_pieces(completion):
+    t = time.perf_counter()
+    assert reward(completion, "1") == 0.0 and reward(completion, "2") == 0.0
+    assert time.perf_counter() - t < 1.0
+
+
 @pytest.mark.parametrize("pred,gold,expected", [
     # words after a number are dropped only when they do not change its value
     ("5 thousand", "5", False), ("12 squared", "12", False), ("2 thirds", "2", False), ("3 halves", "3", False),

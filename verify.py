@@ -301,6 +301,8 @@ def _stated(text, mark, math_spans):
         return listed
     sentence = re.split(r"\n|\.(?=\s|$)|\bI hope it is correct", tail, maxsplit=1)[0]
     sentence = sentence[:_closing_braces("{" + sentence + "}").get(0, len(sentence) + 1) - 1].strip()  # '\textbf{Answer: 12}'
+    if len(sentence) > MAX_ANSWER:
+        return None                                          # no answer is that long (and a cut one is a piece)
     if _starts_value(sentence):
         return _leading_value(sentence)
     bare = re.sub(r"\\text\{[^{}]*\}|" + _SPAN, " ", sentence, flags=re.DOTALL)
@@ -353,11 +355,7 @@ def _stated_answer(text, marks):
     math_spans = _math_spans(text)
     stated = [s for s in (_stated(text, m, math_spans) for m in marks) if s]
     values = [s for s in stated if _states_value(s)] if len(set(stated)) > 1 else stated
-    distinct = []
-    for s in values:
-        if not any(s == d or is_equiv(s, d) for d in distinct):
-            distinct.append(s)
-    if len(distinct) > 1:
+    if any(s != values[0] and not is_equiv(s, values[0]) for s in values[1:]):
         return None                                              # 'The answer is 3. ... The answer is 5.': a hedge
     return values[-1] if values else (stated[-1] if stated else None)
 
