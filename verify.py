@@ -101,6 +101,7 @@ few-shot model writes after running on into a new question is not its answer eit
 """
 
 import bisect
+import functools
 import math
 import random
 import re
@@ -957,8 +958,10 @@ def _computes(members):
         not isinstance(m, tuple) and not isinstance(m, sp.MatrixBase) and m.is_number for m in members[1:])
 
 
-def parse(s):
-    """Answer string -> (value, had_percent); value as in _Parser, or ('choice', letter). Raises Refuse."""
+@functools.lru_cache(maxsize=4096)   # the same answer is parsed again and again: a gold once per sample of its
+def parse(s):                        # group, a box once to see that it holds a value and once to compare it
+    """Answer string -> (value, had_percent); value as in _Parser, ('choice', letter) or ('letters', text,
+    product). Raises Refuse. The value is shared between calls (cached), so nothing may change it."""
     s, percent = normalize(s)
     if not s:
         raise Refuse("empty")
