@@ -61,8 +61,9 @@ Policies (what counts as equal):
     values against a list ('x_1 = 2, x_2 = 3' ~ '2, 3'). A chain 'x = 1 + 1 = 2' is its
     value if every member is equal, and wrong otherwise; so is a chain that computes a left side
     in unknowns from numbers ('p + q = 12 + 7 = 19' is 19; 'r+s+t = 4+5+6 = 16' is wrong), while an
-    equation of two members keeps its left side ('x + y + z = 0' is a plane, not 0). Two equations whose left sides are not
-    the same name are equal when one is a nonzero multiple of the other (2x - y = 1 ~ y = 2x - 1).
+    equation of two members keeps its left side ('x + y + z = 0' is a plane, not 0). Two equations
+    whose left sides are not the same name are equal when one is a nonzero multiple of the other
+    (2x - y = 1 ~ y = 2x - 1).
   - Inequalities are the sets they describe: 'x \\ge 5' = '5 \\le x' = '[5, \\infty)', '-x > -1' =
     'x < 1', '-793 < a < 10' = '(-793, 10)', '1 \\le |z| \\le 3/2' = '[-3/2, -1] \\cup [1, 3/2]',
     'x \\in [-2, 7]' = '-2 \\le x \\le 7' = '[-2, 7]'.
@@ -191,7 +192,7 @@ _ITALIC = re.compile(r"\*(?<![\w*)\]}\\]\*)(?=[^\s*])([^*\n]{0,200}?[^\s*(\[{])\
 # that is only an answer heading ('### Final Answer', '**Final Answer**'): its statement is the next line.
 _MARKER = re.compile(r"####(?![ \t]*(?:final\s+)?answer[ \t]*$)|\banswer(?:\s+is\b\s*:?|\s*:|(?=\s*(?:\$|\\\[|\\\())"
                      r"|(?P<heading>[ \t]*$))", re.IGNORECASE | re.MULTILINE)
-_HEADING = re.compile(r"(?:^|\n)[ \t#>]*(?:the\s+)?(?:final\s+)?$", re.IGNORECASE)   # what precedes 'answer' on its line
+_HEADING = re.compile(r"(?:^|\n)[ \t#>]*(?:the\s+)?(?:final\s+)?$", re.IGNORECASE)  # before 'answer' on its line
 _SPAN = r"\$\$(.+?)\$\$|\$((?:\\\$|[^$])+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]"   # $$..$$, $..$ (\$ inside), \(..\), \[..\]
 _DELIMITER = re.compile(r"\\[(\[)\]]|\$\$?")
 _CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
@@ -241,7 +242,8 @@ def _starts_value(s):
     rather than with words ('The largest $n$ is 34', 'A total of 12')?"""
     if re.match(r"[A-J]\s+[A-Za-z]", s):                         # an option, then why: 'G because ...'
         return not re.search(r"\d", s)
-    return re.match(r"[-+]?\s*\.?\d|[\\$(\[{|]|[A-Za-z](?![A-Za-z])\s*(?:[^A-Za-z\s.,]|$)|[A-J](?![A-Za-z])", s) is not None
+    return re.match(r"[-+]?\s*\.?\d|[\\$(\[{|]|[A-Za-z](?![A-Za-z])\s*(?:[^A-Za-z\s.,]|$)|[A-J](?![A-Za-z])",
+                    s) is not None
 
 
 def _leading_value(s):
@@ -288,8 +290,10 @@ def _stated(text, mark, math_spans):
     k = bisect.bisect_right(math_spans, (mark.start(), math.inf)) - 1
     if k >= 0 and math_spans[k][0] <= mark.start() < math_spans[k][1]:   # '\[ \text{Answer: } 12 \]', '\(Answer: 12\)'
         start, stop, delim = math_spans[k]
-        # a '$' pair around prose is money ('costs $5. So the answer is $12'): only math that opens with the marker counts
-        if delim != "$" or not re.sub(r"\\[a-zA-Z]+\s*\{|\s|\b(?:the|final)\b", "", text[start:mark.start()], flags=re.I):
+        # a '$' pair around prose is money ('costs $5. So the answer is $12'): only a '$' math span that opens
+        # with the marker counts
+        before = re.sub(r"\\[a-zA-Z]+\s*\{|\s|\b(?:the|final)\b", "", text[start:mark.start()], flags=re.IGNORECASE)
+        if delim != "$" or not before:
             end = min(end, stop)
     tail = text[mark.end():end].lstrip(" \t:")
     if re.search(r"(?::|answer)[ \t]*$", mark.group(0), re.IGNORECASE):
@@ -301,7 +305,8 @@ def _stated(text, mark, math_spans):
     if listed:
         return listed
     sentence = re.split(r"\n|\.(?=\s|$)|\bI hope it is correct", tail, maxsplit=1)[0]
-    sentence = sentence[:_closing_braces("{" + sentence + "}").get(0, len(sentence) + 1) - 1].strip()  # '\textbf{Answer: 12}'
+    # up to a '}' that closes a group the marker was in: '\textbf{Answer: 12}'
+    sentence = sentence[:_closing_braces("{" + sentence + "}").get(0, len(sentence) + 1) - 1].strip()
     if len(sentence) > MAX_ANSWER:
         return None                                          # no answer is that long (and a cut one is a piece)
     if _starts_value(sentence):
@@ -323,6 +328,7 @@ def _stated(text, mark, math_spans):
 
 
 def _parses(s):
+    """Does an answer parse (to anything: a number, a word, a set, ...)?"""
     try:
         parse(s)
         return True
@@ -965,7 +971,7 @@ def parse(s):                        # group, a box once to see that it holds a 
     s, percent = normalize(s)
     if not s:
         raise Refuse("empty")
-    letter = re.fullmatch(r"\(\s*([A-J])\s*\)(?:\s.*)?|([A-J])(?:\s*[.:)](?:\s.*)?)?",     # options A-J (MMLU-Pro has J)
+    letter = re.fullmatch(r"\(\s*([A-J])\s*\)(?:\s.*)?|([A-J])(?:\s*[.:)](?:\s.*)?)?",   # A-J: MMLU-Pro has ten
                           re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s), re.DOTALL)
     if letter:                                                     # 'B', '(B)', '\text{G: none}', '(G) none', 'G) x'
         return ("choice", letter.group(1) or letter.group(2)), False
