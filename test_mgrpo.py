@@ -1885,6 +1885,98 @@ def test_plain_integers_are_fast():
 
 
 # -----------------------------------------------------------------------------
+# verify.py on the answer styles users report: markdown, answers inside math, prose after the answer,
+# fractions in prose, arithmetic on an answer line, letter golds, options A-J, several answer statements
+
+STYLES = [  # (completion, gold, reward) -- one kind per block; near-misses that must stay 0 in each
+    # 1. markdown emphasis around the marker, the value, or both; an answer heading
+    ("**Answer:** 12", "12", 1.0), ("The final answer is **12**.", "12", 1.0), ("**Final answer: 12**", "12", 1.0),
+    ("**Answer:** **12**", "12", 1.0), ("__Answer:__ 12", "12", 1.0), ("*Answer:* 12", "12", 1.0),
+    ("\\textbf{Answer:} 12", "12", 1.0), ("### Final Answer\n\n12", "12", 1.0), ("**Final Answer**\n$\\frac{3}{4}$", "0.75", 1.0),
+    ("The final answer is **12**.", "13", 0.0), ("**Answer:** 2**3", "23", 0.0), ("**Answer:** 2**3", "8", 0.0),
+    # 2. an answer marker inside display or inline math: the answer stops at the closing delimiter
+    ("\\[ \\text{Answer: } 12 \\]", "12", 1.0), ("\\(Answer: 12\\)", "12", 1.0), ("$\\text{Answer: } 12$ and we are done.", "12", 1.0),
+    ("$$\\text{Final answer: } \\frac{1}{2}$$ (checked twice)", "1/2", 1.0), ("\\textbf{Answer: 12}", "12", 1.0),
+    ("\\[\n\\text{Answer: } 12\n\\]\nso 13 apples are left.", "12", 1.0),
+    ("\\(Answer: 12\\) apples and 13 pears", "13", 0.0), ("It costs $5. So the answer is $12$.", "12", 1.0),
+    # 3. prose after the stated answer: the value right after the marker, not what follows a later 'is'
+    ("The answer is 12, since both counts agree.", "12", 1.0), ("The answer is 12 in all.", "12", 1.0),
+    ("The answer is 12, which is the number of red marbles.", "12", 1.0), ("The answer is \\frac{3}{4} of the pie.", "3/4", 1.0),
+    ("Answer: x = 3, because 2x = 6.", "3", 1.0), ("The answer is 12 apples, so 5 are left.", "12", 1.0),
+    ("The answer is 12 (because 3 + 9 = 12).", "12", 1.0), ("Final Answer: The total is 12, which is the number of red marbles.", "12", 1.0),
+    ("Final Answer: The area of the part that is shaded is 12.", "12", 1.0),
+    ("The answer is 12 in base 3.", "12", 0.0), ("The answer is 1 in 4.", "1", 0.0), ("The answer is 3 times 4.", "3", 0.0),
+    ("The answer is 5 squared.", "5", 0.0), ("The answer is 2 thirds of the class.", "2", 0.0),
+    ("The answer is 12 or more.", "12", 0.0), ("The answer is 12 less than x.", "12", 0.0), ("The answer is 12 at most.", "12", 0.0),
+    # 4. a fraction (or any number) is read whole from prose, never as a piece
+    ("The answer is 2/5 of the class.", "2/5", 1.0), ("The answer is 2/5 of the class.", "5", 0.0),
+    ("The answer is 2/5 of the class.", "2", 0.0), ("Final Answer: She keeps 2/5 of the cake.", "2/5", 1.0),
+    ("Final Answer: She keeps 2/5 of the cake.", "5", 0.0), ("Final Answer: The ratio came out -3/4 overall.", "-3/4", 1.0),
+    ("Final Answer: The ratio came out -3/4 overall.", "4", 0.0), ("Final Answer: She ran 10^3 meters.", "3", 0.0),
+    ("Final Answer: She picked 1,000 apples.", "1000", 1.0), ("Final Answer: She ran 3.5 miles.", "5", 0.0),
+    # 5. an answer line that shows its arithmetic with a compound left side
+    ("Answer: p+q = 12+7 = 19", "19", 1.0), ("\\boxed{r+s+t = 4+5+6 = 15}", "15", 1.0),
+    ("\\boxed{a^2 + b^2 = 9 + 16 = 25}", "25", 1.0), ("The answer is $m + n = 3 + 4 = 7$.", "7", 1.0),
+    ("Answer: p+q = 12+7 = 20", "20", 0.0), ("Answer: p+q = 12+7 = 20", "19", 0.0), ("\\boxed{x+y = 2z = 4}", "4", 0.0),
+    # 6. a gold made of letters is an expression in single-letter variables; words stay words
+    ("\\boxed{qp}", "pq", 1.0), ("\\boxed{p \\cdot q}", "pq", 1.0), ("\\boxed{\\frac{p}{1/q}}", "pq", 1.0),
+    ("\\boxed{cba}", "abc", 1.0), ("\\boxed{pq}", "p q", 1.0), ("\\boxed{pr}", "pq", 0.0), ("\\boxed{p+q}", "pq", 0.0),
+    ("\\boxed{\\text{Monday}}", "Monday", 1.0), ("\\boxed{\\text{Tuesday}}", "Monday", 0.0),
+    ("\\boxed{\\text{CBAD}}", "\\text{ABCD}", 0.0), ("\\boxed{yes}", "\\text{no}", 0.0),
+    # 7. multiple choice A-J, in all the forms an option is written
+    ("\\boxed{G}", "G", 1.0), ("Answer: (G) none of these", "G", 1.0), ("\\boxed{(G) none of these}", "G", 1.0),
+    ("\\boxed{G) none of these}", "G", 1.0), ("\\boxed{\\text{G: none of these}}", "G", 1.0), ("\\boxed{\\textbf{(G)}}", "G", 1.0),
+    ("The answer is (J).", "J", 1.0), ("The answer is G because the others fail.", "G", 1.0), ("\\boxed{F}", "\\text{(F)}", 1.0),
+    ("\\boxed{G}", "(G) none of these", 1.0), ("\\boxed{(H)}", "G", 0.0), ("Option G looks right to me.", "G", 0.0),
+    ("I would pick G.", "G", 0.0), ("\\boxed{E = mc^2}", "E", 0.0), ("\\boxed{E: a polygenic risk score}", "E", 1.0),
+    ("We need \\boxed{\\langle H\\rangle \\ll \\Delta E} to hold.\n\n**Answer: D**", "D", 1.0),   # a box that holds no answer
+    ("We need \\boxed{\\langle H\\rangle \\ll \\Delta E} to hold.\n\n**Answer: D**", "E", 0.0),
+    ("\\boxed{(C)}\n\n**Answer: D**", "D", 0.0),                                             # a box that does still wins
+    # 8. several answer statements: different values are a hedge, whatever the marker; what a few-shot
+    #    model writes after running on into a new question is not part of its answer
+    ("#### 3\n#### 5", "5", 0.0), ("#### 3\n#### 5", "3", 0.0), ("The answer is 3.\nWait, the answer is 5.", "5", 0.0),
+    ("Answer: 3\nAnswer: 5", "5", 0.0), ("#### 5\n#### 5", "5", 1.0), ("The answer is 12. We check that the answer is correct.", "12", 1.0),
+    ("She has 4 left.\n#### 4\n\nQuestion: Tom has 2 apples and buys 5 more. How many?\nAnswer: 2 + 5 = 7\n#### 7", "4", 1.0),
+    ("She has 4 left.\n#### 4\n\nQuestion: Tom has 2 apples and buys 5 more. How many?\nAnswer: 2 + 5 = 7\n#### 7", "7", 0.0),
+    ("So $x = \\boxed{4}$.\n\nProblem 2. Find $y$.\nSolution: $y = \\boxed{7}$", "4", 1.0),
+    ("Answer: 12\n<|im_start|>user\nNext one. Answer: 9", "12", 1.0),
+    ("Question: Tom has 3 apples and gets 4 more. How many?\nHe has 3 + 4 = 7.\n#### 7", "7", 1.0),
+]
+
+
+@pytest.mark.parametrize("completion,gold,expected", STYLES)
+def test_answer_styles_users_report(completion, gold, expected):
+    assert reward(completion, gold) == expected
+
+
+@pytest.mark.parametrize("completion", [
+    "".join(f"The answer is {i}.\n" for i in range(120)),                 # 120 different statements: a hedge, found fast
+    ("Answer: " + "1+" * 1900 + "1\n") * 50,                             # long statements
+    "Final Answer: The thing " + "1/2 " * 40000,                          # a sentence cut by a length limit gives no piece
+])
+def test_answer_statements_are_decided_quickly_and_never_in_pieces(completion):
+    t = time.perf_counter()
+    assert reward(completion, "1") == 0.0 and reward(completion, "2") == 0.0
+    assert time.perf_counter() - t < 1.0
+
+
+@pytest.mark.parametrize("pred,gold,expected", [
+    # words after a number are dropped only when they do not change its value
+    ("5 thousand", "5", False), ("12 squared", "12", False), ("2 thirds", "2", False), ("3 halves", "3", False),
+    ("12 apples", "12", True), ("12 months", "12", True),
+    # a left side that is a sum of names is named only in a chain that computes it: a plane stays a plane
+    ("x + y + z = 0", "0", False), ("m+n = 3+4 = 7", "7", True),
+    # letters: products of variables, words compared as words
+    ("qp", "pq", True), ("p \\cdot q", "pq", True), ("xy", "x y", True), ("pq", "pr", False), ("\\text{even}", "even", True),
+    ("Monday", "\\text{monday}", True), ("\\text{odd}", "\\text{even}", False),
+    # options A-J
+    ("(G) none of these", "G", True), ("G) none of these", "\\text{(G)}", True), ("\\text{J: 42}", "J", True),
+    ("(G)", "(H)", False), ("E = mc^2", "E", False), ("F, G", "G", False),
+])
+def test_answer_styles_equivalence_both_ways(pred, gold, expected):
+    assert is_equiv(pred, gold) is expected and is_equiv(gold, pred) is expected
+
+# -----------------------------------------------------------------------------
 # Real data (skipped where ../shared/data is absent, as on users' machines)
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data")

@@ -12,14 +12,31 @@ numbers of an inequality to be solved, the number of numeric comparisons in one 
 *before* it is computed, so every call finishes quickly in any thread (no signals, no subprocesses).
 
 Policies (what counts as equal):
-  - Extraction, in order: the last \\boxed{}/\\fbox{} (nested braces; also braceless \\boxed 7);
-    else the last answer statement -- '#### x', 'The (final) answer is x', 'Answer: x', or
-    'Answer $x$' without a colon -- cut to what it states: the math span right after it, else
-    its sentence (up to '. ', a newline or 'I hope it is correct'); a sentence in prose ('The
-    largest $n$ is 34') gives what follows its last ' is ', else its last math span, else its last
-    number; else a completion that is itself a short answer. There is deliberately no 'last number
-    in the text' fallback: it rewards truncated work. Only text after the last </think> counts
-    (an unclosed <think> has no answer): a reasoning model's final answer is not in its thoughts.
+  - Extraction, in order: the \\boxed{}/\\fbox{} (nested braces; also braceless \\boxed 7); else the
+    answer statement -- '#### x', 'The (final) answer is x', 'Answer: x', 'Answer $x$' without a
+    colon, or a heading line 'Final Answer' with the answer on the next line -- cut to what it
+    states: the math span right after it, else its sentence (up to '. ', a newline or 'I hope it
+    is correct'), read from the value right after the marker up to the prose after it ('The answer
+    is 12, which is the number of red marbles' -> 12, '12 in all' -> 12, '2/5 of the class' -> 2/5);
+    words that go on with numbers or make the value a bound are not cut off ('1 in 4', '12 or
+    more', '5 squared' stay whole and so earn nothing). A marker inside display or inline math
+    ('\\[ \\text{Answer: } 12 \\]', '\\(Answer: 12\\)') states what that math holds, up to its closing
+    delimiter. A sentence in prose ('The largest $n$ is 34') gives the value after its first ' is '
+    that has one, else its last math span, else its last number, taken whole ('2/5', never its
+    '5'). Else a completion that is itself a short answer. There is deliberately no 'last number in
+    the text' fallback: it rewards truncated work. Only text after the last </think> counts (an
+    unclosed <think> has no answer): a reasoning model's final answer is not in its thoughts.
+  - Markdown is read as the text it emphasises: '**Answer:** 12', 'The final answer is **12**.',
+    '**Final answer: 12**', '*12*', '__12__'; stars inside an expression ('2**3') stay and refuse.
+  - One rule for several answers, boxes or statements alike: the answer is what the completion
+    states before it runs on into a new exercise or turn of its own (a line 'Question:',
+    'Problem 2.', 'Q:', 'User:', or a chat token like <|im_start|>, after its first answer). Of what
+    remains, boxes come first (a box beats an answer line, unless nothing in the box parses and the
+    line's value does: '\\boxed{\\langle H \\rangle \\ll \\Delta E} ... Answer: D'); else several statements
+    that state different values are a hedge and earn nothing ('#### 3 ... #### 5', 'The answer is
+    3. ... the answer is 5'), as several different boxes with text between them do; equal ones are
+    one answer. A statement in words ('check that the answer is correct') neither hedges nor
+    overrides a stated value. GSM8K's calculator notes ('<<3*4=12>>') are not part of the text.
   - Several values are one list, compared as a set: '3 or 5', 'either 3 or 5', '3 and 5',
     '$x = 3$ or $x = 5$', '\\pm 2', and several different boxes with only separators between them
     (',', 'and', 'or', '\\quad', a few words around 'and': '\\boxed{1} papers and \\boxed{2} bins').
@@ -32,7 +49,8 @@ Policies (what counts as equal):
   - Percent: '50\\%' (or '50 percent', '50 pct') may be read as 50 (a unit) or 0.5 (x1/100); a bare
     number is never rescaled, so gold 50 rejects 0.5 and gold 0.5 rejects 50.
   - Units, degrees, dollar signs, '\\text{...}' and words after a number are dropped ('5 apples',
-    '3 hours ago', '4 \\mathrm{cm}^{-1}'); 'x \\approx 0.577' after an exact value is dropped.
+    '3 hours ago', '4 \\mathrm{cm}^{-1}'), but not words that change the value ('5 thousand', '2
+    thirds', '12 squared'); 'x \\approx 0.577' after an exact value is dropped.
     Thousands: '1,000', '1{,}000', '10,\\!000', '1\\,000', '1 000' (a bare number only).
   - Spelled-out numbers ('twenty-five'), mixed numbers ('2\\frac13', '2 1/3'), repeating decimals
     ('0.\\overline{3}' = 1/3) are the numbers they name.
@@ -41,8 +59,11 @@ Policies (what counts as equal):
     (a name is a variable, a product or quotient of variables, a function value, |name|, or a
     tuple or ratio of names). 'x = 1, y = 2' is the tuple (1, 2) against a tuple, the set of its
     values against a list ('x_1 = 2, x_2 = 3' ~ '2, 3'). A chain 'x = 1 + 1 = 2' is its
-    value if every member is equal, and wrong otherwise. Two equations whose left sides are not
-    the same name are equal when one is a nonzero multiple of the other (2x - y = 1 ~ y = 2x - 1).
+    value if every member is equal, and wrong otherwise; so is a chain that computes a left side
+    in unknowns from numbers ('p + q = 12 + 7 = 19' is 19; 'r+s+t = 4+5+6 = 16' is wrong), while an
+    equation of two members keeps its left side ('x + y + z = 0' is a plane, not 0). Two equations
+    whose left sides are not the same name are equal when one is a nonzero multiple of the other
+    (2x - y = 1 ~ y = 2x - 1).
   - Inequalities are the sets they describe: 'x \\ge 5' = '5 \\le x' = '[5, \\infty)', '-x > -1' =
     'x < 1', '-793 < a < 10' = '(-793, 10)', '1 \\le |z| \\le 3/2' = '[-3/2, -1] \\cup [1, 3/2]',
     'x \\in [-2, 7]' = '-2 \\le x \\le 7' = '[-2, 7]'.
@@ -57,8 +78,13 @@ Policies (what counts as equal):
   - Expressions: equal if their difference expands to 0, or if they agree to 30 digits at several
     random points, of both signs (so \\sqrt{x^2} != x). '\\log_2 8' = 3; '\\sin^{-1}' is arcsin;
     degrees inside a trigonometric function are degrees (\\cos 60^\\circ = 1/2).
-  - Text answers ('\\text{Monday}') compare case-insensitively; multiple choice by letter ('(B)',
-    '\\text{B}', '\\textbf{(B)}', 'B. x = 42').
+  - Text answers ('\\text{Monday}') compare case-insensitively. A bare run of letters ('pq', 'p q')
+    is also the product of those single-letter variables, so 'qp', 'p \\cdot q' and '\\frac{p}{1/q}'
+    equal gold 'pq' (two bare runs that are anagrams are thus equal; a word meant as a word is
+    '\\text{...}', and a word never equals an expression).
+  - Multiple choice by letter, A-J (MMLU-Pro has ten options): 'G', '(G)', '\\text{G}',
+    '\\textbf{(G)}', 'G. x = 42', 'G) none of these', '(G) none of these', '\\text{G: none of these}'.
+    After an answer marker an option may be followed by its reason ('The answer is G because ...').
   - Two answers that do not parse are equal only if they are the same text after normalisation.
 
 Where other projects' checkers decide differently (their test cases: ../shared/checker-suites),
@@ -71,9 +97,12 @@ is a word and 'e' Euler's number; a self-contradictory chain ('z = 3 + 3 = 2') i
 last member; a boxed answer counts even without an 'Answer:' line, and 'The answer is 7' counts
 without a box; an answer in $...$ may span lines; an inequality equals the interval it describes
 whichever side is the gold; an option letter must be stated as the answer, not found in prose; the
-last of several different boxes is not the answer (a hedge); f(x) != f(y).
+last of several different boxes or answer statements is not the answer (a hedge), but what a
+few-shot model writes after running on into a new question is not its answer either; f(x) != f(y).
 """
 
+import bisect
+import functools
 import math
 import random
 import re
@@ -153,61 +182,225 @@ def last_boxed(text):
     return found[-1] if found else None
 
 
-# An answer statement: 'answer is', 'answer:', 'Answer $9$' (a math delimiter right after), '####'.
-_MARKER = re.compile(r"####|\banswer(?:\s+is\b\s*:?|\s*:|(?=\s*(?:\$|\\\[|\\\()))", re.IGNORECASE)
+# Markdown emphasis, the default style of many instruct models ('**Answer:** 12', '*12*', '__12__'): stars or
+# underscores at the edge of a word are dropped; between two characters of an expression ('2**3', 'a*b') they stay.
+# (Each pattern begins with its literal star, which keeps the scan of a long text fast.)
+_EMPHASIS = re.compile(r"(\*\*|__)(?:(?<![\w*)\]}\\]\1)(?=[^\s*_])|(?<=[^\s*_]\1)(?![\w*(\[{]))")
+_ITALIC = re.compile(r"\*(?<![\w*)\]}\\]\*)(?=[^\s*])([^*\n]{0,200}?[^\s*(\[{])\*(?![\w*(\[{])")
+
+# An answer statement: 'answer is', 'answer:', 'Answer $9$' (a math delimiter right after), '####', or a line
+# that is only an answer heading ('### Final Answer', '**Final Answer**'): its statement is the next line.
+_MARKER = re.compile(r"####(?![ \t]*(?:final\s+)?answer[ \t]*$)|\banswer(?:\s+is\b\s*:?|\s*:|(?=\s*(?:\$|\\\[|\\\())"
+                     r"|(?P<heading>[ \t]*$))", re.IGNORECASE | re.MULTILINE)
+_HEADING = re.compile(r"(?:^|\n)[ \t#>]*(?:the\s+)?(?:final\s+)?$", re.IGNORECASE)  # before 'answer' on its line
 _SPAN = r"\$\$(.+?)\$\$|\$((?:\\\$|[^$])+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]"   # $$..$$, $..$ (\$ inside), \(..\), \[..\]
+_DELIMITER = re.compile(r"\\[(\[)\]]|\$\$?")
+_CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
+# A few-shot model that goes on after its answer into a new exercise of its own ('Question: ... #### 7'), or a
+# chat model into a new turn: what follows is not part of its answer.
+_RUN_ON = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id)\|>|</s>"
+                     r"|\n[ \t#>]*(?:question|problem|exercise|q|human|user)[ \t]*\d*[ \t]*[:.]", re.IGNORECASE)
+# A number cut out of prose is a whole token: '2/5' (not its '5'), '-3', '1,000', '3.5'; '10^3' gives none.
+_NUMBER = re.compile(r"(?<![\w.,/^_\\*+-])[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?(?![\w/^]|[.,]\d)")
+# Words after a number that change its value ('5 squared', '2 thirds', '3 times 4', '5 thousand'): never dropped
+# as if they were units, so such an answer is not cut down to its first number.
+_VALUE_CHANGING = (r"(?:times|plus|minus|over|divided|squared|cubed|factorial|power|powers|roots?|choose|mod|modulo|"
+                   r"halves|half|thirds?|quarters?|fourths?|fifths?|sixths?|sevenths?|eighths?|ninths?|tenths?|"
+                   r"hundredths?|thousandths?|millionths?|hundreds?|thousands?|millions?|billions?|trillions?|dozens?)")
+# Words that belong to a value written after an answer marker; any other word ends it ('12 in all').
+_IN_VALUE = re.compile(rf"(?:and|or|pi|sqrt|infinity|percent|percentage|pct|{_VALUE_CHANGING}|"
+                       r"(?:arc)?(?:sin|cos|tan)h?|sec|csc|cot|ln|log|exp)", re.IGNORECASE)
+_SHORT_WORDS = {"in", "of", "at", "on", "as", "is", "if", "so", "by", "to", "it", "we", "be", "an", "or", "no"}
+# Words that begin an explanation: after them the value has ended, whatever numbers the explanation holds.
+_EXPLAINS = re.compile(r"(?:because|since|as|so|which|where|when|while|given|thus|hence|therefore|i\.e|e\.g)\b",
+                       re.IGNORECASE)
+# Words that make a value a bound or an estimate ('12 or more', '12 less than x', '12 at most', '12 roughly').
+_BOUNDS = re.compile(r"\b(?:than|more|less|fewer|greater|smaller|larger|least|most|about|approximately|roughly|"
+                     r"nearly|almost|around|under|below|above|exceeding)\b", re.IGNORECASE)
+_PIECE = re.compile(r"\s+|\$\$.*?\$\$|\$(?:\\\$|[^$])*?\$|\\[)\]]|\\\(.*?\\\)|\\\[.*?\\\]"
+                    r"|\\(?:text|textbf|mathrm|mathbf|mbox|textit|textnormal|operatorname)\s*\{[^{}]*\}"
+                    r"|\\[a-zA-Z]+|\\.|[A-Za-z]+|\d+|.", re.DOTALL)
 
 
-def _stated(tail):
-    """What an answer statement states: the math span right after the marker, else its sentence, read
-    as prose if it is prose (see the module docstring)."""
-    tail = tail[:MAX_ANSWER * 4].lstrip(" \t:")
-    m = re.match(rf"(?:\s*(?:{_SPAN})\s*(?:,|\band\b|\bor\b)?)+", tail, re.DOTALL)
-    if m:                                                    # '$x = 3$ or $x = 5$': the spans, as one list
+def _math_spans(text):
+    """(content start, content end, delimiter) of every math span ($..$, $$..$$, \\(..\\), \\[..\\]), in order."""
+    spans, opened = [], None
+    for m in _DELIMITER.finditer(text):
+        d = m.group(0)
+        if m.start() and text[m.start() - 1] == "\\":              # '\$' is a dollar sign; '\\[2pt]' a row break
+            continue
+        if opened is None:
+            opened = (d, m.end()) if d in _CLOSER else None
+        elif d == _CLOSER[opened[0]]:
+            spans.append((opened[1], m.start(), opened[0]))
+            opened = None
+    return spans
+
+
+def _starts_value(s):
+    """Does the text begin with a value ('12', '-3/4', '\\frac', '$x$', '(G)', 'x = 3', 'G because ...')
+    rather than with words ('The largest $n$ is 34', 'A total of 12')?"""
+    if re.match(r"[A-J]\s+[A-Za-z]", s):                         # an option, then why: 'G because ...'
+        return not re.search(r"\d", s)
+    return re.match(r"[-+]?\s*\.?\d|[\\$(\[{|]|[A-Za-z](?![A-Za-z])\s*(?:[^A-Za-z\s.,]|$)|[A-J](?![A-Za-z])",
+                    s) is not None
+
+
+def _leading_value(s):
+    """The value at the start of a sentence, up to the prose that follows it: '12, since both agree' -> '12',
+    '12 in all' -> '12', '2/5 of the class' -> '2/5', '(G) none of these' -> '(G)'. Where the words after it
+    go on with numbers or make it a bound ('1 in 4', '12 in base 3', '12 or more') the value is not cut out:
+    the whole sentence is returned (and then usually does not parse)."""
+    depth, i = 0, 0
+    while i < len(s):
+        p = _PIECE.match(s, i).group(0)
+        if p in ("\\)", "\\]"):                                     # the end of the math the marker was in
+            return s[:i].strip()
+        if depth == 0 and (i == 0 or not (s[i - 1].isalnum() or s[i - 1] in "\\_^")) and (
+                p.isalpha() and (len(p) > 2 or p.lower() in _SHORT_WORDS) and not _IN_VALUE.fullmatch(p)
+                or re.match(r"(?:i\.e|e\.g)\b", s[i:])):
+            break                                                     # a word of prose: the value ended before it
+        depth += (p == "{") - (p == "}")
+        i += len(p)
+    else:
+        return s.strip()
+    value = re.sub(r"(?:[\s,;:(\[]|\b(?:and|or)\b)+$", "", s[:i])   # '12, and that is all' -> '12'
+    clause = re.split(r"[,;(]|\u2014|\s-+\s", s[i:], maxsplit=1)[0]
+    if re.search(r"(?:[,;(]|\u2014|\s-+)\s*$", s[:i]) or _EXPLAINS.match(s, i) \
+            or not (re.search(rf"\d|\b{_WORD}\b", clause, re.IGNORECASE) or _BOUNDS.search(clause)):
+        return value or None
+    return s.strip()
+
+
+def _spans_first(s):
+    """The math spans at the start of s as one list ('$x = 3$ or $x = 5$' -> 'x = 3, x = 5'), or None."""
+    m = re.match(rf"(?:\s*(?:{_SPAN})\s*(?:,|\band\b|\bor\b)?)+", s, re.DOTALL)
+    if m:
         return ", ".join(next(g for g in span if g).strip() for span in re.findall(_SPAN, m.group(0), re.DOTALL))
-    sentence = re.split(r"\n|\.(?=\s|$)|\bI hope it is correct", tail, maxsplit=1)[0].strip()
+    return None
+
+
+def _stated(text, mark, math_spans):
+    """What one answer statement states: the math span right after the marker; else its sentence (up to '. ',
+    a newline or 'I hope it is correct', and, for a marker inside math or a {group}, up to where that ends),
+    from the value right after the marker up to the prose after it; a sentence in prose ('The largest $n$ is
+    34') gives the value after its first ' is ' that is followed by one, else its last math span, else its
+    last whole number."""
+    end = mark.end() + MAX_ANSWER * 4
+    k = bisect.bisect_right(math_spans, (mark.start(), math.inf)) - 1
+    if k >= 0 and math_spans[k][0] <= mark.start() < math_spans[k][1]:   # '\[ \text{Answer: } 12 \]', '\(Answer: 12\)'
+        start, stop, delim = math_spans[k]
+        # a '$' pair around prose is money ('costs $5. So the answer is $12'): only a '$' math span that opens
+        # with the marker counts
+        before = re.sub(r"\\[a-zA-Z]+\s*\{|\s|\b(?:the|final)\b", "", text[start:mark.start()], flags=re.IGNORECASE)
+        if delim != "$" or not before:
+            end = min(end, stop)
+    tail = text[mark.end():end].lstrip(" \t:")
+    if re.search(r"(?::|answer)[ \t]*$", mark.group(0), re.IGNORECASE):
+        tail = tail.lstrip()                                          # 'Answer:\n12', '### Final Answer\n12'
+    tail = re.sub(r"^(?:\}[\s:]*)+", "", tail)                     # '\text{Answer: } 12'
+    tail = re.sub(r"^(?:(?:therefore|thus|hence|then|now|just|simply|clearly|indeed|exactly|actually|still|also|"
+                  r"equal to|given by)\b[\s,:]*)+", "", tail, flags=re.IGNORECASE)   # 'The answer is therefore 3'
+    listed = _spans_first(tail)
+    if listed:
+        return listed
+    sentence = re.split(r"\n|\.(?=\s|$)|\bI hope it is correct", tail, maxsplit=1)[0]
+    # up to a '}' that closes a group the marker was in: '\textbf{Answer: 12}'
+    sentence = sentence[:_closing_braces("{" + sentence + "}").get(0, len(sentence) + 1) - 1].strip()
+    if len(sentence) > MAX_ANSWER:
+        return None                                          # no answer is that long (and a cut one is a piece)
+    if _starts_value(sentence):
+        return _leading_value(sentence)
     bare = re.sub(r"\\text\{[^{}]*\}|" + _SPAN, " ", sentence, flags=re.DOTALL)
-    if len(re.findall(r"[a-zA-Z]{3,}", bare)) < 2:       # not prose: '12,000,023', '$28\%$', '5 apples'
+    if len(re.findall(r"[a-zA-Z]{3,}", bare)) < 2:       # not prose: 'either 3 or 5', 'twenty-five', 'Monday'
         return sentence.strip("$ ")
-    if " is " in sentence:                                   # 'The largest $n$ is 34'
+    for m in re.finditer(r" is ", sentence):                 # 'The largest $n$ is 34'
+        rest = sentence[m.end():].lstrip()
+        if _starts_value(rest):
+            return _spans_first(rest) or _leading_value(rest)
+    if " is " in sentence:
         return sentence.rsplit(" is ", 1)[1].strip("$ ")
     spans = re.findall(_SPAN, sentence, re.DOTALL)
     if spans:
         return next(g for g in spans[-1] if g).strip()
-    numbers = re.findall(r"-?\d[\d,]*(?:\.\d+)?", sentence)    # 'Jane started growing Sphere 3 hours ago'
+    numbers = _NUMBER.findall(sentence)                       # 'Jane started growing Sphere 3 hours ago'
     return numbers[-1] if numbers else None
 
 
+def _parses(s):
+    """Does an answer parse (to anything: a number, a word, a set, ...)?"""
+    try:
+        parse(s)
+        return True
+    except Exception:
+        return False
+
+
+def _states_value(s):
+    """Is a statement a value (a number, an expression, an option) rather than words ('the answer is correct',
+    '15 gallons * 8 pints / gallon = 120 pints')? Only values hedge or override each other."""
+    return not re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}", re.sub(r"\\(?:text|mathrm|mbox)\s*\{[^{}]*\}", "", s)) \
+        and _parses(s)
+
+
+def _boxed_answer(text, boxes):
+    """The boxed answer: one value, or several different ones read as one list 'a, b' (is_equiv reads it as a
+    set) when only separators stand between them; None for a hedge."""
+    distinct = []
+    for b in (c.strip() for _, _, c in boxes):
+        if not any(b == d or is_equiv(b, d) for d in distinct):
+            distinct.append(b)
+        if len(distinct) > MAX_ITEMS:
+            return None
+    if len(distinct) > 1 and not all(_separates(text[e:s]) for (_, e, _), (s, _, _) in zip(boxes, boxes[1:])):
+        return None                                              # 'first \boxed{3} then \boxed{5}': a hedge
+    return ", ".join(distinct)
+
+
+def _stated_answer(text, marks):
+    """The answer of the answer statements: the value they state; None if they state different values."""
+    math_spans = _math_spans(text)
+    stated = [s for s in (_stated(text, m, math_spans) for m in marks) if s]
+    values = [s for s in stated if _states_value(s)] if len(set(stated)) > 1 else stated
+    if any(s != values[0] and not is_equiv(s, values[0]) for s in values[1:]):
+        return None                                              # 'The answer is 3. ... The answer is 5.': a hedge
+    return values[-1] if values else (stated[-1] if stated else None)
+
+
+def _run_on(text, boxes, marks):
+    """Where the text runs on, after its first answer, into a new question or turn (len(text) if it does not)."""
+    first = min([b[1] for b in boxes[:1]] + [m.end() for m in marks[:1]], default=None)
+    m = _RUN_ON.search(text, first) if first is not None else None
+    return m.start() if m else len(text)
+
+
 def extract_answer(text):
-    """The final answer a completion commits to, or None. Several different boxed values come back as
-    one list 'a, b' (is_equiv reads it as a set: see the module docstring)."""
+    """The final answer a completion commits to, or None (see the module docstring for the rules)."""
     if not isinstance(text, str) or len(text) > MAX_TEXT or "\x00" in text:
         return None
     if "<think>" in text or "</think>" in text:
         if "</think>" not in text:
             return None                                  # still thinking: no answer yet
         text = text.rsplit("</think>", 1)[1]
-    boxes = _boxes(text)
-    if len(boxes) > 4 * MAX_ITEMS:
+    text = re.sub(r"<<[^<>\n]*>>", "", text)              # GSM8K's calculator notes: 'is <<3*4=12>>12'
+    text = _ITALIC.sub(r"\1", _EMPHASIS.sub("", text))
+    boxes, marks = _boxes(text), [m for m in _MARKER.finditer(text) if m.group("heading") is None
+                                  or _HEADING.search(text, max(0, m.start() - 80), m.start())]
+    if len(boxes) > 4 * MAX_ITEMS or not boxes and len(marks) > 4 * MAX_ITEMS:
         return None
+    cut = _run_on(text, boxes, marks)                      # the answer before a run-on into a new question
+    text, boxes, marks = text[:cut], [b for b in boxes if b[1] <= cut], [m for m in marks if m.end() <= cut]
     if boxes:
-        distinct = []
-        for b in (c.strip() for _, _, c in boxes):
-            if not any(b == d or is_equiv(b, d) for d in distinct):
-                distinct.append(b)
-            if len(distinct) > MAX_ITEMS:
-                return None
-        if len(distinct) > 1 and not all(_separates(text[e:s]) for (_, e, _), (s, _, _) in zip(boxes, boxes[1:])):
-            return None                                          # 'first \boxed{3} then \boxed{5}': a hedge
-        ans = ", ".join(distinct)
+        ans = _boxed_answer(text, boxes)
+        if ans is not None and marks and not _parses(ans):     # a box that holds no answer in the reasoning
+            stated = _stated_answer(text, marks)                 # ('\boxed{\langle H \rangle \ll \Delta E}') does
+            ans = stated if stated is not None and _parses(stated) else ans   # not hide 'Answer: D'
+    elif marks:
+        ans = _stated_answer(text, marks)
+    elif len(text.strip()) <= 40 and "\n" not in text.strip() and not re.search(r"\\(boxed|fbox)", text):
+        ans = text.strip().rstrip(".").strip().strip("$").strip()
     else:
-        marks = list(_MARKER.finditer(text))
-        if marks:
-            ans = _stated(text[marks[-1].end():])
-        elif len(text.strip()) <= 40 and "\n" not in text.strip() and not re.search(r"\\(boxed|fbox)", text):
-            ans = text.strip().rstrip(".").strip().strip("$").strip()
-        else:
-            ans = None
+        ans = None
     return ans if ans else None
 
 
@@ -302,7 +495,7 @@ def normalize(s):
     # units and words after a number: '5 \text{ cm}', '12 dollars', '3\text{ units}^2', '3 hours ago'
     s = re.sub(r"(?<=[\d}])\s*\\text\{\s*[a-zA-Z][a-zA-Z\s.]*\}(\^\{?-?\d+\}?)?\s*$", "", s)
     s = re.sub(r"(?<=[\d}])\s*(?:\b" + _UNITS + r"\b\s*)+(\^\{?-?\d+\}?)?\.?\s*$", "", s)
-    s = re.sub(r"^(-?\d[\d,]*(?:\.\d+)?)\s+(?:[a-zA-Z]{3,}\.?\s*){1,4}$", r"\1", s)
+    s = re.sub(rf"^(-?\d[\d,]*(?:\.\d+)?)\s+(?!{_VALUE_CHANGING}\b)(?:[a-zA-Z]{{3,}}\.?\s*){{1,4}}$", r"\1", s)
     s = re.sub(r"\\AA\b", "", s)
     if re.fullmatch(r"\s*-?\d{1,3}(,\d{3})+(\.\d+)?\s*", s):            # 1,000 (a bare number only)
         s = s.replace(",", "")
@@ -753,27 +946,41 @@ def _factorial(n):
 def _equation_chain(members):
     """'x = 3' -> ('eq', x, 3); 'x = 1 + 1 = 2' -> ('eq', x, 2); '3 + 4 = 7' -> 7; a chain whose
     members differ ('z = 3 + 3 = 2') is refused."""
-    values = members[1:] if _is_name(members[0]) else members
+    values = members[1:] if _is_name(members[0]) or _computes(members) else members
     rng = _Probes(0)
     if any(not _equal(v, values[-1], rng) for v in values[:-1]):
         if len(members) == 2 and not any(isinstance(m, tuple) for m in members):
             return ("eq", members[0], members[1])           # an equation in unknowns: 2x - y = 1
         raise Refuse("a chain of unequal members")
-    return ("eq", members[0], values[-1]) if values is not members else values[-1]
+    if values is members or not _is_name(members[0]):
+        return values[-1]
+    return ("eq", members[0], values[-1])
 
 
-def parse(s):
-    """Answer string -> (value, had_percent); value as in _Parser, or ('choice', letter). Raises Refuse."""
+def _computes(members):
+    """'p + q = 12 + 7 = 19': a left side in unknowns, then numbers. The chain computes the left side, so
+    its value is the last member (an equation of two members, 'x + y + z = 0', stays an equation)."""
+    return len(members) > 2 and not isinstance(members[0], tuple) and bool(members[0].free_symbols) and all(
+        not isinstance(m, tuple) and not isinstance(m, sp.MatrixBase) and m.is_number for m in members[1:])
+
+
+@functools.lru_cache(maxsize=4096)   # the same answer is parsed again and again: a gold once per sample of its
+def parse(s):                        # group, a box once to see that it holds a value and once to compare it
+    """Answer string -> (value, had_percent); value as in _Parser, ('choice', letter) or ('letters', text,
+    product). Raises Refuse. The value is shared between calls (cached), so nothing may change it."""
     s, percent = normalize(s)
     if not s:
         raise Refuse("empty")
-    letter = re.fullmatch(r"\(?\s*(?:\\text\{\s*\(?\s*([A-E])\s*\)?\s*\}|([A-E]))\s*\)?(?:[.:]\s+.*)?", s,
-                          re.DOTALL)
-    if letter:
+    letter = re.fullmatch(r"\(\s*([A-J])\s*\)(?:\s.*)?|([A-J])(?:\s*[.:)](?:\s.*)?)?",   # A-J: MMLU-Pro has ten
+                          re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s), re.DOTALL)
+    if letter:                                                     # 'B', '(B)', '\text{G: none}', '(G) none', 'G) x'
         return ("choice", letter.group(1) or letter.group(2)), False
     word = re.fullmatch(r"\\text\{([A-Za-z][A-Za-z ,'-]*)\}|([A-Za-z][A-Za-z ]*[A-Za-z])", s)
     if word:                                                       # 'Monday', '\text{no solution}'
-        return ("text", "".join((word.group(1) or word.group(2)).lower().split())), False
+        text = ("text", "".join((word.group(1) or word.group(2)).lower().split()))
+        if word.group(2) and re.fullmatch(r"[A-Za-z]+|[A-Za-z](?: [A-Za-z])+", s):   # 'pq', 'p q': also a product
+            return ("letters", text, sp.Mul(*(sp.Symbol(c) for c in s if c != " "))), False
+        return text, False
     return _Parser(tokenize(s)).parse(), percent
 
 
@@ -918,6 +1125,11 @@ def _as_set(v):
 
 
 def _equal(a, b, rng):
+    if "letters" in (_kind(a), _kind(b)):                  # 'pq': the word pq, or the product p*q
+        a2, b2 = (x[1] if _kind(x) == "letters" else x for x in (a, b))
+        if _kind(a2) == _kind(b2) == "text" and a2[1] == b2[1]:
+            return True
+        a, b = (x[2] if _kind(x) == "letters" else x for x in (a, b))
     ka, kb = _kind(a), _kind(b)
     if ka == kb == "expr":
         return _numbers_equal(a, b, rng)
