@@ -246,6 +246,28 @@ def init_distributed(args):
     dist.init_process_group("nccl" if cuda else "gloo")
 
 
+def leave_distributed(code):
+    """The last thing a torchrun rank does once its process group exists. After a finished run the ranks
+    meet (none leaves while rank 0 still writes the final checkpoint) and destroy the process group;
+    then the process ends with os._exit, without the interpreter's teardown. Why: the process group's
+    threads outlive destroy_process_group (FSDP2's device mesh keeps the group alive: gloo's two workers
+    and its network loop still run), and a gloo worker takes the GIL whenever it drops the last reference
+    to a tensor that has a Python object. CPython ends a thread that waits for the GIL once its teardown
+    has begun with pthread_exit, which a C++ thread cannot survive: the rank aborts ('terminate called
+    without an active exception') and torchrun reports a finished run as failed. os._exit ends every
+    thread at once and runs no teardown, so no thread can meet one. Every file is closed and fsynced
+    by now. After a failure (code != 0) the other ranks give rank 0 a moment to print its line before
+    torchrun, seeing them fail, stops it."""
+    if code == 0:
+        dist.barrier()
+        dist.destroy_process_group()
+    elif not is_main():
+        time.sleep(2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def shard(model, device):
     """FSDP2: each decoder layer, then the rest (embeddings, final norm, lm_head) at the root, sharded
     over the ranks. On CUDA the sharded fp32 weights compute in bf16 and reduce gradients in fp32."""
@@ -1375,9 +1397,11 @@ def append_log(path, record):
 
 
 if __name__ == "__main__":
-    main()
-    if dist.is_initialized():
-        # leave together: a rank that tears its process group down while rank 0 still writes the last
-        # checkpoint can abort in gloo ("terminate called without an active exception", seen on the CPU)
-        dist.barrier()
-        dist.destroy_process_group()
+    code = 0
+    try:
+        main()
+    except SystemExit as e:                        # die(): bad input 2, a failure 1, a stop 130 or 143
+        code = e.code
+    if dist.is_initialized():                      # torchrun, once the ranks have met: see leave_distributed
+        leave_distributed(code)
+    sys.exit(code)

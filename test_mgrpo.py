@@ -1508,7 +1508,7 @@ def distributed_worker(rank, world, port, tiny, out):
     results = {agg: one_step_on_injected_rollouts(tiny, agg) for agg in AGGS}
     if rank == 0:
         torch.save(results, out)
-    torch.distributed.destroy_process_group()
+    mgrpo.leave_distributed(0)                    # as a torchrun rank ends: no teardown for gloo's threads to meet
 
 
 def free_port():
@@ -1539,18 +1539,33 @@ def test_distributed_step_on_two_ranks_equals_the_step_on_one(tiny, tmp_path, mo
 MGRPO_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mgrpo.py")
 
 
-def torchrun(*argv, n=2):
+# Imported by every Python process that torchrun starts: says so if a rank's interpreter begins its teardown.
+TEARDOWN_WITNESS = """import atexit, os, sys
+if "RANK" in os.environ:
+    atexit.register(lambda: print(f"teardown of rank {os.environ['RANK']}", file=sys.stderr, flush=True))
+"""
+
+
+def torchrun(*argv, n=2, tmp=None):
     import subprocess
     import sys
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    if tmp:
+        os.makedirs(os.path.join(tmp, "site"), exist_ok=True)
+        with open(os.path.join(tmp, "site", "sitecustomize.py"), "w") as f:
+            f.write(TEARDOWN_WITNESS)
+        env["PYTHONPATH"] = os.pathsep.join([os.path.join(tmp, "site"), env.get("PYTHONPATH", "")])
     return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-                           MGRPO_PY, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                          text=True, timeout=300)
+                           MGRPO_PY, *argv], env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_distributed_cli_trains_evaluates_checkpoints_and_resumes_exactly(tiny, toy_data, tmp_path, capsys):
     a, b, c = str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c")
-    r = torchrun(*cli_args(tiny, toy_data, a, "--steps", "2", "--batch-size", "4", "--eval-n", "5"))
+    r = torchrun(*cli_args(tiny, toy_data, a, "--steps", "2", "--batch-size", "4", "--eval-n", "5"), tmp=str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
+    # The ranks end without the interpreter's teardown, in which a gloo worker thread that still wants the
+    # GIL would abort the rank (see mgrpo.leave_distributed); the witness would print from any that began one.
+    assert "teardown of rank" not in r.stderr
     assert [x["step"] for x in read_log(a)] == [1, 2]
     rows = [json.loads(x) for x in open(os.path.join(a, "eval-toy-000002.jsonl"))]
     problems = mgrpo.load_problems(toy_data, "test")[:5]
@@ -1566,6 +1581,28 @@ def test_distributed_cli_trains_evaluates_checkpoints_and_resumes_exactly(tiny, 
     mgrpo.main(["--resume", c])
     assert "2 process(es), this run has 1" in capsys.readouterr().out
     assert [x["step"] for x in read_log(c)] == [1, 2]
+
+
+def test_distributed_ctrl_c_is_one_line_from_rank_0_naming_torchrun_resume(tiny, toy_data, tmp_path):
+    import subprocess
+    import sys
+    import time
+    out = str(tmp_path / "c")
+    argv = cli_args(tiny, toy_data, out, "--steps", "500", "--batch-size", "4", "--eval-every", "0", "--save-every", "2")
+    p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          MGRPO_PY, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE,
+                         stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+    log = os.path.join(out, "log.jsonl")
+    for _ in range(600):                                    # until a checkpoint exists and a later step runs
+        time.sleep(0.2)
+        if os.path.exists(log) and len(open(log).readlines()) >= 3:
+            break
+    os.killpg(p.pid, signal.SIGINT)                         # Ctrl-C in a terminal: every process of the group
+    err = p.communicate(timeout=120)[1]
+    said = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("mgrpo: ") and "%|" not in ln]
+    assert len(said) == 1 and said[0].startswith("mgrpo: stopped by SIGINT during step ")
+    assert said[0].endswith(f"continue with: torchrun --nproc_per_node 2 mgrpo.py --resume {out}")
+    assert 'mgrpo.py", line' not in err and "terminate called" not in err       # no rank's traceback or abort
 
 
 def test_distributed_bad_input_is_one_line_from_rank_0(tiny, toy_data, tmp_path):
