@@ -981,7 +981,7 @@ def save_checkpoint(out_dir, step, run, rng, args):
             durable_replace(tmp, final)
         except Exception as e:  # OSError, or safetensors' own error type around one
             shutil.rmtree(tmp, ignore_errors=True)
-            size = tensor_bytes(weights or run.policy.state_dict()) + tensor_bytes(optimizer)
+            size = tensor_bytes(list(run.policy.parameters())) + tensor_bytes(optimizer)   # tied weights once
             failure = write_failure(e, final, size)
         if failure is None and args.keep_last:
             for old in checkpoints(out_dir)[:-args.keep_last]:

@@ -830,9 +830,9 @@ def test_the_checkpoint_size_named_on_a_full_disk_is_what_the_checkpoint_takes(t
     on_disk = sum(os.path.getsize(os.path.join(ckpt, f)) for f in os.listdir(ckpt))
     from transformers import AutoModelForCausalLM
     model = AutoModelForCausalLM.from_pretrained(ckpt)
-    estimate = mgrpo.tensor_bytes(model.state_dict()) + \
+    estimate = mgrpo.tensor_bytes(list(model.parameters())) + \
         mgrpo.tensor_bytes(torch.load(os.path.join(ckpt, "optimizer.pt"), weights_only=True))
-    assert 0.8 * on_disk < estimate < 1.2 * on_disk
+    assert 0.9 * on_disk < estimate <= on_disk, (estimate, on_disk)       # files add headers and the tokenizer
 
 
 def test_every_checkpoint_file_reaches_the_disk_before_the_rename_and_the_rename_after(tiny, toy_data, tmp_path,
