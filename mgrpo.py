@@ -18,11 +18,11 @@ Equations and the function that computes each:
   ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)   grpo_loss()
   KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)     grpo_loss()
   J = 1/G Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}]
-      (loss = -J; within a micro-batch                          grpo_loss()
-       1/G over the layer's micro-batches and ranks             policy_update(), the weight w)
+                       loss = -J over one micro-batch           grpo_loss()
+                       1/G over all micro-batches and ranks     policy_update() (its weight w)
   q' = q + o + p_guide                                          build_correction_prompt()
-  which o get a q'; keep only corrections with R = 1
-      (selection); Layer 2's G = the corrections trained        correction_layer(), select_corrections()
+  which o get a q'; selection: train only on corrections
+      with R >= CORRECT and A != 0; Layer 2's G = those         correction_layer(), select_corrections()
   Acc@t1, Acc@t2, Δ(t1,t2), Δi→c, Δc→i                          self_correction_metrics()
   pass@k = 1 - C(n-c, k) / C(n, k)      (unbiased, Chen et al.)  pass_at_k()
 
@@ -936,13 +936,13 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log, cac
        group's step (one all-success group of 4 beside a 1-of-4 group cuts that group's gradient 5x) by an
        amount that changes from batch to batch. `all`: every correction, plain GRPO on q' as Layer 1 is on
        q (all-equal groups count in the mean, and with β > 0 carry the KL gradient).
-    6. One update (policy_update), πθ_old and πref as in Layer 1. Layer 2's G, J's 1/G, is the number of
-       corrections trained in this step over all ranks (with --loss-agg token-mean: their tokens).
+    6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's G
+       (J's 1/G) is the number of corrections trained in this step, over all ranks (token-mean: their tokens).
 
     prompts: B Layer-1 prompt id lists; answers: B*G Layer-1 completion id lists, group-major; correct1:
     [B*G] bool. Writes the l2_* entries (and sec_gen2, ...) into `log`: always the same keys, counts 0 and
     the rest null when there was nothing to measure. A rank may have no q' at all; it still takes part in
-    every collective (all_reduce, policy_update), so it gives the same answers to the same questions."""
+    every collective (all_reduce, policy_update), or the other ranks would wait for it forever."""
     tk, G, H = run.tk, args.G, args.H
     log.update(dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "sec_gen2", "sec_reward2",
                               "sec_update2"]),
@@ -1384,13 +1384,12 @@ def eval_set_specs(eval_spec):
     """{name: spec} of a comma list of evaluation sets, each named by its file name without .jsonl; two
     sets of one name (a/test.jsonl,b/test.jsonl) would write one file and log one entry: refused."""
     specs = {}
-    for spec in (s.strip() for s in (eval_spec or "").split(",")):
+    for spec in filter(None, (s.strip() for s in (eval_spec or "").split(","))):
         name = os.path.basename(spec).removesuffix(".jsonl")
-        if spec and name in specs:
+        if name in specs:
             die(f"--eval-data: {specs[name]} and {spec} are both named '{name}' (their log entry and file would "
                 "be one): copy one to a file of another name")
-        if spec:
-            specs[name] = spec
+        specs[name] = spec
     return specs
 
 
