@@ -1000,8 +1000,8 @@ def eval_sampling_rng(args, device):
 
 def evaluate(run, problems, args, path, cache_len=None):
     """Each rank answers its share of the problems; rank 0 writes one line per problem, in order: question,
-    gold, t1, t2, correct_t1, correct_t2 -- each a list of K samples with --eval-samples K > 1. Returns
-    self_correction_metrics of those rows."""
+    gold, t1, t2, correct_t1, correct_t2 (is_correct of run.reward) -- each a list of K samples with
+    --eval-samples K > 1. Returns self_correction_metrics of those rows."""
     tk, mine, K = run.tk, my_share(problems), args.eval_samples
     greedy, T = K == 1, args.eval_temperature or EVAL_TEMPERATURE    # T is unused when greedy
     prompts = [tk.prompt(p["question"]) for p in mine]
