@@ -3,33 +3,42 @@ Multi-Layer GRPO (MGRPO, arXiv 2506.04746) in one file.
 
 MGRPO trains one policy πθ on two layers of GRPO per step:
 
-  Layer 1  standard GRPO. For a question q sample G answers o_1..o_G, reward each with a rule
-           (R ∈ {0,1}, verify.reward), and push up the answers that beat their group.
-  Layer 2  self-correction. For a Layer-1 answer o build q' = q + o + p_guide (a guiding phrase
-           asking to re-check the work), sample H corrections, keep the successful ones and
-           push those up too -- on the same policy, with the same optimizer.
+  Layer 1  standard GRPO. For a question q sample G answers o_1..o_G, reward each (by default a
+           rule, verify.reward: 0 or 1), and push up the answers that beat their group.
+  Layer 2  self-correction. For a wrong Layer-1 answer o build q' = q + o + p_guide (a guiding
+           phrase asking to re-check the work), sample H corrections, keep the successful ones
+           and push those up too -- on the same policy, with the same optimizer.
 
-Equations and where they live:
+Equations and the function that computes each:
 
   A_i = (r_i - mean(r)) / (std(r) + eps)                        group_advantages()
   πθ(· | q, o_<t) = softmax(z / T), T the sampling temperature,
-                    likewise πθ_old and πref                    token_logprobs()
-  ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)   token_logprobs() + grpo_loss()
+                    likewise πθ_old and πref                    token_logprobs(), output_logits()
+  πθ_old: the log-probs before the update (detached)            policy_update()
+  ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)   grpo_loss()
   KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)     grpo_loss()
   J = 1/G Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}]
-                                              (loss = -J)       grpo_loss()
+                       loss = -J over one micro-batch           grpo_loss()
+                       1/G over all micro-batches and ranks     policy_update() (its weight w)
   q' = q + o + p_guide                                          build_correction_prompt()
-  keep only corrections with R = 1 (selection)                  select_corrections()
+  which o get a q'; selection: train only on corrections
+      with R >= CORRECT and A != 0; Layer 2's G = those         correction_layer(), select_corrections()
   Acc@t1, Acc@t2, Δ(t1,t2), Δi→c, Δc→i                          self_correction_metrics()
   pass@k = 1 - C(n-c, k) / C(n, k)      (unbiased, Chen et al.)  pass_at_k()
 
 One training step (train_step): Layer-1 rollouts -> rewards -> update -> Layer-2 rollouts from
-the updated policy -> rewards -> selection -> update.  `--layers 1` is plain GRPO.
+the updated policy -> rewards -> selection -> update (correction_layer).  `--layers 1` is plain GRPO.
 
-Sections below run in the order of the algorithm: config, many GPUs (torchrun; skip it for one
-GPU), data, prompts, rollouts, log-probs, the GRPO maths, the training step, evaluation,
-checkpoints, main.  Choices the paper leaves open are listed in README.md ("Choices the paper
-leaves open").
+Rewards: any function of (completion text, problem row) into [0, 1]; an answer is correct when its
+reward reaches CORRECT (1.0: full marks). The default is verify.reward against the row's gold; a
+reward outside [0, 1] stops the run with one line (README: "Use it from your own code").
+
+Sections run in the order of the algorithm: config, many GPUs (torchrun; skip it for one GPU),
+data, prompts, rollouts, log-probs, the GRPO maths, the training step, evaluation, checkpoints, how
+a run ends, main. To learn the algorithm on one GPU, read in this order instead: the GRPO maths
+(group_advantages, grpo_loss), train_step, correction_layer (Layer 2), policy_update,
+token_logprobs, then prompts and rollouts; the "Many GPUs" and "How a run ends" sections can be
+skipped. Choices the paper leaves open are listed in README.md ("Choices the paper leaves open").
 """
 
 import argparse
@@ -55,7 +64,8 @@ from torch.utils.checkpoint import checkpoint
 from verify import last_boxed, reward
 
 # -----------------------------------------------------------------------------
-# Config: one argparse block; the defaults run Qwen2.5-0.5B on GSM8K on one 24 GB GPU.
+# Config: one argparse block. --model has no default; README.md ("Flags") explains every flag, and
+# "Speed and memory" what of the defaults was measured on a GPU.
 
 
 def build_parser():
@@ -64,7 +74,7 @@ def build_parser():
     a("--model", help="Hugging Face model id or local directory (policy and reference)")
     a("--data", default="gsm8k", help="training data: gsm8k, math (MATH's 7,500 training problems) or a .jsonl path")
     a("--eval-data", default=None, help="eval data: gsm8k, math500, minerva_math, olympiadbench or a .jsonl path, or a "
-      "comma list of them (default: GSM8K's test split for --data gsm8k, else none)")
+      "comma list of them (default: GSM8K's test split for --data gsm8k, else none; with --eval-only, --data)")
     a("--output-dir", default=None, help="where log.jsonl, eval files and checkpoints go (default: out/)")
     a("--steps", type=int, default=200, help="training steps (one step = Layer 1 + Layer 2 on one batch)")
     a("--batch-size", type=int, default=8, help="questions per step (over all GPUs)")
@@ -82,7 +92,8 @@ def build_parser():
     a("--l2-inputs", default="incorrect", choices=["incorrect", "all"],
       help="which Layer-1 answers get a Layer-2 correction round")
     a("--l2-select", default="successful", choices=["successful", "all"],
-      help="successful: only corrections with reward 1 are trained on (the paper); all: plain GRPO on q'")
+      help="successful: train only on corrections that are correct (the paper); all: on every correction, "
+      "plain GRPO on q'")
     a("--micro-tokens", type=int, default=16384,
       help="most tokens (prompt + completion, with padding) per forward/backward; gradients are accumulated")
     a("--gen-batch", type=int, default=256, help="most sequences per generate call")
@@ -98,7 +109,7 @@ def build_parser():
       "times, each with one sampled t2, and reports the means over samples and pass@K")
     a("--eval-temperature", type=float, default=None,
       help=f"sampling temperature of evaluation when --eval-samples > 1 (default {EVAL_TEMPERATURE})")
-    a("--save-every", type=int, default=100, help="checkpoint every K steps (and always at the end)")
+    a("--save-every", type=int, default=100, help="checkpoint every K steps (and always at the end; 0: only there)")
     a("--keep-last", type=int, default=0, help="keep only the newest N checkpoints (0: keep all; README: sizes)")
     a("--resume", default=None, help="checkpoint directory (or an output dir: its latest checkpoint); "
       "the run goes on with the checkpoint's settings")
@@ -129,8 +140,10 @@ def check_args(args):
     for name in ("steps", "batch_size", "mu", "micro_tokens", "gen_batch", "max_new_tokens"):
         if getattr(args, name) < 1:
             die(f"--{name.replace('_', '-')} must be >= 1")
-    if args.keep_last < 0:
-        die("--keep-last must be >= 0 (0 keeps every checkpoint)")
+    for name, zero in (("keep_last", "keeps every checkpoint"), ("save_every", "saves only at the end"),
+                       ("eval_every", "evaluates only at the end"), ("eval_n", "evaluates every problem")):
+        if getattr(args, name) < 0:
+            die(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)}; 0 {zero})")
     if args.temperature <= 0:
         die("--temperature must be > 0 (training rollouts are sampled from softmax(z / T))")
     if args.eval_samples < 1:
@@ -282,7 +295,8 @@ def shard(model, device):
 
 
 # -----------------------------------------------------------------------------
-# Data: a list of {"question": str, "gold": str}. The named sets are downloaded once into CACHE_DIR.
+# Data: a list of rows {"question": str, "gold": str, ...the file's other fields}. The named sets are
+# downloaded once into CACHE_DIR.
 
 QWEN_EVAL = "https://raw.githubusercontent.com/QwenLM/Qwen2.5-Math/main/evaluation/data/{name}/test.jsonl"
 URLS = {"gsm8k": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{split}.jsonl",
@@ -312,19 +326,25 @@ def download(url, path, offline_hint):
 
 def gold_of(row):
     """Gold answer: `answer` after its last '####' (GSM8K, commas dropped), else `answer`, else the first
-    `final_answer` without its $ (OlympiadBench), else the last \\boxed{} of `solution` (MATH, Minerva)."""
-    if "answer" in row:
+    `final_answer` without its $ (OlympiadBench), else the last \\boxed{} of `solution` (MATH, Minerva).
+    A field that is null (or an empty list) is absent: the next one is tried."""
+    if row.get("answer") is not None:
         ans = str(row["answer"])
         return ans.rsplit("####", 1)[1].strip().replace(",", "") if "####" in ans else ans.strip()
-    if "final_answer" in row:
-        fa = row["final_answer"]
-        return str(fa[0] if isinstance(fa, list) and fa else fa).strip().strip("$").strip()
-    if "solution" in row:
+    fa = row.get("final_answer")
+    if isinstance(fa, list):
+        fa = fa[0] if fa else None
+    if fa is not None:
+        return str(fa).strip().strip("$").strip()
+    if row.get("solution") is not None:
         return last_boxed(str(row["solution"]))
     return None
 
 
 def load_problems(spec, split):
+    """The problems of a named set or a .jsonl file: a list of the file's rows, each with "question" (from
+    `question` or `problem`) and "gold" (gold_of) added and every other field kept, for a reward of your
+    own to read (test cases, metadata). Bad input: one line naming the file and line, exit 2."""
     if split == "train" and spec in ("math500", "minerva_math", "olympiadbench"):
         die(f"{spec} is a test set: train with --data gsm8k, math or PATH.jsonl and evaluate with --eval-data {spec}")
     if split == "test" and spec == "math":
@@ -368,7 +388,7 @@ def load_problems(spec, split):
             if not isinstance(q, str) or not gold:
                 die(f"{path} line {n}: needs a 'question' or 'problem' field and an 'answer', 'final_answer' or "
                     "'solution' field")
-            problems.append({"question": q, "gold": gold})
+            problems.append({**row, "question": q, "gold": gold})
     if no_gold and is_main():
         print(f"mgrpo: {spec}: left out {len(no_gold)} problem(s) whose solution boxes no answer (line(s) "
               f"{', '.join(map(str, no_gold[:5]))}{', ...' if len(no_gold) > 5 else ''} of {path})")
@@ -680,10 +700,10 @@ def group_advantages(rewards, eps=1e-4):
 
 
 def select_corrections(rewards, mode):
-    """Layer-2 rewards [n_groups, H] -> bool keep mask. 'successful': only corrections that reached
-    the right answer (reward 1) are trained on; 'all': the whole group (plain GRPO on q')."""
+    """Layer-2 rewards [n_groups, H] -> bool keep mask. 'successful': only corrections that are correct
+    (is_correct) are kept; 'all': the whole group (plain GRPO on q'). correction_layer says why."""
     if mode == "successful":
-        return rewards >= 1
+        return is_correct(rewards)
     if mode == "all":
         return torch.ones_like(rewards, dtype=torch.bool)
     raise ValueError(f"unknown selection mode {mode!r}")
@@ -759,70 +779,90 @@ MAX_BAD_STEPS = 5  # non-finite optimizer steps in a row before the run stops
 
 
 def policy_update(run, prompts, completions, adv, args):
-    """One layer's update: `mu` optimizer steps on the same rollouts (micro-batched, accumulated).
-    prompts, completions: this rank's id lists; adv: [n] advantages. Returns mean stats over the
-    passes, the padding fraction, and how many optimizer steps were skipped as non-finite."""
-    policy, device = run.policy, run.device
-    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
-    mbs = micro_batches(lengths, args.micro_tokens)
-    # Normalisers over all ranks, so that an update on N ranks equals one process's update on the
-    # union of their rollouts. Each rank runs as many micro-batches as the busiest one (FSDP would
-    # wait forever otherwise); the extra ones are zero-weight passes on a one-token stand-in.
-    n, n_tok, real, computed, n_mb = all_reduce([len(completions), sum(map(len, completions)), sum(lengths),
-                                                 sum(len(mb) * lengths[mb[0]] for mb in mbs)], "sum") + \
-        all_reduce([len(mbs)], "max")
-    mbs += [[]] * (int(n_mb) - len(mbs))
-    packed = [pack([prompts[i] for i in mb], [completions[i] for i in mb], run.tk.pad, device) if mb else
-              pack([[run.tk.pad]], [[run.tk.pad]], run.tk.pad, device) for mb in mbs]
+    """One layer's update: `mu` optimizer steps on the same rollouts, each accumulating the gradient of
+    -J over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages. Returns the
+    means over the passes of kl, clip_frac, loss and grad_norm, the padding fraction (pad_frac) and how
+    many optimizer steps were skipped as non-finite (skipped)."""
+    plan = plan_micro_batches(run, prompts, completions, args)          # bookkeeping and many GPUs
 
     def logps(model, grad):  # at the sampling temperature: the distribution the rollouts came from
-        with torch.set_grad_enabled(grad), autocast(device):
-            return [token_logprobs(model, ids, mask, comp, args.temperature) for ids, mask, comp in packed]
+        with torch.set_grad_enabled(grad), autocast(run.device):
+            return [token_logprobs(model, ids, mask, comp, args.temperature) for ids, mask, comp in plan.packed]
 
-    ref_lp = logps(run.ref, False) if args.beta > 0 else [None] * len(mbs)
+    ref_lp = logps(run.ref, False) if args.beta > 0 else [None] * len(plan.rows)        # log πref
     if hasattr(run.ref, "reshard"):  # FSDP keeps a root's weights gathered until a backward that never comes
         run.ref.reshard()
-    # With mu == 1, πθ_old is the current policy: ρ == 1 but its gradient is the policy gradient.
-    old_lp = logps(policy, False) if args.mu > 1 else None
+    old_lp = logps(run.policy, False) if args.mu > 1 else [None] * len(plan.rows)       # log πθ_old
+
+    # The gradient path.
     stats = {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0}   # sums of 0-d tensors until the end
     skipped = 0
     for _ in range(args.mu):
         run.opt.zero_grad(set_to_none=True)
         pass_loss = 0.0
-        for k, (mb, (ids, mask, comp)) in enumerate(zip(mbs, packed)):
-            with autocast(device):
-                lp = token_logprobs(policy, ids, mask, comp, args.temperature)
-            old = old_lp[k] if old_lp is not None else lp.detach()
-            a = adv[mb].to(device) if mb else torch.zeros(1, device=device)
-            loss, st = grpo_loss(lp, old, ref_lp[k], a, comp, args.clip_eps, args.beta, args.loss_agg)
-            # The loss is a mean over this micro-batch; weight it to its share of the mean over the layer
-            # (times the ranks, since FSDP averages gradients over them: the average is then the sum).
-            w = len(mb) / n if args.loss_agg == "seq-mean-token-mean" else sum(len(completions[i]) for i in mb) / n_tok
+        for rows, (ids, mask, comp), ref, old in zip(plan.rows, plan.packed, ref_lp, old_lp):
+            with autocast(run.device):
+                lp = token_logprobs(run.policy, ids, mask, comp, args.temperature)       # log πθ [b, L]
+            # With mu == 1, πθ_old is the current policy: ρ == 1, and its gradient is the policy gradient.
+            old = lp.detach() if old is None else old
+            a = adv[rows].to(run.device) if rows else torch.zeros(1, device=run.device)
+            loss, st = grpo_loss(lp, old, ref, a, comp, args.clip_eps, args.beta, args.loss_agg)
+            # grpo_loss is a mean over this micro-batch; w makes it its share of J's 1/G over the whole layer
+            # (1/Σ|o| for token-mean), on every rank. Times the ranks, since FSDP averages gradients over them.
+            w = len(rows) / plan.n_seq if args.loss_agg == "seq-mean-token-mean" else \
+                sum(len(completions[i]) for i in rows) / plan.n_tok
             (loss * w * world()).backward()
             pass_loss = pass_loss + loss.detach() * w
             stats["kl"] += st["kl"] * w / args.mu
             stats["clip_frac"] += st["clip_frac"] * w / args.mu
-        norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), args.max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(run.policy.parameters(), args.max_grad_norm)
         norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm      # FSDP: the global norm
         (pass_loss,) = all_reduce([pass_loss])                                     # one host sync per step
+        skipped += step_unless_non_finite(run, norm, pass_loss)
         stats["grad_norm"] += norm / args.mu
         stats["loss"] += pass_loss / args.mu
-        # A non-finite loss or gradient (a bf16 overflow, a corrupt batch) would ruin the weights for
-        # good inside AdamW: skip that step. Several in a row stop the run before a checkpoint holds NaN.
-        if torch.isfinite(norm) and math.isfinite(pass_loss):
-            run.opt.step()
-            run.bad_steps = 0
-        else:
-            skipped += 1
-            run.bad_steps += 1
-            if run.bad_steps >= MAX_BAD_STEPS:
-                die(f"{run.bad_steps} optimizer steps in a row had a non-finite loss or gradient; stopping "
-                    "(the checkpoints written so far are finite; resume from the last one)", code=1)
+
     run.opt.zero_grad(set_to_none=True)
     sync_rollout_model(run)
     kl, clip_frac = all_reduce([stats["kl"], stats["clip_frac"]])
     return {"kl": kl, "clip_frac": clip_frac, "grad_norm": float(stats["grad_norm"]), "loss": stats["loss"],
-            "skipped": skipped, "pad_frac": 1 - real / computed}
+            "skipped": skipped, "pad_frac": plan.pad_frac}
+
+
+def plan_micro_batches(run, prompts, completions, args):
+    """The bookkeeping of an update: this rank's rollouts cut into micro-batches of at most --micro-tokens
+    (micro_batches) and packed, and the normalisers of J's mean over the layer. Returns a namespace: rows
+    (index lists), packed ([(ids, mask, comp)], each [b, L]), n_seq and n_tok (sequences and completion
+    tokens of the layer, over all ranks), pad_frac (share of the computed tokens that are padding).
+
+    Many GPUs: the normalisers are summed over all ranks, so that an update on N ranks equals one process's
+    update on the union of their rollouts; and each rank runs as many micro-batches as the busiest one (FSDP
+    would wait forever otherwise): the extra ones are empty, zero-weight passes on a one-token stand-in."""
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
+    rows = micro_batches(lengths, args.micro_tokens)
+    n_seq, n_tok, real, computed, n_mb = all_reduce([len(completions), sum(map(len, completions)), sum(lengths),
+                                                     sum(len(mb) * lengths[mb[0]] for mb in rows)], "sum") + \
+        all_reduce([len(rows)], "max")
+    rows += [[]] * (int(n_mb) - len(rows))
+    pad = run.tk.pad
+    packed = [pack([prompts[i] for i in mb], [completions[i] for i in mb], pad, run.device) if mb else
+              pack([[pad]], [[pad]], pad, run.device) for mb in rows]
+    return SimpleNamespace(rows=rows, packed=packed, n_seq=n_seq, n_tok=n_tok, pad_frac=1 - real / computed)
+
+
+def step_unless_non_finite(run, grad_norm, loss):
+    """run.opt.step(), unless the loss or the gradient norm is not finite (a bf16 overflow, a corrupt batch):
+    inside AdamW one NaN would ruin the weights for good. Returns 1 for a skipped step, else 0. MAX_BAD_STEPS
+    skipped in a row end the run (exit 1) before a checkpoint can hold NaN."""
+    if torch.isfinite(grad_norm) and math.isfinite(loss):
+        run.opt.step()
+        run.bad_steps = 0
+        return 0
+    run.bad_steps += 1
+    if run.bad_steps >= MAX_BAD_STEPS:
+        die(f"{run.bad_steps} optimizer steps in a row had a non-finite loss or gradient; stopping "
+            "(the checkpoints written so far are finite; resume from the last one)", code=1)
+    return 1
 
 
 def sync_rollout_model(run):
@@ -835,61 +875,130 @@ def sync_rollout_model(run):
                 dst.copy_(src.to(dst.dtype).full_tensor() if hasattr(src, "full_tensor") else src)
 
 
+# What counts as correct. A reward is a number in [0, 1]; an answer is correct when its reward reaches
+# CORRECT. This one test decides which Layer-1 answers get a correction round (those below it), which
+# corrections selection trains on (those that reach it) and Acc@t1/Acc@t2. verify.reward gives 0 or 1. For
+# a graded reward (the share of unit tests passed, partial credit), set CORRECT to the level that counts as
+# solved; at 1.0 only full marks count, and every answer below them gets a correction round.
+CORRECT = 1.0
+
+
+def is_correct(rewards):
+    """rewards (tensor, any shape) -> bool tensor of the same shape: reward >= CORRECT."""
+    return rewards >= CORRECT
+
+
+def rule_reward(completion, problem):
+    """The default reward (run.reward): verify.reward of the completion's text against problem["gold"]."""
+    return reward(completion, problem["gold"])
+
+
+def score(run, completions, problems):
+    """completions: n id lists, completions[i] answering problems[i] (rows of load_problems) -> [n] float
+    rewards from run.reward(text, problem) (rule_reward where run has none). A reward that is not a number
+    in [0, 1] ends the run with one line (exit 2): above 1 or below 0 the advantages and the correctness
+    test above would silently mean something else."""
+    reward_fn = getattr(run, "reward", None) or rule_reward
+    rewards = []
+    for ids, problem in zip(completions, problems):
+        r = reward_fn(run.tk.text(ids), problem)
+        if not (isinstance(r, (int, float, np.integer, np.floating)) and 0 <= r <= 1):     # NaN fails too
+            die(f"the reward returned {r!r} for an answer to {problem['question'][:50]!r}: a reward must be a "
+                "number in [0, 1]", every_rank=True)
+        rewards.append(float(r))
+    return torch.tensor(rewards, dtype=torch.float32)
+
+
+def update_log(layer, stats):
+    """policy_update's statistics as log entries l1_kl, l1_loss, ... (layer 'l1' or 'l2'); stats None
+    (no update this step): null, with 0 optimizer steps skipped."""
+    keys = ("kl", "clip_frac", "grad_norm", "loss", "pad_frac")
+    return {**{f"{layer}_{k}": stats[k] if stats else None for k in keys},
+            f"{layer}_skipped": stats["skipped"] if stats else 0}
+
+
 def train_step(run, batch, args, rng, cache_len=None):
-    """One MGRPO step on this rank's problems. Returns statistics for the log, over all ranks, with
-    the seconds of each phase (sec_gen1, ...; see phase())."""
-    tk, B, G, H = run.tk, len(batch), args.G, args.H
+    """One MGRPO step on this rank's problems (rows of load_problems). Returns statistics for the log, over
+    all ranks, with the seconds of each phase (sec_gen1, ...; see phase()): the same keys every step (with
+    --layers 2, the l2_* ones too), null where there was nothing to measure."""
+    tk, B, G = run.tk, len(batch), args.G
     log = {}
 
     # Layer 1: standard GRPO on q.
     prompts = [tk.prompt(p["question"]) for p in batch]
     with phase(log, "gen1", args):
-        o = generate(run.rollout, prompts, G, tk, args.max_new_tokens, args.temperature,
-                     gen_batch=args.gen_batch, cache_len=cache_len)                 # B*G id lists
+        answers = generate(run.rollout, prompts, G, tk, args.max_new_tokens, args.temperature,
+                           gen_batch=args.gen_batch, cache_len=cache_len)          # B*G id lists, group-major
     with phase(log, "reward1", args):
-        r1 = torch.tensor([reward(tk.text(o[i]), batch[i // G]["gold"]) for i in range(B * G)]).view(B, G)
+        r1 = score(run, answers, [p for p in batch for _ in range(G)]).view(B, G)
     A1 = group_advantages(r1)                                                       # [B, G]
     with phase(log, "update1", args):
-        st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], o, A1.flatten(), args)
-    r1_sum, n1, tok1 = all_reduce([r1.sum(), r1.numel(), sum(map(len, o))])
-    log.update(l1_reward=r1_sum / n1, l1_kl=st1["kl"], l1_clip_frac=st1["clip_frac"],
-               l1_grad_norm=st1["grad_norm"], l1_loss=st1["loss"], l1_skipped=st1["skipped"],
-               l1_pad_frac=st1["pad_frac"], l1_tokens=int(tok1))
-    if args.layers == 1:
-        return log
+        st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], answers, A1.flatten(), args)
+    r1_sum, n1, tok1 = all_reduce([r1.sum(), r1.numel(), sum(map(len, answers))])
+    log.update(l1_reward=r1_sum / n1, **update_log("l1", st1), l1_tokens=int(tok1))
 
-    # Layer 2: self-correction on q' = q + o + p_guide, sampled from the updated policy. A rank may
-    # have no q' at all; it still takes part in the update (see policy_update).
-    src = [i for i in range(B * G) if args.l2_inputs == "all" or r1.view(-1)[i] == 0]
-    (n_src,) = all_reduce([len(src)])
-    log.update(l2_groups=int(n_src), l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0)
-    if not n_src:
-        return log
-    q2 = [build_correction_prompt(prompts[i // G], tk.strip_stop(o[i]), tk.guides[rng.randrange(len(tk.guides))])
-          for i in src]
-    with phase(log, "gen2", args):
-        c = generate(run.rollout, q2, H, tk, args.max_new_tokens, args.temperature,
-                     gen_batch=args.gen_batch, cache_len=cache_len)                 # len(src)*H
-    with phase(log, "reward2", args):
-        r2 = torch.tensor([reward(tk.text(c[j]), batch[src[j // H] // G]["gold"]) for j in range(len(c))])
-    r2 = r2.view(len(src), H)
-    A2 = group_advantages(r2)                                                       # [n_q', H]
-    keep = select_corrections(r2, args.l2_select)
-    # A kept correction with advantage 0 (its whole group succeeded) carries no policy gradient, yet
-    # counting it in the mean over kept samples would shrink every other group's step: leave it out.
-    idx = (keep & (A2 != 0)).flatten().nonzero().flatten().tolist()
-    fixed = r2[r1.view(-1)[src] == 0]                                               # corrections of wrong answers
-    r2_sum, groups_kept, kept, trained, tok2, fixed_sum, n_fixed = all_reduce(
-        [r2.sum(), keep.any(-1).sum(), keep.sum(), len(idx), sum(map(len, c)), fixed.sum(), fixed.numel()])
-    log.update(l2_reward=r2_sum / (n_src * H), l2_groups_kept=int(groups_kept), l2_samples_kept=int(kept),
-               l2_samples_trained=int(trained), l2_keep_frac=groups_kept / n_src, l2_tokens=int(tok2),
-               l2_correction_rate=fixed_sum / n_fixed if n_fixed else None)
-    with phase(log, "update2", args):
-        if trained:
-            st2 = policy_update(run, [q2[j // H] for j in idx], [c[j] for j in idx], A2.flatten()[idx], args)
-            log.update(l2_kl=st2["kl"], l2_clip_frac=st2["clip_frac"], l2_grad_norm=st2["grad_norm"],
-                       l2_loss=st2["loss"], l2_skipped=st2["skipped"], l2_pad_frac=st2["pad_frac"])
+    if args.layers == 2:
+        correction_layer(run, batch, prompts, answers, is_correct(r1).flatten(), args, rng, log, cache_len)
     return log
+
+
+def correction_layer(run, batch, prompts, answers, correct1, args, rng, log, cache_len=None):
+    """Layer 2, self-correction, on this rank's problems, after the Layer-1 update. Its decisions, and why:
+
+    1. Who gets a correction round (--l2-inputs): the wrong Layer-1 answers (not is_correct); correcting
+       a right one teaches little and costs H rollouts. `all`: every answer, to teach "keep it right" too.
+    2. q' = q + o + p_guide (build_correction_prompt): o as sampled, without its stop token, then one of
+       GUIDES drawn at random, wrapped in the chat template's turn markers (Tokens.guides).
+    3. H corrections per q', sampled from the policy that Layer 1 has just updated.
+    4. Advantages over all H corrections of a q', before selection: a success counts for more in a group
+       where few succeed.
+    5. Selection (--l2-select successful, the paper): train only on the corrections that are correct, and
+       of those only the ones with a nonzero advantage. A group whose corrections all succeed has advantage
+       0: it carries no policy gradient, and counting its samples in the mean would shrink every other
+       group's step (one all-success group of 4 beside a 1-of-4 group cuts that group's gradient 5x) by an
+       amount that changes from batch to batch. `all`: every correction, plain GRPO on q' as Layer 1 is on
+       q (all-equal groups count in the mean, and with β > 0 carry the KL gradient).
+    6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's G
+       (J's 1/G) is the number of corrections trained in this step, over all ranks (token-mean: their tokens).
+
+    prompts: B Layer-1 prompt id lists; answers: B*G Layer-1 completion id lists, group-major; correct1:
+    [B*G] bool. Writes the l2_* entries (and sec_gen2, ...) into `log`: always the same keys, counts 0 and
+    the rest null when there was nothing to measure. A rank may have no q' at all; it still takes part in
+    every collective (all_reduce, policy_update), or the other ranks would wait for it forever."""
+    tk, G, H = run.tk, args.G, args.H
+    log.update(dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "sec_gen2", "sec_reward2",
+                              "sec_update2"]),
+               l2_groups=0, l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0, l2_tokens=0,
+               **update_log("l2", None))
+    chosen = [i for i in range(len(answers)) if args.l2_inputs == "all" or not correct1[i]]      # 1.
+    (n_chosen,) = all_reduce([len(chosen)])
+    log["l2_groups"] = int(n_chosen)
+    if not n_chosen:
+        return
+    q_prime = [build_correction_prompt(prompts[i // G], tk.strip_stop(answers[i]),                # 2.
+                                       tk.guides[rng.randrange(len(tk.guides))]) for i in chosen]
+    with phase(log, "gen2", args):                                                                # 3.
+        corrections = generate(run.rollout, q_prime, H, tk, args.max_new_tokens, args.temperature,
+                               gen_batch=args.gen_batch, cache_len=cache_len)    # len(chosen)*H, group-major
+    with phase(log, "reward2", args):
+        r2 = score(run, corrections, [batch[i // G] for i in chosen for _ in range(H)]).view(len(chosen), H)
+    A2 = group_advantages(r2)                                                                     # 4.
+    selected = select_corrections(r2, args.l2_select)                                             # 5.
+    moving = selected & (A2 != 0) if args.l2_select == "successful" else selected
+    trained = moving.flatten().nonzero().flatten().tolist()                    # rows of `corrections`
+
+    of_wrong = r2[~correct1[chosen]]                       # [n, H] rewards of the corrections of wrong answers
+    r2_sum, groups_kept, kept, n_trained, tok2, fixed, n_of_wrong = all_reduce(
+        [r2.sum(), selected.any(-1).sum(), selected.sum(), len(trained), sum(map(len, corrections)),
+         is_correct(of_wrong).sum(), of_wrong.numel()])
+    log.update(l2_reward=r2_sum / (n_chosen * H), l2_groups_kept=int(groups_kept), l2_samples_kept=int(kept),
+               l2_samples_trained=int(n_trained), l2_keep_frac=groups_kept / n_chosen, l2_tokens=int(tok2),
+               l2_correction_rate=fixed / n_of_wrong if n_of_wrong else None)
+    if n_trained:                                                                                 # 6.
+        with phase(log, "update2", args):
+            st2 = policy_update(run, [q_prime[j // H] for j in trained], [corrections[j] for j in trained],
+                                A2.flatten()[trained], args)
+        log.update(update_log("l2", st2))
 
 
 # -----------------------------------------------------------------------------
@@ -913,8 +1022,8 @@ def eval_sampling_rng(args, device):
 
 def evaluate(run, problems, args, path, cache_len=None):
     """Each rank answers its share of the problems; rank 0 writes one line per problem, in order: question,
-    gold, t1, t2, correct_t1, correct_t2 -- each a list of K samples with --eval-samples K > 1. Returns
-    self_correction_metrics of those rows."""
+    gold, t1, t2, correct_t1, correct_t2 (is_correct of run.reward) -- each a list of K samples with
+    --eval-samples K > 1. Returns self_correction_metrics of those rows."""
     tk, mine, K = run.tk, my_share(problems), args.eval_samples
     greedy, T = K == 1, args.eval_temperature or EVAL_TEMPERATURE    # T is unused when greedy
     prompts = [tk.prompt(p["question"]) for p in mine]
@@ -924,10 +1033,12 @@ def evaluate(run, problems, args, path, cache_len=None):
         q2 = [build_correction_prompt(prompts[i // K], tk.strip_stop(o), tk.guides[0]) for i, o in enumerate(t1)]
         t2 = generate(run.rollout, q2, 1, tk, args.max_new_tokens, T, greedy=greedy,
                       gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t2")
+    each = [p for p in mine for _ in range(K)]
+    ok1, ok2 = is_correct(score(run, t1, each)).tolist(), is_correct(score(run, t2, each)).tolist()
     rows = []
     for i, p in enumerate(mine):
         a, b = [tk.text(o) for o in t1[i * K:(i + 1) * K]], [tk.text(o) for o in t2[i * K:(i + 1) * K]]
-        ok_a, ok_b = [reward(x, p["gold"]) == 1.0 for x in a], [reward(x, p["gold"]) == 1.0 for x in b]
+        ok_a, ok_b = ok1[i * K:(i + 1) * K], ok2[i * K:(i + 1) * K]
         if greedy:                                       # one answer: plain values, as the file always had
             a, b, ok_a, ok_b = a[0], b[0], ok_a[0], ok_b[0]
         rows.append({"question": p["question"], "gold": p["gold"], "t1": a, "t2": b, "correct_t1": ok_a,
@@ -1219,10 +1330,18 @@ def enable_checkpointing(model):
 
 
 def setup(args):
-    """Everything a step needs: policy (fp32 master weights), its bf16 copy for rollouts (CUDA),
-    the frozen reference (only when beta > 0), the optimizer and the prompt tokens. With several
-    ranks, the policy and the reference are read into CPU memory and sharded onto the GPUs layer by
-    layer, and every rank holds a full rollout copy."""
+    """Everything a step needs, as a namespace `run` (the trainer's state), passed to train_step, evaluate,
+    policy_update, generate, ...:
+      policy   the model being trained, fp32 master weights
+      rollout  the copy that samples (bf16 on CUDA, refreshed after every update); on the CPU the policy itself
+      ref      the frozen reference πref, the initial --model (bf16 on CUDA, fp32 on the CPU); None when beta == 0
+      opt      AdamW over the policy
+      tk       Tokens: prompt ids, wrapped guides, stop ids; tk.tok is the Hugging Face tokenizer
+      device   where rollouts and forward passes run
+      reward   reward(completion_text, problem_row) -> float in [0, 1]; rule_reward unless you set another
+      bad_steps  non-finite optimizer steps in a row (step_unless_non_finite)
+    With several ranks, the policy and the reference are read into CPU memory and sharded onto the GPUs
+    layer by layer, and every rank holds a full rollout copy."""
     import huggingface_hub
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -1231,21 +1350,21 @@ def setup(args):
     device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     src = find_checkpoint(args.resume) if args.resume else args.model
     tok = from_pretrained(AutoTokenizer, src)
-    home = device if world() == 1 else torch.device("cpu")
-    policy = load_model(src, home, torch.float32, args.grad_checkpointing)
+    load_to = device if world() == 1 else torch.device("cpu")          # several ranks: sharded after loading
+    policy = load_model(src, load_to, torch.float32, args.grad_checkpointing)
     check_logprobs(policy)
-    low = torch.bfloat16 if device.type == "cuda" else torch.float32
+    sampling_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     rollout = policy
-    if low != torch.float32 or world() > 1:
-        rollout = load_model(src, device, low).requires_grad_(False)
+    if sampling_dtype != torch.float32 or world() > 1:
+        rollout = load_model(src, device, sampling_dtype).requires_grad_(False)
     ref = None
-    if args.beta > 0 and not args.eval_only:
-        ref = load_model(args.model, home, low).eval().requires_grad_(False)  # the initial policy, even on resume
+    if args.beta > 0 and not args.eval_only:       # the initial policy, even on resume
+        ref = load_model(args.model, load_to, sampling_dtype).eval().requires_grad_(False)
     if world() > 1:
         policy, ref = shard(policy, device), ref and shard(ref, device)
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device,
-                           bad_steps=0)
+                           reward=rule_reward, bad_steps=0)
 
 
 # Flags that steer a run without changing what it learns: a resumed run takes them from its command line.
@@ -1283,10 +1402,29 @@ def resolve_resume(args, given):
     return argparse.Namespace(**saved), state, ckpt
 
 
-def check_fresh_output_dir(path):
-    """A fresh run never writes over another run's log, evaluations or checkpoints."""
-    old = sorted(f for f in os.listdir(path) if f == "log.jsonl" or f.startswith(("step-", "eval-"))) \
-        if os.path.isdir(path) else []
+def eval_set_specs(eval_spec):
+    """{name: spec} of a comma list of evaluation sets, each named by its file name without .jsonl; two
+    sets of one name (a/test.jsonl,b/test.jsonl) would write one file and log one entry: refused."""
+    specs = {}
+    for spec in filter(None, (s.strip() for s in (eval_spec or "").split(","))):
+        name = os.path.basename(spec).removesuffix(".jsonl")
+        if name in specs:
+            die(f"--eval-data: {specs[name]} and {spec} are both named '{name}' (their log entry and file would "
+                "be one): copy one to a file of another name")
+        specs[name] = spec
+    return specs
+
+
+def check_fresh_output_dir(path, eval_only_names=None):
+    """A fresh run never writes over another run's log, evaluations or checkpoints. An --eval-only run
+    (eval_only_names: its sets) may write beside a training run, never over an earlier evaluation."""
+    files = os.listdir(path) if os.path.isdir(path) else []
+    if eval_only_names is not None:
+        old = sorted(f for f in files if f in {f"eval_only-{name}.jsonl" for name in eval_only_names})
+        if old:
+            die(f"--output-dir {path} holds an earlier evaluation ({', '.join(old)}): choose a new --output-dir")
+        return
+    old = sorted(f for f in files if f == "log.jsonl" or f.startswith(("step-", "eval-", "eval_only-")))
     if old:
         die(f"--output-dir {path} holds another run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}): "
             f"continue it with --resume {path}, or choose a new --output-dir")
@@ -1324,7 +1462,11 @@ def main(argv=None):
         die("--model is required (a Hugging Face model id or a local directory)")
     check_args(args)
     args.output_dir = args.output_dir or "out"
-    if not args.resume and not args.eval_only:
+    eval_spec = args.eval_data or (args.data if args.eval_only or args.data == "gsm8k" else None)
+    eval_specs = eval_set_specs(eval_spec)
+    if args.eval_only:
+        check_fresh_output_dir(args.output_dir, eval_specs)
+    elif not args.resume:
         check_fresh_output_dir(args.output_dir)
     with ends_cleanly(args) as progress:
         init_distributed(args)
@@ -1335,11 +1477,9 @@ def main(argv=None):
         rng = random.Random(args.seed + rank())  # guide choice
 
         train_set = None if args.eval_only else load_problems(args.data, "train")
-        eval_spec = args.eval_data or (args.data if args.eval_only or args.data == "gsm8k" else None)
         if eval_spec is None and is_main():
             print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
-        eval_sets = {os.path.basename(spec).removesuffix(".jsonl"): load_problems(spec, "test")[: args.eval_n or None]
-                     for spec in (s.strip() for s in (eval_spec or "").split(",")) if spec}
+        eval_sets = {name: load_problems(spec, "test")[: args.eval_n or None] for name, spec in eval_specs.items()}
         check_context(args, train_set, eval_sets)
         run = setup(args)
         cache_len = None
@@ -1370,14 +1510,15 @@ def main(argv=None):
             batch = [train_set[i] for i in my_share(batch_indices(step, args.batch_size, len(train_set), args.seed))]
             t0 = time.time()
             log = {"step": done, **train_step(run, batch, args, rng, cache_len)}
-            log["sec_step"] = round(time.time() - t0, 3)
+            log.update(sec_step=round(time.time() - t0, 3), eval=None, sec_eval=None)
             if eval_sets and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
                 with phase(log, "eval", args):
                     log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{done:06d}.jsonl", cache_len)
                 if is_main():
                     for name, m in log["eval"].items():
                         tqdm.write(f"step {done} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
-            bar.set_postfix(r1=f"{log['l1_reward']:.2f}", r2=f"{log.get('l2_reward', float('nan')):.2f}",
+            r2 = log.get("l2_reward")
+            bar.set_postfix(r1=f"{log['l1_reward']:.2f}", r2="-" if r2 is None else f"{r2:.2f}",
                             kl=f"{log['l1_kl']:.3f}")
             with stop_held():               # a stop waits for the step's log line and checkpoint to be whole
                 if is_main():

@@ -539,7 +539,7 @@ def test_resume_takes_run_control_flags_from_the_command_line(two_step_run, tmp_
     b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=2)
     mgrpo.main(["--resume", b, "--steps", "4", "--eval-n", "2", "--eval-every", "2", "--save-every", "2"])
     log = read_log(b)
-    assert [x["step"] for x in log] == [1, 2, 3, 4] and "eval" not in log[2] and "eval" in log[3]
+    assert [x["step"] for x in log] == [1, 2, 3, 4] and log[2]["eval"] is None and log[3]["eval"]
     assert len(open(os.path.join(b, "eval-toy-000004.jsonl")).readlines()) == 2
     assert sorted(d for d in os.listdir(b) if d.startswith("step-")) == ["step-000001", "step-000002", "step-000004"]
 
@@ -1042,6 +1042,185 @@ def test_evaluation_asks_for_the_correction_with_the_first_guide(tiny, monkeypat
     mgrpo.evaluate(run, problems, args, str(tmp_path / "e.jsonl"))
     (p1, t1), (p2, _) = seen
     assert p2 == [p + run.tk.strip_stop(o) + run.tk.guides[0] for p, o in zip(p1, t1)]
+
+
+# -----------------------------------------------------------------------------
+# For copiers: the reward contract, one log schema, the Python API of the README, data and flags
+
+
+def no_update(updates):
+    """A stand-in for policy_update that records (completions, advantages) and trains nothing."""
+    return lambda run, prompts, comps, adv, args: updates.append((comps, adv.tolist())) or \
+        {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0}
+
+
+def test_a_reward_below_full_marks_is_not_correct_so_every_answer_gets_a_correction_round(tiny, monkeypatch):
+    # 0.5 for every answer: none is correct, so all B * G = 4 answers get a q', and no correction is
+    # selected (none is correct either). Layer 2 used to test `== 0` and saw no wrong answer at all.
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0)
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [[40, 41]] * 8)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
+    updates = []
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+    problems = [{"question": "q", "gold": "1"}, {"question": "r", "gold": "2"}]
+    log = mgrpo.train_step(run, problems, args, random.Random(0))
+    assert log["l1_reward"] == 0.5 and log["l2_groups"] == 4 and log["l2_reward"] == 0.5
+    assert log["l2_samples_kept"] == 0 and log["l2_correction_rate"] == 0.0 and len(updates) == 1
+    # CORRECT is the one place that says what counts: at 0.5, every answer is right and Layer 2 has nothing to do
+    monkeypatch.setattr(mgrpo, "CORRECT", 0.5)
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [[40, 41]] * 8)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
+    assert mgrpo.train_step(run, problems, args, random.Random(0))["l2_groups"] == 0
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 2, [[40, 41]] * 2)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
+    m = mgrpo.evaluate(run, problems, args, os.path.join(os.path.dirname(tiny), "e.jsonl"))
+    assert m["acc_t1"] == 1.0 and m["acc_t2"] == 1.0
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.25, float("nan"), None, "1"])
+def test_a_reward_outside_zero_one_stops_the_run_with_one_line(bad, tiny, monkeypatch, capsys):
+    (run, args) = tiny_run(tiny, G=2, H=2)
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 2, [])
+    run.reward = lambda text, problem: bad
+    with pytest.raises(SystemExit) as e:
+        mgrpo.train_step(run, [{"question": "What is 1 + 1?", "gold": "2"}], args, random.Random(0))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "[0, 1]" in err and repr(bad) in err
+
+
+def test_a_reward_of_your_own_sees_every_field_of_the_row(tiny, tmp_path, monkeypatch):
+    data = write_jsonl(tmp_path / "own.jsonl", [{"question": "What is 1 + 1?", "answer": "2", "tests": ["a", "b"]},
+                                                {"problem": "What is 2 + 2?", "solution": "\\boxed{4}", "tests": []}])
+    problems = mgrpo.load_problems(data, "train")
+    assert problems[0] == {"question": "What is 1 + 1?", "answer": "2", "tests": ["a", "b"], "gold": "2"}
+    assert problems[1]["question"] == "What is 2 + 2?" and problems[1]["gold"] == "4" and problems[1]["tests"] == []
+    (run, args) = tiny_run(tiny, G=2, H=2, layers=1)
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [])
+    seen = []
+    run.reward = lambda text, problem: seen.append(problem["tests"]) or 0.0
+    mgrpo.train_step(run, problems, args, random.Random(0))
+    assert seen == [["a", "b"]] * 2 + [[]] * 2
+
+
+def test_every_step_logs_the_same_keys_whether_or_not_layer_2_had_anything_to_do(tiny, monkeypatch):
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0)
+    problems = [{"question": "q", "gold": "1"}]
+    logs = []
+    for layer1, layer2 in [([[20, 1]] * 2, []),                         # both answers right: no q'
+                           ([[40, 1]] * 2, [[40, 1]] * 4),              # two q', no correction right
+                           ([[40, 1]] * 2, [[20, 1], [40, 1]] * 2)]:    # two q', one right in each: trains
+        fake_rollouts(monkeypatch, run, layer1, layer2)
+        logs.append(mgrpo.train_step(run, problems, args, random.Random(0)))
+    assert logs[0]["l2_groups"] == 0 and logs[1]["l2_samples_trained"] == 0 and logs[2]["l2_samples_trained"] == 2
+    assert list(logs[0]) == list(logs[1]) == list(logs[2])
+    assert logs[0]["l2_reward"] is None and logs[0]["sec_gen2"] is None and logs[1]["l2_loss"] is None
+    assert logs[0]["l2_tokens"] == 0 and logs[1]["l2_skipped"] == 0 and logs[2]["l2_loss"] is not None
+    # plain GRPO logs no Layer-2 keys at all, every step alike
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, layers=1)
+    fake_rollouts(monkeypatch, run, [[40, 1]] * 2, [])
+    log = mgrpo.train_step(run, problems, args, random.Random(0))
+    assert not [k for k in log if k.startswith("l2_") or k.endswith("2")]
+
+
+def test_log_lines_have_the_same_keys_every_step_and_the_readme_names_each(tiny, toy_data, tmp_path):
+    out = str(tmp_path / "keys")
+    mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "2", "--eval-every", "2"))
+    log = read_log(out)
+    assert list(log[0]) == list(log[1]) and log[0]["eval"] is None and log[1]["eval"]
+    readme = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md"), encoding="utf-8").read()
+    outputs = readme[readme.index("## Outputs"):readme.index("## Flags")]
+    assert [k for k in log[0] if f"`{k}`" not in outputs] == []
+
+
+def test_select_all_is_plain_grpo_on_q_prime_with_all_equal_groups_in_the_mean(tiny, monkeypatch):
+    # Both corrections of both q' wrong: advantage 0 everywhere. `all` trains on all 4 (the KL term still
+    # pulls them with β > 0, and they count in the mean as in Layer 1); `successful` on none.
+    W = [40, 41]
+    updates = []
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+    for select, trained in [("all", 4), ("successful", 0)]:
+        (run, args) = tiny_run(tiny, G=2, H=2, l2_select=select)
+        fake_rollouts(monkeypatch, run, [W, W], [W] * 4)
+        log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+        assert log["l2_samples_trained"] == trained
+    assert len(updates) == 3 and updates[1] == ([W] * 4, [0.0] * 4)
+
+
+def test_readme_python_api_snippet_runs(tiny, tmp_path, monkeypatch):
+    # The README's "Use it from your own code" block, exactly, but for its `flags = [...]` line: the tiny
+    # model and a few short steps instead of a real model's run.
+    readme = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md"), encoding="utf-8").read()
+    part = readme[readme.index("## Use it from your own code"):]
+    start = part.index("```python\n") + 10
+    code = part[start:part.index("\n```", start)]
+    (flags,) = [ln for ln in code.splitlines() if ln.startswith("flags = [")]
+    tiny_flags = ["--model", tiny, "--steps", "2", "--batch-size", "2", "--G", "3", "--H", "2",
+                  "--max-new-tokens", "8", "--device", "cpu"]
+    monkeypatch.chdir(tmp_path)
+    printed = []
+    scope = {"print": lambda *a, **kw: printed.append(a)}
+    exec(code.replace(flags, f"flags = {tiny_flags!r}"), scope)
+    assert scope["run"].reward is scope["my_reward"] and len(printed) == 3
+    assert set(printed[-1][0]) >= {"acc_t1", "acc_t2", "delta"}
+    assert os.path.isfile(tmp_path / "eval.jsonl") and os.path.isfile(tmp_path / "my-model" / "config.json")
+
+
+@pytest.mark.parametrize("argv,needle", [(["--save-every", "-1"], "--save-every must be >= 0"),
+                                         (["--eval-every", "-5"], "--eval-every must be >= 0"),
+                                         (["--eval-n", "-1"], "--eval-n must be >= 0")])
+def test_negative_schedules_exit_2_with_one_line(argv, needle, tiny, toy_data, tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(cli_args(tiny, toy_data, str(tmp_path / "neg"), "--steps", "1", *argv))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and needle in err and len(err.splitlines()) == 1
+    assert not os.path.exists(tmp_path / "neg")
+
+
+def test_save_every_0_checkpoints_only_at_the_end(tiny, toy_data, tmp_path):
+    out = str(tmp_path / "s0")
+    mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "2", "--save-every", "0", "--eval-every", "0"))
+    assert sorted(d for d in os.listdir(out) if d.startswith("step-")) == ["step-000002"]
+
+
+def test_eval_only_never_overwrites_an_earlier_evaluation_and_a_training_run_refuses_its_dir(tiny, toy_data,
+                                                                                           tmp_path, capsys):
+    out = str(tmp_path / "ev")
+    argv = ["--model", tiny, "--data", toy_data, "--eval-only", "--eval-n", "2", "--max-new-tokens", "4",
+            "--device", "cpu", "--output-dir", out]
+    mgrpo.main(argv)
+    path = os.path.join(out, "eval_only-toy.jsonl")
+    with open(path, "a") as f:
+        f.write("mine\n")
+    before = open(path).read()
+    for again in (argv, cli_args(tiny, toy_data, out, "--steps", "1")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as e:
+            mgrpo.main(again)
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and "eval_only-toy.jsonl" in err
+    assert open(path).read() == before and sorted(os.listdir(out)) == ["eval_only-toy.jsonl"]
+
+
+def test_two_eval_sets_of_one_name_are_refused_in_one_line(tiny, toy_data, tmp_path, capsys):
+    rows = [{"question": "What is 1 + 1?", "answer": "2"}]
+    a = write_jsonl(os.makedirs(tmp_path / "a") or tmp_path / "a" / "test.jsonl", rows)
+    b = write_jsonl(os.makedirs(tmp_path / "b") or tmp_path / "b" / "test.jsonl", rows)
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", tiny, "--data", toy_data, "--eval-data", f"{a},{b}", "--device", "cpu",
+                    "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and a in err and b in err and "'test'" in err
+
+
+def test_a_null_gold_field_falls_through_to_the_next_and_none_at_all_is_refused(tmp_path, capsys):
+    assert mgrpo.gold_of({"answer": None, "solution": "so \\boxed{5}"}) == "5"
+    assert mgrpo.gold_of({"answer": None, "final_answer": None, "solution": "\\boxed{6}"}) == "6"
+    assert mgrpo.gold_of({"final_answer": [], "answer": None}) is None
+    bad = write_jsonl(tmp_path / "null.jsonl", [{"question": "q", "answer": "1"}, {"question": "r", "answer": None}])
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems(bad, "train")
+    assert e.value.code == 2 and "line 2" in capsys.readouterr().err
+
 
 
 # -----------------------------------------------------------------------------
