@@ -177,7 +177,7 @@ def run_toy(seed, steps, workdir, warm_target=0.25, curve_every=10, n_eval=200, 
     for step in range(1, steps + 1):
         batch = [train[i] for i in mgrpo.batch_indices(step - 1, args.batch_size, len(train), seed)]
         st = mgrpo.train_step(run, batch, args, rng)
-        out["optimizer_steps"] += 1 - st["l1_skipped"] + ("l2_loss" in st) - st.get("l2_skipped", 0)
+        out["optimizer_steps"] += 1 - st["l1_skipped"] + (st.get("l2_loss") is not None) - st.get("l2_skipped", 0)
         out["l1_tokens"] += st["l1_tokens"]
         out["l2_tokens"] += st.get("l2_tokens", 0)
         if curve_every and step % curve_every == 0 and step < steps:
