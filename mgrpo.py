@@ -1447,6 +1447,15 @@ def trim_log(path, step):
         durable_replace(path + ".tmp", path)
 
 
+def append_log(path, record):
+    """One JSON line per step, on the disk before the step's checkpoint is (a power cut after a
+    save must not leave a checkpoint whose steps the log lacks)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
@@ -1526,15 +1535,6 @@ def main(argv=None):
                 if (args.save_every and done % args.save_every == 0) or done == args.steps:
                     save_checkpoint(args.output_dir, done, run, rng, args)
         return log
-
-
-def append_log(path, record):
-    """One JSON line per step, on the disk before the step's checkpoint is (a power cut after a
-    save must not leave a checkpoint whose steps the log lacks)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
 
 
 if __name__ == "__main__":
