@@ -12,17 +12,20 @@ MGRPO trains one policy πθ on two layers of GRPO per step:
 Equations and the function that computes each:
 
   A_i = (r_i - mean(r)) / (std(r) + eps)                        group_advantages()
-  πθ(· | q, o_<t) = softmax(z / T), T the sampling temperature,
-                    likewise πθ_old and πref                    token_logprobs(), output_logits()
+  πθ(· | q, o_<t) = softmax(z / T), z the model's own logits
+      (output_logits), T the sampling temperature; likewise
+      πθ_old and πref                                           token_logprobs()
   πθ_old: the log-probs before the update (detached)            policy_update()
   ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)   grpo_loss()
   KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)     grpo_loss()
   J = 1/G Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}]
                        loss = -J over one micro-batch           grpo_loss()
                        1/G over all micro-batches and ranks     policy_update() (its weight w)
+      G here: the sequences one update trains on, over the whole batch -- B·G (--batch-size times --G)
+      in Layer 1, and in Layer 2 the corrections that selection keeps
   q' = q + o + p_guide                                          build_correction_prompt()
   which o get a q'; selection: train only on corrections
-      with R >= CORRECT and A != 0; Layer 2's G = those         correction_layer(), select_corrections()
+      with R >= CORRECT and A > 0                               correction_layer(), select_corrections()
   Acc@t1, Acc@t2, Δ(t1,t2), Δi→c, Δc→i                          self_correction_metrics()
   pass@k = 1 - C(n-c, k) / C(n, k)      (unbiased, Chen et al.)  pass_at_k()
 
@@ -325,9 +328,11 @@ def download(url, path, offline_hint):
 
 
 def gold_of(row):
-    """Gold answer: `answer` after its last '####' (GSM8K, commas dropped), else `answer`, else the first
+    """Gold answer: `gold` as it is, else `answer` after its last '####' (GSM8K, commas dropped), else `answer`, else the first
     `final_answer` without its $ (OlympiadBench), else the last \\boxed{} of `solution` (MATH, Minerva).
     A field that is null (or an empty list) is absent: the next one is tried."""
+    if row.get("gold") is not None:                 # a file already in load_problems' own form
+        return str(row["gold"]).strip()
     if row.get("answer") is not None:
         ans = str(row["answer"])
         return ans.rsplit("####", 1)[1].strip().replace(",", "") if "####" in ans else ans.strip()
@@ -386,8 +391,8 @@ def load_problems(spec, split):
                 no_gold.append(n)            # MATH's training split has two solutions that box nothing: '\boxed{}'
                 continue
             if not isinstance(q, str) or not gold:
-                die(f"{path} line {n}: needs a 'question' or 'problem' field and an 'answer', 'final_answer' or "
-                    "'solution' field")
+                die(f"{path} line {n}: needs a 'question' or 'problem' field and a 'gold', 'answer', 'final_answer' "
+                    "or 'solution' field")
             problems.append({**row, "question": q, "gold": gold})
     if no_gold and is_main():
         print(f"mgrpo: {spec}: left out {len(no_gold)} problem(s) whose solution boxes no answer (line(s) "
@@ -691,12 +696,25 @@ def micro_batches(lengths, budget):
 
 def group_advantages(rewards, eps=1e-4):
     """rewards [n_groups, group_size] -> advantages, same shape: (r - mean) / (std + eps) within
-    each group. std is the population std (no Bessel), so a group of all-equal rewards gets
-    exactly 0 (numerator 0), never NaN."""
+    each group, std the population std (no Bessel correction). A group of all-equal rewards
+    gets exactly 0 (numerator 0; eps keeps the denominator positive), never NaN."""
     r = rewards.float()
     mean = r.mean(-1, keepdim=True)
     std = r.std(-1, keepdim=True, unbiased=False)
     return (r - mean) / (std + eps)
+
+
+# What counts as correct. A reward is a number in [0, 1]; an answer is correct when its reward reaches
+# CORRECT. This one test decides which Layer-1 answers get a correction round (those below it), which
+# corrections selection trains on (those that reach it) and Acc@t1/Acc@t2. verify.reward gives 0 or 1. For
+# a graded reward (the share of unit tests passed, partial credit), set CORRECT to the level that counts as
+# solved; at 1.0 only full marks count, and every answer below them gets a correction round.
+CORRECT = 1.0
+
+
+def is_correct(rewards):
+    """rewards (tensor, any shape) -> bool tensor of the same shape: reward >= CORRECT."""
+    return rewards >= CORRECT
 
 
 def select_corrections(rewards, mode):
@@ -875,19 +893,6 @@ def sync_rollout_model(run):
                 dst.copy_(src.to(dst.dtype).full_tensor() if hasattr(src, "full_tensor") else src)
 
 
-# What counts as correct. A reward is a number in [0, 1]; an answer is correct when its reward reaches
-# CORRECT. This one test decides which Layer-1 answers get a correction round (those below it), which
-# corrections selection trains on (those that reach it) and Acc@t1/Acc@t2. verify.reward gives 0 or 1. For
-# a graded reward (the share of unit tests passed, partial credit), set CORRECT to the level that counts as
-# solved; at 1.0 only full marks count, and every answer below them gets a correction round.
-CORRECT = 1.0
-
-
-def is_correct(rewards):
-    """rewards (tensor, any shape) -> bool tensor of the same shape: reward >= CORRECT."""
-    return rewards >= CORRECT
-
-
 def rule_reward(completion, problem):
     """The default reward (run.reward): verify.reward of the completion's text against problem["gold"]."""
     return reward(completion, problem["gold"])
@@ -953,10 +958,12 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log, cac
     4. Advantages over all H corrections of a q', before selection: a success counts for more in a group
        where few succeed.
     5. Selection (--l2-select successful, the paper): train only on the corrections that are correct, and
-       of those only the ones with a nonzero advantage. A group whose corrections all succeed has advantage
-       0: it carries no policy gradient, and counting its samples in the mean would shrink every other
-       group's step (one all-success group of 4 beside a 1-of-4 group cuts that group's gradient 5x) by an
-       amount that changes from batch to batch. `all`: every correction, plain GRPO on q' as Layer 1 is on
+       of those only the ones with a positive advantage, which the update pushes up. A group whose
+       corrections all succeed has advantage 0: it carries no policy gradient, and counting its samples in
+       the mean would shrink every other group's step (one all-success group of 4 beside a 1-of-4 group cuts
+       that group's gradient 5x) by an amount that changes from batch to batch. With a 0/1 reward every
+       other kept correction has A > 0; with a graded one (CORRECT < 1) a correct answer below its group's
+       mean has A < 0, and training on it would push a success down. `all`: every correction, plain GRPO on q' as Layer 1 is on
        q (all-equal groups count in the mean, and with β > 0 carry the KL gradient).
     6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's G
        (J's 1/G) is the number of corrections trained in this step, over all ranks (token-mean: their tokens).
@@ -984,8 +991,8 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log, cac
         r2 = score(run, corrections, [batch[i // G] for i in chosen for _ in range(H)]).view(len(chosen), H)
     A2 = group_advantages(r2)                                                                     # 4.
     selected = select_corrections(r2, args.l2_select)                                             # 5.
-    moving = selected & (A2 != 0) if args.l2_select == "successful" else selected
-    trained = moving.flatten().nonzero().flatten().tolist()                    # rows of `corrections`
+    pushed_up = selected & (A2 > 0) if args.l2_select == "successful" else selected
+    trained = pushed_up.flatten().nonzero().flatten().tolist()                 # rows of `corrections`
 
     of_wrong = r2[~correct1[chosen]]                       # [n, H] rewards of the corrections of wrong answers
     r2_sum, groups_kept, kept, n_trained, tok2, fixed, n_of_wrong = all_reduce(
@@ -1363,6 +1370,7 @@ def setup(args):
     if world() > 1:
         policy, ref = shard(policy, device), ref and shard(ref, device)
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    policy.train()          # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
     return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device,
                            reward=rule_reward, bad_steps=0)
 
@@ -1511,7 +1519,6 @@ def main(argv=None):
                 trim_log(log_path, start)
 
         from tqdm.auto import tqdm  # ships with transformers
-        run.policy.train()
         bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="mgrpo", dynamic_ncols=True,
                    disable=not is_main())
         for step in bar:
@@ -1537,12 +1544,19 @@ def main(argv=None):
         return log
 
 
-if __name__ == "__main__":
+def cli(argv=None):
+    """The command line as `python mgrpo.py` and `torchrun ... mgrpo.py` run it: main(), then the exit a
+    torchrun rank needs (leave_distributed). A script of your own that sets, say, `mgrpo.rule_reward` first
+    and then calls mgrpo.cli() runs under torchrun as mgrpo.py does."""
     code = 0
     try:
-        main()
+        main(argv)
     except SystemExit as e:                        # die(): bad input 2, a failure 1, a stop 130 or 143
         code = e.code
     if dist.is_initialized():                      # torchrun, once the ranks have met: see leave_distributed
         leave_distributed(code)
     sys.exit(code)
+
+
+if __name__ == "__main__":
+    cli()

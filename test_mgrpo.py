@@ -1102,6 +1102,42 @@ def test_a_reward_of_your_own_sees_every_field_of_the_row(tiny, tmp_path, monkey
     assert seen == [["a", "b"]] * 2 + [[]] * 2
 
 
+def test_with_a_graded_reward_a_correct_correction_below_its_groups_mean_is_not_pushed_down(tiny, monkeypatch):
+    # CORRECT 0.5 and one q' whose H = 4 corrections score 1, 1, 0.5, 0: all but the last are correct, but
+    # the 0.5 sits below the mean (0.625), so its advantage is negative: selection trains on the two 1s only.
+    (run, args) = tiny_run(tiny, G=2, H=4, beta=0.0)
+    monkeypatch.setattr(mgrpo, "CORRECT", 0.5)
+    fake_rollouts(monkeypatch, run, [[40, 1], [20, 1]], [[20, 1], [20, 2], [30, 1], [40, 1]])
+    run.tk.text = lambda ids: {20: "right", 30: "half", 40: "wrong"}[ids[0]]
+    run.reward = lambda text, problem: {"right": 1.0, "half": 0.5, "wrong": 0.0}[text]
+    updates = []
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+    assert log["l2_groups"] == 1 and log["l2_samples_kept"] == 3 and log["l2_samples_trained"] == 2
+    assert updates[1][0] == [[20, 1], [20, 2]] and all(a > 0 for a in updates[1][1])
+
+
+def test_a_reward_put_in_rule_rewards_place_runs_through_the_command_line(tiny, toy_data, tmp_path, monkeypatch):
+    # The README's way to a reward of your own under torchrun: mgrpo.rule_reward = my_reward; mgrpo.cli()
+    monkeypatch.setattr(mgrpo, "rule_reward", lambda completion, problem: 0.25)
+    out = str(tmp_path / "own")
+    with pytest.raises(SystemExit) as e:
+        mgrpo.cli(cli_args(tiny, toy_data, out, "--steps", "1", "--eval-every", "0"))
+    assert e.value.code == 0 and read_log(out)[0]["l1_reward"] == 0.25
+
+
+def test_setup_returns_the_policy_in_training_mode_so_gradient_checkpointing_acts(tiny):
+    (run, args) = tiny_run(tiny)
+    assert run.policy.training and args.grad_checkpointing
+    assert all(m.training for m in run.policy.modules())
+
+
+def test_a_file_already_in_question_and_gold_form_loads_as_it_is(tmp_path):
+    data = write_jsonl(tmp_path / "qg.jsonl", [{"question": "What is 1 + 1?", "gold": "2", "answer": "#### 3"},
+                                               {"question": "Name it.", "gold": " \\text{Monday} "}])
+    assert [p["gold"] for p in mgrpo.load_problems(data, "train")] == ["2", "\\text{Monday}"]
+
+
 def test_every_step_logs_the_same_keys_whether_or_not_layer_2_had_anything_to_do(tiny, monkeypatch):
     (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0)
     problems = [{"question": "q", "gold": "1"}]
