@@ -1278,10 +1278,13 @@ def ends_cleanly(args):
     Yields a dict whose 'step' the loop keeps at the step in progress."""
     progress = {"step": None}
     STOP.update(signal=None, held=False)
-    try:
-        before = {s: signal.signal(s, on_stop_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    except ValueError:                                    # not the main thread: signals stay as they were
-        before = {}
+    before = {}
+    for s in (signal.SIGINT, signal.SIGTERM):
+        try:
+            if signal.getsignal(s) != signal.SIG_IGN:     # ignored by whoever started us (nohup, `cmd &`): stays so
+                before[s] = signal.signal(s, on_stop_signal)
+        except ValueError:                                # not the main thread: signals stay as they were
+            break
     try:
         yield progress
     except BaseException as e:

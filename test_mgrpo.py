@@ -687,6 +687,18 @@ def test_offline_gsm8k_error_names_both_files(tmp_path, monkeypatch, capsys):
 # How a run ends: a stop signal, out of memory, a full disk, a power cut
 
 
+@pytest.fixture
+def default_signals():
+    """SIGINT and SIGTERM as in a terminal, whatever the shell that started pytest did (a job started with
+    `&` ignores SIGINT); restored after the test. Returns the handlers set."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+    for s, handler in before.items():
+        signal.signal(s, handler)
+
+
 def run_until(tiny, toy_data, out, monkeypatch, capsys, at_step, action, *extra):
     """The CLI with `action()` done at the start of step `at_step` (inside train_step); returns the
     exit code and the lines it wrote on stderr."""
@@ -706,7 +718,8 @@ def run_until(tiny, toy_data, out, monkeypatch, capsys, at_step, action, *extra)
 
 @pytest.mark.parametrize("sig,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_stop_signal_mid_step_ends_with_one_line_naming_the_checkpoint_and_resume(sig, code, tiny, toy_data,
-                                                                                    tmp_path, monkeypatch, capsys):
+                                                                                    tmp_path, monkeypatch, capsys,
+                                                                                    default_signals):
     out = str(tmp_path / "s")
     rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 3, lambda: os.kill(os.getpid(), sig))
     name = signal.Signals(sig).name
@@ -714,18 +727,30 @@ def test_a_stop_signal_mid_step_ends_with_one_line_naming_the_checkpoint_and_res
                                       f"{out}/step-000002; continue with: python mgrpo.py --resume {out}")
     assert not any("Traceback" in ln for ln in err)
     assert [x["step"] for x in read_log(out)] == [1, 2] and mgrpo.checkpoints(out)[-1].endswith("step-000002")
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler      # main() put the handlers back
+    assert {s: signal.getsignal(s) for s in default_signals} == default_signals   # main() put the handlers back
     monkeypatch.undo()
     mgrpo.main(["--resume", out])                                             # and the command it names works
     assert [x["step"] for x in read_log(out)] == [1, 2, 3, 4]
 
 
-def test_a_stop_before_any_checkpoint_says_how_to_start_over(tiny, toy_data, tmp_path, monkeypatch, capsys):
+def test_a_stop_before_any_checkpoint_says_how_to_start_over(tiny, toy_data, tmp_path, monkeypatch, capsys,
+                                                             default_signals):
     out = str(tmp_path / "s0")
     rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 1, lambda: os.kill(os.getpid(), signal.SIGINT),
                         "--save-every", "2")
     assert rc == 130 and err[-1].startswith("mgrpo: stopped by SIGINT during step 1; no checkpoint yet")
     assert f"remove {out}" in err[-1]
+
+
+def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored(tiny, toy_data, tmp_path, monkeypatch, capsys,
+                                                                    default_signals):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)               # `mgrpo.py ... &` from a script, or nohup-like
+    seen = []
+    real = mgrpo.train_step
+    monkeypatch.setattr(mgrpo, "train_step", lambda *a, **kw: seen.append(signal.getsignal(signal.SIGINT)) or
+                        real(*a, **kw))
+    mgrpo.main(cli_args(tiny, toy_data, str(tmp_path / "ign"), "--steps", "1", "--eval-every", "0"))
+    assert seen == [signal.SIG_IGN] and signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
 
 def interrupt_during_save(monkeypatch, times):
@@ -741,7 +766,8 @@ def interrupt_during_save(monkeypatch, times):
     monkeypatch.setattr(torch, "save", save)
 
 
-def test_a_stop_while_a_checkpoint_is_written_completes_it_first(tiny, toy_data, tmp_path, monkeypatch, capsys):
+def test_a_stop_while_a_checkpoint_is_written_completes_it_first(tiny, toy_data, tmp_path, monkeypatch, capsys,
+                                                                 default_signals):
     out = str(tmp_path / "w")
     rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, lambda: interrupt_during_save(monkeypatch, 1))
     assert rc == 130 and "finishing the checkpoint" in "\n".join(err)
@@ -753,7 +779,7 @@ def test_a_stop_while_a_checkpoint_is_written_completes_it_first(tiny, toy_data,
 
 
 def test_a_second_stop_while_a_checkpoint_is_written_leaves_only_a_tmp_directory(tiny, toy_data, tmp_path,
-                                                                                   monkeypatch, capsys):
+                                                                                   monkeypatch, capsys, default_signals):
     out = str(tmp_path / "w2")
     rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, lambda: interrupt_during_save(monkeypatch, 2))
     assert rc == 130 and err[-1].startswith(f"mgrpo: stopped by SIGINT during step 2; latest complete checkpoint: "
@@ -1806,7 +1832,8 @@ def test_distributed_ctrl_c_is_one_line_from_rank_0_naming_torchrun_resume(tiny,
     argv = cli_args(tiny, toy_data, out, "--steps", "500", "--batch-size", "4", "--eval-every", "0", "--save-every", "2")
     p = subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           MGRPO_PY, *argv], env={**os.environ, "OMP_NUM_THREADS": "1"}, stderr=subprocess.PIPE,
-                         stdout=subprocess.DEVNULL, text=True, start_new_session=True)
+                         stdout=subprocess.DEVNULL, text=True, start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))    # as in a terminal
     log = os.path.join(out, "log.jsonl")
     for _ in range(600):                                    # until a checkpoint exists and a later step runs
         time.sleep(0.2)
