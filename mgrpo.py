@@ -1209,7 +1209,7 @@ def how_to_go_on(args, **run_control):
     return f"latest complete checkpoint: {found[-1]}; continue with: {launcher} --resume {args.output_dir}{extra}"
 
 
-# Each phase of a step and of evaluation: what messages call it, and how to make it use less memory.
+# Each phase of a step and of evaluation, as messages name it (phase() knows what lowers its memory).
 PHASES = {"gen1": "Layer-1 rollouts", "reward1": "Layer-1 rewards", "update1": "the Layer-1 update",
           "gen2": "Layer-2 rollouts", "reward2": "Layer-2 rewards", "update2": "the Layer-2 update",
           "eval": "evaluation"}
@@ -1245,6 +1245,7 @@ STOP = {"signal": None, "held": False}      # the first stop signal seen; whethe
 
 
 def on_stop_signal(signum, frame):
+    """The handler of SIGINT and SIGTERM inside ends_cleanly: RunStopped now, or once a write ends."""
     first = STOP["signal"] is None
     STOP["signal"] = STOP["signal"] or signum
     if STOP["held"] and first:
@@ -1281,7 +1282,7 @@ def ends_cleanly(args):
     before = {}
     for s in (signal.SIGINT, signal.SIGTERM):
         try:
-            if signal.getsignal(s) != signal.SIG_IGN:     # ignored by whoever started us (nohup, `cmd &`): stays so
+            if signal.getsignal(s) != signal.SIG_IGN:     # ignored by whoever started us (`cmd &`): stays so
                 before[s] = signal.signal(s, on_stop_signal)
         except ValueError:                                # not the main thread: signals stay as they were
             break
