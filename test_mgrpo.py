@@ -2195,3 +2195,41 @@ def test_negative_control_flipped_advantage_does_not_learn_the_toy_task(tmp_path
     monkeypatch.setattr(mgrpo, "group_advantages", lambda r, eps=1e-4: -advantages(r, eps))
     r = toy.run_toy(seed=0, layers=2, steps=40, workdir=str(tmp_path), curve_every=0, log=None)
     assert r["after"]["acc_t1"] <= r["before"]["acc_t1"] - 0.1
+
+
+# -----------------------------------------------------------------------------
+# The second toy task, column addition with the work shown (examples/toy.py TASKS["addition"]), and what
+# the experiments print.
+
+def test_toy_digits_best_constant_answer_stays_below_the_warm_start_stop():
+    assert toy.best_constant_accuracy([{"gold": g} for g in "9998701"]) == 3 / 7
+    # the docstring's numbers: the maximum is skewed upwards by never repeating a problem (seeds 0, 1, 2)
+    best = [toy.best_constant_accuracy(toy.split(seed)[1]) for seed in (0, 1, 2)]
+    assert best == [0.18, 0.14, 0.17] and max(best) < 0.25
+    train = toy.split(0)[0]
+    assert not any(p["gold"] == "0" for p in train) and sum(p["gold"] == "9" for p in train) == 376
+
+
+def test_column_work_writes_each_column_with_the_carry_it_takes_in():
+    assert toy.column_work(47, 38) == "7+8=15, 4+3+1=8. \\boxed{85}"
+    assert toy.column_work(95, 17) == "5+7=12, 9+1+1=11. \\boxed{112}"
+    assert toy.column_work(21, 34) == "1+4=5, 2+3=5. \\boxed{55}"
+    train, held_out = toy.split(0, task="addition")
+    assert len(train) == 2000 and len(held_out) == 200
+    assert not {p["key"] for p in train} & {p["key"] for p in held_out}
+    assert all(p["gold"] == str(sum(p["key"])) and p["work"].endswith(f"\\boxed{{{p['gold']}}}") for p in train)
+
+
+def test_the_warm_start_shows_only_right_first_answers_in_second_turns(tmp_path, monkeypatch):
+    # The warm start may teach the form of a second turn, never a correction: every q' it trains on holds
+    # the right worked answer of its own question, and the target repeats it.
+    path = toy.build_task_model(str(tmp_path / "m"), "addition")
+    args = toy.toy_args("addition", model=path)
+    run = mgrpo.setup(args)
+    train = toy.split(0, task="addition")[0][:64]
+    shown, build = [], mgrpo.build_correction_prompt
+    monkeypatch.setattr(mgrpo, "build_correction_prompt", lambda p, o, g: shown.append((p, o)) or build(p, o, g))
+    monkeypatch.setattr(toy, "greedy_repeat_rate", lambda *a: 0.0)    # no early stop: every step trains on q'
+    toy.warm_start(run, train, args, target=0.0, max_steps=2, batch=8, task="addition")
+    work = {run.tk.text(run.tk.prompt(p["question"])): p["work"] for p in train}
+    assert len(shown) == 8 and all(run.tk.text(o) == work[run.tk.text(p)] for p, o in shown)
