@@ -6,6 +6,7 @@ The paper's own questions about MGRPO, asked on the toy task of toy.py (CPU, min
     python examples/ablations.py compute --seeds 0          # the quick mode: one seed
     python examples/ablations.py compute --methods grpo mgrpo --seeds 0   # GRPO vs MGRPO, one seed
     python examples/ablations.py plot        # redraw the PNGs from the saved results (needs matplotlib)
+    python examples/ablations.py compute --task addition --methods grpo grpo_g mgrpo   # the addition task
 
 compute: does Layer 2 make Layer 1 better, or is MGRPO's edge just more compute? MGRPO takes two
 optimizer steps per training step and samples more. So beside GRPO and MGRPO it runs GRPO with twice
@@ -15,8 +16,14 @@ plain GRPO on q') and MGRPO with a correction round for every answer (--l2-input
 records held-out Acc@t1 and the sampled correction rate every 10 steps: the learning curves.
 hsweep: sensitivity to H, the number of corrections per q'.
 
+--task: the digits task of toy.py (default) or the addition task, whose answers show their work; each
+task brings its own model, warm start, sampling temperature and step count (toy.TASKS). Every table starts
+with the warm-started model before RL (the intrinsic baseline), and every run also records the greedy
+Δi→c and Δc→i at each curve point.
+
 Results go to --out (default examples/results/): <experiment>.json (every run), <experiment>.md (the
-table) and, with matplotlib installed (`pip install matplotlib`; only the examples use it), PNG plots.
+table) and, with matplotlib installed (`pip install matplotlib`; only the examples use it), PNG plots; a
+task other than digits adds "-TASK" to each name. The terminal shows one progress bar per run.
 """
 import argparse
 import json

@@ -1,18 +1,18 @@
 """
-The toy task of the examples: MGRPO learning on a laptop CPU, through mgrpo.train_step itself.
+The toy tasks of the examples: MGRPO learning on a laptop CPU, through mgrpo.train_step itself.
 
     from toy import run_toy             # examples/ablations.py runs the experiments with it
-    python examples/toy.py write DIR    # the task as files for the command line: DIR/model (warm-started),
-                                        # DIR/train.jsonl and DIR/test.jsonl (the held-out problems)
+    python examples/toy.py write DIR    # the digits task as files for the command line: DIR/model
+                                        # (warm-started), DIR/train.jsonl and DIR/test.jsonl (held out)
 
-The task: "What is the largest digit in 3 8 1 5?" -> \\boxed{8}. The maximum is drawn uniformly from 0..9
-and the other three digits below it (with four uniform digits '9' would be right 34% of the time and RL
-learns to always say 9). Problems never repeat, and that skews the maximum upwards: one digit list has
-maximum 0 and fifteen have maximum 1, so after the 200 held-out problems (which training never sees) the
-2,000 of the training pool hold no maximum 0 and '9' or '8' answers 18-19% of them. The best constant answer is
-right on 14-18% of the held-out problems (seeds 0, 1, 2; best_constant_accuracy), below the 25% at which
-the warm start stops. The model is a 2-layer
-Qwen2 with hidden size 64 and a byte-level BPE tokenizer with a chat template, both built here.
+The digits task ("digits"): "What is the largest digit in 3 8 1 5?" -> \\boxed{8}. The maximum is drawn
+uniformly from 0..9 and the other three digits below it (with four uniform digits '9' would be right 34% of
+the time and RL learns to always say 9). Problems never repeat, and that skews the maximum upwards: one
+digit list has maximum 0 and fifteen have maximum 1, so after the 200 held-out problems (which training
+never sees) the 2,000 of the training pool hold no maximum 0 and '9' or '8' answers 18-19% of them. The
+best constant answer is right on 14-18% of the held-out problems (seeds 0, 1, 2; best_constant_accuracy),
+below the 25% at which the warm start stops. The model is a 2-layer Qwen2 with hidden size 64 and a
+byte-level BPE tokenizer with a chat template, both built here.
 
 Before RL, a few supervised steps on the task itself (target \\boxed{max}) stop as soon as greedy accuracy
 on training problems reaches 25%: a weak policy that solves some problems, as a pretrained model does when
@@ -22,10 +22,15 @@ every input, so the reward has no input-dependent behaviour to reinforce and RL 
 constants. Everything after the warm start is mgrpo.train_step, the function the command line uses, with
 verify.reward as the reward.
 
-Evaluation reports the paper's greedy metrics, plus a sampled correction rate: t1 sampled at temperature 1
-(4 per problem), each wrong one followed by q' with the first guide and one sampled t2; the rate is the
-fraction of those t2 that are right. Greedy t2 at this scale almost always repeats greedy t1, so the
-greedy Δi→c stays near 0 even while Layer 2 learns to correct sampled mistakes.
+Evaluation reports the paper's greedy metrics, plus a sampled correction rate: t1 sampled at the training
+temperature (4 per problem), each wrong one followed by q' with the first guide and one sampled t2; the
+rate is the fraction of those t2 that are right. On the digits task greedy t2 almost always repeats greedy
+t1: the answer is one digit with no work shown, so there is nothing for a second look to find.
+
+The addition task ("addition") is built so that there is: "What is 347 + 258?" -> '7+8=15, 4+5+1=10,
+3+2+1=6. \\boxed{605}', every column written out with the carry it takes in, so a wrong answer sits next to
+the work that shows it. Its tokenizer writes one token per digit. Its warm start stops at 50% greedy
+accuracy and then teaches the form of a second turn (see warm_start); RL samples at temperature 0.5.
 """
 import argparse
 import contextlib
