@@ -193,7 +193,8 @@ def main(argv=None):
     opts.warm_cache = {}        # every method of this call starts from the same warm-started model per seed
     with tempfile.TemporaryDirectory() as work:
         result, md = (compute if opts.experiment == "compute" else hsweep)(opts, work)
-    result.update(task=opts.task, seeds=opts.seeds, steps=opts.steps, curve_every=opts.curve_every, seconds=time.time() - t0,
+    result.update(task=opts.task, seeds=opts.seeds, steps=opts.steps, curve_every=opts.curve_every,
+                  seconds=time.time() - t0,
                   command="python examples/ablations.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     md += f"\n\n`{result['command']}`: {result['seconds'] / 60:.1f} minutes on this machine.\n"
     print("\n" + md)

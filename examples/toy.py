@@ -76,7 +76,7 @@ def best_constant_accuracy(problems):
     return max(map(golds.count, set(golds))) / len(golds)
 
 
-def make_additions(n, seed, exclude=(), n_digits=2):
+def make_additions(n, seed, exclude=(), n_digits=3):
     """n distinct problems "What is 347 + 258?" (two n_digits-digit numbers), none of whose (a, b) is in
     `exclude`; gold is the sum and "work" the written column addition that the warm start shows (see
     column_work)."""
@@ -118,8 +118,8 @@ TASKS = {
         problems=lambda n, seed, exclude=(): make_additions(n, seed, exclude, ADD_DIGITS),
         key=lambda p: p["key"], work=lambda p: p["work"],
         max_new_tokens=40, layers=2, hidden=64, split_digits=True, second_turn=True, warm_target=0.5,
-        # answers of ~30 tokens: at temperature 1 this model gets 1 in 10 right and its RL falls apart
-        # (held-out Acc@t1 0.50 -> 0.12 in 40 steps, measured); at 0.5 it learns
+        # answers of 20-30 tokens: at temperature 1 this model gets 1 in 10 right and its RL falls apart
+        # (two-digit sums, measured: held-out Acc@t1 0.50 -> 0.12 in 40 steps); at 0.5 it learns
         steps=100, flags=dict(temperature=0.5, lr=3e-4)),
 }
 
@@ -181,7 +181,7 @@ def greedy_accuracy(run, problems, args):
 
 
 def greedy_repeat_rate(run, problems, args):
-    """The fraction of problems whose greedy t2 (q' with the first guide after greedy t1) repeats t1 word for word."""
+    """The fraction of problems whose greedy t2 (q' with the first guide after greedy t1) repeats t1 exactly."""
     tk = run.tk
     prompts = [tk.prompt(p["question"]) for p in problems]
     t1 = mgrpo.generate(run.rollout, prompts, 1, tk, args.max_new_tokens, greedy=True, gen_batch=args.gen_batch)
@@ -190,7 +190,8 @@ def greedy_repeat_rate(run, problems, args):
     return sum(tk.text(a) == tk.text(b) for a, b in zip(t1, t2)) / len(problems)
 
 
-def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=32, task="digits", repeat_target=0.9):
+def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=32, task="digits",
+               repeat_target=0.9):
     """Supervised steps on the task's worked answer ('\\boxed{gold}' for digits) + <eos> after the Layer-1
     prompt, stopped as soon as greedy accuracy on 128 training problems reaches `target`: a weak policy that
     solves some problems, as a pretrained model does before RL. (The step at which a tiny model 'gets' the
@@ -240,14 +241,15 @@ def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=3
 
 
 def sampled_correction_rate(run, problems, args, n=4, seed=1234):
-    """Sampling at the training temperature (args.temperature), as in training: n t1 answers per problem; each wrong one gets q' with the
-    first guide and one sampled t2. Returns the fraction of those t2 that are right (fixed seed, so the
-    number is repeatable; the training RNG is left untouched)."""
+    """Sampling at the training temperature (args.temperature), as in training: n t1 answers per problem;
+    each wrong one gets q' with the first guide and one sampled t2. Returns the fraction of those t2 that
+    are right (fixed seed, so the number is repeatable; the training RNG is left untouched)."""
     tk = run.tk
     prompts = [tk.prompt(p["question"]) for p in problems]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        t1 = mgrpo.generate(run.rollout, prompts, n, tk, args.max_new_tokens, args.temperature, gen_batch=args.gen_batch)
+        t1 = mgrpo.generate(run.rollout, prompts, n, tk, args.max_new_tokens, args.temperature,
+                            gen_batch=args.gen_batch)
         wrong = [i for i, o in enumerate(t1) if verify_reward(tk.text(o), problems[i // n]["gold"]) == 0]
         q2 = [mgrpo.build_correction_prompt(prompts[i // n], tk.strip_stop(t1[i]), tk.guides[0]) for i in wrong]
         t2 = (mgrpo.generate(run.rollout, q2, 1, tk, args.max_new_tokens, args.temperature, gen_batch=args.gen_batch)
