@@ -2216,10 +2216,6 @@ def test_negative_control_flipped_advantage_does_not_learn_the_toy_task(tmp_path
     assert r["after"]["acc_t1"] <= r["before"]["acc_t1"] - 0.1
 
 
-# -----------------------------------------------------------------------------
-# The second toy task, column addition with the work shown (examples/toy.py TASKS["addition"]), and what
-# the experiments print.
-
 def test_toy_digits_best_constant_answer_stays_below_the_warm_start_stop():
     assert toy.best_constant_accuracy([{"gold": g} for g in "9998701"]) == 3 / 7
     # the docstring's numbers: the maximum is skewed upwards by never repeating a problem (seeds 0, 1, 2)
@@ -2228,6 +2224,10 @@ def test_toy_digits_best_constant_answer_stays_below_the_warm_start_stop():
     train = toy.split(0)[0]
     assert not any(p["gold"] == "0" for p in train) and sum(p["gold"] == "9" for p in train) == 376
 
+
+# -----------------------------------------------------------------------------
+# The second toy task, column addition with the work shown (examples/toy.py TASKS["addition"]), and what
+# the experiments print.
 
 def test_column_work_writes_each_column_with_the_carry_it_takes_in():
     assert toy.column_work(47, 38) == "7+8=15, 4+3+1=8. \\boxed{85}"
