@@ -2414,7 +2414,8 @@ def run_ablation(tmp_path, *argv):
     import ablations
     out = str(tmp_path / "results")
     result = ablations.main([*argv, "--seeds", "0", "--steps", "2", "--n-eval", "4", "--warm-target", "0", "--out", out])
-    return result, open(os.path.join(out, f"{argv[0]}.md")).read(), out
+    name = argv[0] + (f"-{argv[argv.index('--task') + 1]}" if "--task" in argv else "")
+    return result, open(os.path.join(out, f"{name}.md")).read(), out
 
 
 def test_compute_matched_experiment_runs_every_method_and_writes_table_and_curves(tmp_path):
@@ -2439,6 +2440,24 @@ def test_h_sweep_experiment_runs_each_h_and_writes_table_and_plot(tmp_path):
     assert tokens[1] > tokens[0]                                                        # H = 4 samples more
     if importlib.util.find_spec("matplotlib"):
         assert os.path.getsize(os.path.join(out, "hsweep.png")) > 10_000
+
+
+def test_compute_on_the_addition_task_writes_its_own_files_with_the_intrinsic_row_and_greedy_curves(tmp_path, capsys):
+    result, md, out = run_ablation(tmp_path, "compute", "--task", "addition", "--methods", "grpo", "mgrpo",
+                                   "--curve-every", "1")
+    assert result["task"] == "addition" and not os.path.exists(os.path.join(out, "compute.md"))
+    lines = [x for x in md.splitlines() if x.startswith("| ")]
+    assert [x.split(" | ")[0] for x in lines[2:]] == ["| warm start, before RL (intrinsic)", "| GRPO (`--layers 1`)",
+                                                      "| MGRPO"]
+    run = result["methods"]["mgrpo"]["runs"][0]
+    assert [s for s, _, _ in run["curve_greedy"]] == [0, 1, 2]
+    assert list(run["curve_greedy"][-1][1:]) == [run["after"]["delta_i2c"], run["after"]["delta_c2i"]]
+    # one progress bar per run, named by method and seed; none from the evaluations or from transformers
+    err = capsys.readouterr().err
+    assert "MGRPO, seed 0" in err and "GRPO (--layers 1), seed 0" in err
+    assert "eval t1" not in err and "eval t2" not in err and "Writing model shards" not in err
+    if importlib.util.find_spec("matplotlib"):
+        assert os.path.getsize(os.path.join(out, "curves-addition.png")) > 10_000
 
 
 @pytest.mark.parametrize("argv,needle", [(["compute", "--methods", "grpo_g"], "grpo_g needs mgrpo"),
@@ -2474,3 +2493,59 @@ def test_negative_control_flipped_advantage_does_not_learn_the_toy_task(tmp_path
     monkeypatch.setattr(mgrpo, "group_advantages", lambda r, eps=1e-4: -advantages(r, eps))
     r = toy.run_toy(seed=0, layers=2, steps=40, workdir=str(tmp_path), curve_every=0, log=None)
     assert r["after"]["acc_t1"] <= r["before"]["acc_t1"] - 0.1
+
+
+def test_toy_digits_best_constant_answer_stays_below_the_warm_start_stop():
+    assert toy.best_constant_accuracy([{"gold": g} for g in "9998701"]) == 3 / 7
+    # the docstring's numbers: the maximum is skewed upwards by never repeating a problem (seeds 0, 1, 2)
+    best = [toy.best_constant_accuracy(toy.split(seed)[1]) for seed in (0, 1, 2)]
+    assert best == [0.18, 0.14, 0.17] and max(best) < 0.25
+    train = toy.split(0)[0]
+    assert not any(p["gold"] == "0" for p in train) and sum(p["gold"] == "9" for p in train) == 376
+
+
+# -----------------------------------------------------------------------------
+# The second toy task, column addition with the work shown (examples/toy.py TASKS["addition"]), and what
+# the experiments print.
+
+def test_column_work_writes_each_column_with_the_carry_it_takes_in():
+    assert toy.column_work(47, 38) == "7+8=15, 4+3+1=8. \\boxed{85}"
+    assert toy.column_work(95, 17) == "5+7=12, 9+1+1=11. \\boxed{112}"
+    assert toy.column_work(21, 34) == "1+4=5, 2+3=5. \\boxed{55}"
+    train, held_out = toy.split(0, task="addition")
+    assert len(train) == 2000 and len(held_out) == 200
+    assert not {p["key"] for p in train} & {p["key"] for p in held_out}
+    assert all(p["gold"] == str(sum(p["key"])) and p["work"].endswith(f"\\boxed{{{p['gold']}}}") for p in train)
+
+
+def test_the_warm_start_shows_only_right_first_answers_in_second_turns(tmp_path, monkeypatch):
+    # The warm start may teach the form of a second turn, never a correction: every q' it trains on holds
+    # the right worked answer of its own question, and the target repeats it.
+    path = toy.build_task_model(str(tmp_path / "m"), "addition")
+    args = toy.toy_args("addition", model=path)
+    run = mgrpo.setup(args)
+    train = toy.split(0, task="addition")[0][:64]
+    shown, build = [], mgrpo.build_correction_prompt
+    monkeypatch.setattr(mgrpo, "build_correction_prompt", lambda p, o, g: shown.append((p, o)) or build(p, o, g))
+    monkeypatch.setattr(toy, "greedy_accuracy", lambda *a: 1.0)       # the first-turn phase ends at once,
+    monkeypatch.setattr(toy, "greedy_repeat_rate", lambda *a: 0.0)    # the second-turn phase never early
+    assert toy.warm_start(run, train, args, target=0.5, max_steps=2, batch=8, task="addition") == 2
+    work = {run.tk.text(run.tk.prompt(p["question"])): p["work"] for p in train}
+    assert len(shown) == 8 and all(run.tk.text(o) == work[run.tk.text(p)] for p, o in shown)
+
+
+# Over a minute and a half each: skipped by default so the suite stays under 4 minutes; CI runs them (.ci/run).
+SLOW = pytest.mark.skipif(not os.environ.get("MGRPO_SLOW_TESTS"),
+                          reason="slow (about 2 minutes on 2 cores): MGRPO_SLOW_TESTS=1 runs it, as CI does")
+
+
+@SLOW
+def test_mgrpo_learns_the_addition_task_from_its_warm_start(tmp_path, monkeypatch):
+    # Two-digit sums, the smallest budget that shows learning: the warm start (690 steps, most of them
+    # teaching the form of the second turn) and 20 MGRPO steps, 103 s in all. Seed 0 measured: held-out
+    # Acc@t1 0.665 -> 0.930, sampled correction rate 0.234 -> 0.409; greedy Δi→c 0.060 -> 0.000 (no greedy
+    # self-correction emerges: see the README's "See it learn").
+    monkeypatch.setattr(toy, "ADD_DIGITS", 2)
+    r = toy.run_toy(seed=0, steps=20, workdir=str(tmp_path), task="addition", curve_every=0, log=None)
+    assert r["after"]["acc_t1"] - r["before"]["acc_t1"] >= 0.15
+    assert r["sampled_corr_after"] > r["sampled_corr_before"] + 0.05

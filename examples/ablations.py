@@ -6,6 +6,7 @@ The paper's own questions about MGRPO, asked on the toy task of toy.py (CPU, min
     python examples/ablations.py compute --seeds 0          # the quick mode: one seed
     python examples/ablations.py compute --methods grpo mgrpo --seeds 0   # GRPO vs MGRPO, one seed
     python examples/ablations.py plot        # redraw the PNGs from the saved results (needs matplotlib)
+    python examples/ablations.py compute --task addition --methods grpo grpo_g mgrpo   # the addition task
 
 compute: does Layer 2 make Layer 1 better, or is MGRPO's edge just more compute? MGRPO takes two
 optimizer steps per training step and samples more. So beside GRPO and MGRPO it runs GRPO with twice
@@ -15,8 +16,14 @@ plain GRPO on q') and MGRPO with a correction round for every answer (--l2-input
 records held-out Acc@t1 and the sampled correction rate every 10 steps: the learning curves.
 hsweep: sensitivity to H, the number of corrections per q'.
 
+--task: the digits task of toy.py (default) or the addition task, whose answers show their work; each
+task brings its own model, warm start, sampling temperature and step count (toy.TASKS). Every table starts
+with the warm-started model before RL (the intrinsic baseline), and every run also records the greedy
+Δi→c and Δc→i at each curve point.
+
 Results go to --out (default examples/results/): <experiment>.json (every run), <experiment>.md (the
-table) and, with matplotlib installed (`pip install matplotlib`; only the examples use it), PNG plots.
+table) and, with matplotlib installed (`pip install matplotlib`; only the examples use it), PNG plots; a
+task other than digits adds "-TASK" to each name. The terminal shows one progress bar per run.
 """
 import argparse
 import json
@@ -30,8 +37,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import toy  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-STEPS = 150
-METHODS = {  # name -> (label, mgrpo flags as keywords, steps as a multiple of STEPS)
+METHODS = {  # name -> (label, mgrpo flags as keywords, steps as a multiple of --steps)
     "grpo": ("GRPO (`--layers 1`)", {"layers": 1}, 1),
     "grpo_2x": ("GRPO, 2x steps", {"layers": 1}, 2),
     "grpo_g": ("GRPO, G matched to MGRPO's rollout tokens", {"layers": 1}, 1),
@@ -55,10 +61,14 @@ def over_seeds(seeds):
 
 
 def run_seeds(label, steps, flags, work, opts):
+    from tqdm.auto import tqdm
     runs = []
     for seed in opts.seeds:
-        r = toy.run_toy(seed, steps, work, warm_target=opts.warm_target, curve_every=opts.curve_every,
-                        n_eval=opts.n_eval, log=None, **flags)
+        # one bar per run; the warm start and the evaluations inside it draw none of their own
+        with tqdm(total=steps, desc=f"{label.replace('`', '')}, seed {seed}", leave=False, dynamic_ncols=True) as bar:
+            r = toy.run_toy(seed, steps, work, warm_target=opts.warm_target, curve_every=opts.curve_every,
+                            n_eval=opts.n_eval, log=None, task=opts.task, on_step=lambda step: bar.update(1),
+                            warm_cache=opts.warm_cache, **flags)
         print(f"{label}, seed {seed}: held-out Acc@t1 {r['before']['acc_t1']:.3f} -> {r['after']['acc_t1']:.3f}, "
               f"sampled correction {r['sampled_corr_before']:.3f} -> {r['sampled_corr_after']:.3f}, "
               f"{r['optimizer_steps']} optimizer steps, {r['rollout_tokens']} rollout tokens, "
@@ -88,15 +98,18 @@ def compute(opts, work):
         label, flags, mult = METHODS[m]
         if m == "grpo_g":
             mg = result["mgrpo"]["runs"]   # G x (MGRPO's rollout tokens per step / its Layer-1 tokens per step)
-            g = round(toy.toy_args().G * sum(r["rollout_tokens"] for r in mg) / sum(r["l1_tokens"] for r in mg))
+            g = round(toy.toy_args(opts.task).G * sum(r["rollout_tokens"] for r in mg) / sum(r["l1_tokens"] for r in mg))
             label, flags = f"GRPO, G = {g} (rollout tokens matched to MGRPO)", {**flags, "G": g}
         result[m] = run_seeds(label, opts.steps * mult, flags, work, opts)
     entries = [result[m] for m in METHODS if m in result]
     first = entries[0]["runs"]
-    md = (f"Held-out problems ({opts.n_eval}), after {opts.steps} steps (GRPO 2x: {2 * opts.steps}), "
-          f"{over_seeds(opts.seeds)}. Start (after the warm start, the same for every method): Acc@t1 "
-          f"{ms([r['before']['acc_t1'] for r in first])}, Acc@t2 {ms([r['before']['acc_t2'] for r in first])}, "
-          f"sampled correction rate {ms([r['sampled_corr_before'] for r in first])}.\n\n" + table(entries, METRICS + COST))
+    # The intrinsic baseline: the warm-started model before any RL, asked to correct (the same for every method)
+    intrinsic = {"label": "warm start, before RL (intrinsic)",
+                 "runs": [{**r, "after": r["before"], "sampled_corr_after": r["sampled_corr_before"],
+                           "optimizer_steps": 0, "rollout_tokens": 0} for r in first]}
+    md = (f"Task `{opts.task}`, held-out problems ({opts.n_eval}), after {opts.steps} steps (GRPO 2x: "
+          f"{2 * opts.steps}), {over_seeds(opts.seeds)}. The first row is the model every method starts from.\n\n"
+          + table([intrinsic] + entries, METRICS + COST))
     return {"methods": {m: result[m] for m in METHODS if m in result}}, md
 
 
@@ -109,19 +122,25 @@ def hsweep(opts, work):
 
 
 def plot_curves(plt, result):
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    # results saved before the greedy Δi→c curve was recorded have two panels
+    greedy = all("curve_greedy" in r for e in result["methods"].values() for r in e["runs"])
+    fig, axes = plt.subplots(1, 3 if greedy else 2, figsize=(16 if greedy else 11, 4.2))
     for m, entry in result["methods"].items():
-        curves = [r["curve"] for r in entry["runs"]]
-        steps = [s for s, _, _ in curves[0]]
-        for ax, k in zip(axes, (1, 2)):
+        panels = [("curve", 1), ("curve", 2)] + ([("curve_greedy", 1)] if greedy else [])
+        for ax, (key, k) in zip(axes, panels):
+            curves = [r[key] for r in entry["runs"]]
+            steps = [c[0] for c in curves[0]]
             ys = [statistics.mean(c[i][k] for c in curves) for i in range(len(steps))]
             # GRPO 2x continues GRPO's own run (same seed): dashed, so that GRPO shows beneath its first half
             ax.plot(steps, ys, "--" if m == "grpo_2x" else "-", marker="o", markersize=3,
                     label=entry["label"].replace("`", ""))
     axes[0].set(title="Held-out Acc@t1 (greedy)", xlabel="training step", ylabel="accuracy")
     axes[1].set(title="Sampled correction rate of wrong answers", xlabel="training step", ylabel="rate")
+    if greedy:
+        axes[2].set(title="Greedy Δi→c (held-out)", xlabel="training step", ylabel="fraction of problems")
     axes[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"Toy task, every {result['curve_every']} steps, " + over_seeds(result["seeds"]).replace(" ± std", ""))
+    fig.suptitle(f"Task {result.get('task', 'digits')}, every {result['curve_every']} steps, "
+                 + over_seeds(result["seeds"]).replace(" ± std", ""))
     return fig
 
 
@@ -149,15 +168,19 @@ def plot_hsweep(plt, result):
 def main(argv=None):
     p = argparse.ArgumentParser(description="MGRPO ablations on the toy task (CPU).")
     p.add_argument("experiment", choices=["compute", "hsweep", "plot"])
+    p.add_argument("--task", default="digits", choices=list(toy.TASKS),
+                   help="digits: largest digit, answer only; addition: column addition with the work shown")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one seed is the quick mode")
-    p.add_argument("--steps", type=int, default=STEPS)
+    p.add_argument("--steps", type=int, default=None, help="training steps (default: the task's, 150 for digits)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="compute only")
     p.add_argument("--H", type=int, nargs="+", default=H_VALUES, help="hsweep only")
     p.add_argument("--curve-every", type=int, default=10, help="evaluate every K steps for the curves (0: never)")
     p.add_argument("--n-eval", type=int, default=200, help="held-out problems")
-    p.add_argument("--warm-target", type=float, default=0.25, help="greedy accuracy that ends the warm start")
+    p.add_argument("--warm-target", type=float, default=None,
+                   help="greedy accuracy that ends the warm start (default: the task's, 0.25 for digits; 0: none)")
     p.add_argument("--out", default=os.path.join(HERE, "results"))
     opts = p.parse_args(argv)
+    opts.steps = toy.TASKS[opts.task].steps if opts.steps is None else opts.steps
     if opts.experiment == "compute" and "grpo_g" in opts.methods and "mgrpo" not in opts.methods:
         p.error("--methods grpo_g needs mgrpo too: its G comes from MGRPO's rollout tokens")
     if min(opts.H) < 2:
@@ -165,16 +188,19 @@ def main(argv=None):
     os.makedirs(opts.out, exist_ok=True)
     if opts.experiment == "plot":
         return draw(opts.out)
+    name = opts.experiment if opts.task == "digits" else f"{opts.experiment}-{opts.task}"
     t0 = time.time()
+    opts.warm_cache = {}        # every method of this call starts from the same warm-started model per seed
     with tempfile.TemporaryDirectory() as work:
         result, md = (compute if opts.experiment == "compute" else hsweep)(opts, work)
-    result.update(seeds=opts.seeds, steps=opts.steps, curve_every=opts.curve_every, seconds=time.time() - t0,
+    result.update(task=opts.task, seeds=opts.seeds, steps=opts.steps, curve_every=opts.curve_every,
+                  seconds=time.time() - t0,
                   command="python examples/ablations.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     md += f"\n\n`{result['command']}`: {result['seconds'] / 60:.1f} minutes on this machine.\n"
     print("\n" + md)
-    with open(os.path.join(opts.out, f"{opts.experiment}.json"), "w") as f:
+    with open(os.path.join(opts.out, f"{name}.json"), "w") as f:
         json.dump(result, f, indent=1)
-    with open(os.path.join(opts.out, f"{opts.experiment}.md"), "w") as f:
+    with open(os.path.join(opts.out, f"{name}.md"), "w") as f:
         f.write(md)
     draw(opts.out)
     return result
@@ -189,17 +215,19 @@ def draw(out):
         return
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    for name, png, plot in (("compute", "curves.png", plot_curves), ("hsweep", "hsweep.png", plot_hsweep)):
-        path = os.path.join(out, f"{name}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                result = json.load(f)
-            if name == "hsweep" or result["curve_every"]:
-                fig = plot(plt, result)
-                fig.tight_layout()
-                fig.savefig(os.path.join(out, png), dpi=110)
-                plt.close(fig)
-                print(f"drew {os.path.join(out, png)}")
+    for task in toy.TASKS:          # digits keeps the file names it always had; other tasks add "-TASK"
+        suffix = "" if task == "digits" else f"-{task}"
+        for name, png, plot in (("compute", "curves", plot_curves), ("hsweep", "hsweep", plot_hsweep)):
+            path = os.path.join(out, f"{name}{suffix}.json")
+            if os.path.exists(path):
+                with open(path) as f:
+                    result = json.load(f)
+                if name == "hsweep" or result["curve_every"]:
+                    fig = plot(plt, result)
+                    fig.tight_layout()
+                    fig.savefig(os.path.join(out, f"{png}{suffix}.png"), dpi=110)
+                    plt.close(fig)
+                    print(f"drew {os.path.join(out, f'{png}{suffix}.png')}")
 
 
 if __name__ == "__main__":
