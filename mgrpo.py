@@ -183,16 +183,17 @@ def check_context(args, train_set, eval_sets):
     model's context: past it, learned positions (GPT-2) fail deep inside generate, in Layer 2, and
     rotary ones run on silently outside what the model was trained on. The longest sequence is the
     longest prompt + answer, and in Layer 2 and evaluation (t2) + guide + correction. A model without
-    a known context length is not refused."""
+    a known context length is not refused. Returns the longest prompt in tokens (for static_cache_len)."""
     from transformers import AutoConfig, AutoTokenizer
     src = find_checkpoint(args.resume) if args.resume else args.model
-    ctx = context_length(from_pretrained(AutoConfig, src))
-    if ctx is None:
-        return
     tk = Tokens(from_pretrained(AutoTokenizer, src))
     sets = [(train_set, args.layers)] if train_set else []
     sets += [(problems, 2) for problems in eval_sets.values() if problems]     # evaluation always asks for t2
     need = [(max(len(tk.prompt(p["question"])) for p in problems), layers) for problems, layers in sets]
+    longest_prompt = max((p for p, _ in need), default=0)
+    ctx = context_length(from_pretrained(AutoConfig, src))
+    if ctx is None:
+        return longest_prompt
     longest = max((longest_sequence(p, args.max_new_tokens, tk.guides, layers) for p, layers in need), default=0)
     if longest > ctx:
         # longest_sequence grows by `layers` tokens per added --max-new-tokens
@@ -201,6 +202,7 @@ def check_context(args, train_set, eval_sets):
             "the longest prompt alone does not fit"
         die(f"the longest sequence this run builds is {longest} tokens (prompt + answer + guide + correction), "
             f"more than the model's context of {ctx}: {hint}")
+    return longest_prompt
 
 
 # -----------------------------------------------------------------------------
@@ -1501,12 +1503,11 @@ def main(argv=None):
         if eval_spec is None and is_main():
             print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
         eval_sets = {name: load_problems(spec, "test")[: args.eval_n or None] for name, spec in eval_specs.items()}
-        check_context(args, train_set, eval_sets)
+        longest_prompt = check_context(args, train_set, eval_sets)
         run = setup(args)
         cache_len = None
         if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):
-            longest = max(len(run.tk.prompt(p["question"])) for p in (train_set or []) + sum(eval_sets.values(), []))
-            cache_len = static_cache_len(longest, args.max_new_tokens, run.tk.guides)
+            cache_len = static_cache_len(longest_prompt, args.max_new_tokens, run.tk.guides)
 
         if args.eval_only:
             with phase({}, "eval", args):
