@@ -1,47 +1,55 @@
 """
 Multi-Layer GRPO (MGRPO, arXiv 2506.04746) in one file.
 
-MGRPO trains one policy πθ on two layers of GRPO per step:
+MGRPO trains one policy πθ with two layers of GRPO in every step:
 
-  Layer 1  standard GRPO. For a question q sample G answers o_1..o_G, reward each (by default a
-           rule, verify.reward: 0 or 1), and push up the answers that beat their group.
-  Layer 2  self-correction. For a wrong Layer-1 answer o build q' = q + o + p_guide (a guiding
-           phrase asking to re-check the work), sample H corrections, keep the successful ones
-           and push those up too -- on the same policy, with the same optimizer.
+  Layer 1  standard GRPO. For a question q sample G answers o_1..o_G, reward each (by default a rule,
+           verify.reward: 0 or 1), and push up the answers that beat their group.
+  Layer 2  self-correction. For a wrong Layer-1 answer o build q' = q + o + p_guide (a guiding phrase
+           asking to re-check the work), sample H corrections, keep the successful ones and push those
+           up too -- on the same policy, with the same optimizer.
 
-Equations and the function that computes each:
+One step (train_step), in pseudocode:
 
-  A_i = (r_i - mean(r)) / (std(r) + eps)                        group_advantages()
-  πθ(· | q, o_<t) = softmax(z / T), z the model's own logits
-      (output_logits), T the sampling temperature; likewise
-      πθ_old and πref                                           token_logprobs()
-  πθ_old: the log-probs before the update (detached)            policy_update()
-  ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)   grpo_loss()
-  KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)     grpo_loss()
-  J = 1/G Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}]
-                       loss = -J over one micro-batch           grpo_loss()
-                       1/G over all micro-batches and ranks     policy_update() (its weight w)
-      G here: the sequences one update trains on, over the whole batch -- B·G (--batch-size times --G)
-      in Layer 1, and in Layer 2 the corrections that selection keeps
-  q' = q + o + p_guide                                          build_correction_prompt()
-  which o get a q'; selection: train only on corrections
-      with R >= CORRECT and A > 0                               correction_layer(), select_corrections()
-  Acc@t1, Acc@t2, Δ(t1,t2), Δi→c, Δc→i                          self_correction_metrics()
-  pass@k = 1 - C(n-c, k) / C(n, k)      (unbiased, Chen et al.)  pass_at_k()
+  for each question q:  o_1..o_G ~ πθ(·|q),  r_i = reward(o_i),  A = group_advantages(r)      # Layer 1
+  θ <- AdamW step on -J(q, o, A)                                                             # policy_update
+  for each wrong o_i:   q' = q + o_i + p_guide,  c_1..c_H ~ πθ(·|q'),  A' = group_advantages(r')  # Layer 2
+  θ <- AdamW step on -J(q', c, A'), only the c_j that are correct with A'_j > 0             # selection
 
-One training step (train_step): Layer-1 rollouts -> rewards -> update -> Layer-2 rollouts from
-the updated policy -> rewards -> selection -> update (correction_layer).  `--layers 1` is plain GRPO.
+Equations and the function that computes each, in the order Part I defines them:
 
-Rewards: any function of (completion text, problem row) into [0, 1]; an answer is correct when its
-reward reaches CORRECT (1.0: full marks). The default is verify.reward against the row's gold; a
-reward outside [0, 1] stops the run with one line (README: "Use it from your own code").
+  A_i = (r_i - mean(r)) / (std(r) + eps)                          group_advantages()
+  correct: r >= CORRECT (1.0, full marks)                         is_correct()
+  selection: corrections with r >= CORRECT and A > 0              select_corrections()
+  ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)     grpo_loss()
+  KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)       grpo_loss()
+  J = 1/G Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}];  loss = -J    grpo_loss()
+      G: the sequences one update trains on, B·G in Layer 1, the selected corrections in Layer 2;
+      1/G spans every micro-batch and rank                        micro_batch_weight()
+  q = the chat template's user turn with the question            layer1_prompt()
+  q' = q + o + p_guide                                            build_correction_prompt()
+  r = reward(completion, problem) in [0, 1]                       score()
+  Layer 1; Layer 2; the update of either                          train_step(), correction_layer(), policy_update()
+  πθ(· | q, o_<t) = softmax(z / T), z the model's own logits,
+      T the sampling temperature; likewise πθ_old and πref        token_logprobs()
+  the training loop                                               train()
+  Acc@t1, Acc@t2 (t2: the answer on q'), Δ(t1,t2), Δi→c, Δc→i     evaluate(), self_correction_metrics()
+  pass@k = 1 - C(n-c, k) / C(n, k)      (unbiased, Chen et al.)   pass_at_k()
 
-Sections run in the order of the algorithm: config, many GPUs (torchrun; skip it for one GPU),
-data, prompts, rollouts, log-probs, the GRPO maths, the training step, evaluation, checkpoints, how
-a run ends, main. To learn the algorithm on one GPU, read in this order instead: the GRPO maths
-(group_advantages, grpo_loss), train_step, correction_layer (Layer 2), policy_update,
-token_logprobs, then prompts and rollouts; the "Many GPUs" and "How a run ends" sections can be
-skipped. Choices the paper leaves open are listed in README.md ("Choices the paper leaves open").
+How to read it: Part I, the algorithm, top to bottom. Part II, the engine room (sampling, batching, models,
+data, many GPUs, checkpoints, how a run ends, the command line), only makes Part I run and can be skipped.
+
+Deliberate choices (the reason is at the code; README.md, "Choices the paper leaves open", has them all):
+  - Layer 2 trains only on correct corrections with a positive advantage (select_corrections), sampled
+    from the policy that Layer 1 has just updated, with the same optimizer (correction_layer).
+  - q' reuses o's sampled token ids, never re-tokenised text, and keeps o as sampled even where a chat
+    template would rewrite an earlier turn (build_correction_prompt).
+  - Population std, eps added to it; an all-equal group gets advantage 0 (group_advantages).
+  - With --mu 1, πθ_old is πθ detached: ρ = 1, and the gradient is the plain policy gradient (policy_update).
+  - Log-probs at the sampling temperature, from the model's own output logits, so ρ, the KL and the
+    gradient refer to the distribution the rollouts came from (token_logprobs); dropout is off.
+  - fp32 master weights; bf16 autocast and a bf16 rollout copy on CUDA; πref is the initial --model.
+  - A reward is a number in [0, 1]; one threshold, CORRECT, decides what is correct everywhere.
 """
 
 import argparse
@@ -66,237 +74,841 @@ from torch.utils.checkpoint import checkpoint
 
 from verify import last_boxed, reward
 
+# =============================================================================
+# PART I: THE ALGORITHM
+# =============================================================================
+
 # -----------------------------------------------------------------------------
-# Config: one argparse block. --model has no default; README.md ("Flags") explains every flag, and
-# "Speed and memory" what of the defaults was measured on a GPU.
+# The GRPO maths: pure functions of tensors.
 
 
-def build_parser():
-    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
-    a = p.add_argument
-    a("--model", help="Hugging Face model id or local directory (policy and reference)")
-    a("--data", default="gsm8k", help="training data: gsm8k, math (MATH's 7,500 training problems) or a .jsonl path")
-    a("--eval-data", default=None, help="eval data: gsm8k, math500, minerva_math, olympiadbench or a .jsonl path, or a "
-      "comma list of them (default: GSM8K's test split for --data gsm8k, else none; with --eval-only, --data)")
-    a("--output-dir", default=None, help="where log.jsonl, eval files and checkpoints go (default: out/)")
-    a("--steps", type=int, default=200, help="training steps (one step = Layer 1 + Layer 2 on one batch)")
-    a("--batch-size", type=int, default=8, help="questions per step (over all GPUs)")
-    a("--G", type=int, default=8, help="Layer-1 samples per question (group size, >= 2)")
-    a("--H", type=int, default=4, help="Layer-2 corrections per q' (group size, >= 2)")
-    a("--lr", type=float, default=1e-6, help="AdamW learning rate")
-    a("--beta", type=float, default=0.04, help="KL weight; 0 skips loading the reference model")
-    a("--clip-eps", type=float, default=0.2, help="PPO clip range ε")
-    a("--mu", type=int, default=1, help="optimisation passes over the same rollouts")
-    a("--loss-agg", default="seq-mean-token-mean", choices=["seq-mean-token-mean", "token-mean"],
-      help="seq-mean-token-mean: the paper's 1/G Σ 1/|o_i| Σ_t; token-mean: one mean over all tokens (DAPO)")
-    a("--max-new-tokens", type=int, default=512, help="generation length cap for answers and corrections")
-    a("--temperature", type=float, default=1.0, help="sampling temperature for training rollouts")
-    a("--layers", type=int, default=2, choices=[1, 2], help="2 = MGRPO, 1 = plain GRPO (the baseline)")
-    a("--l2-inputs", default="incorrect", choices=["incorrect", "all"],
-      help="which Layer-1 answers get a Layer-2 correction round")
-    a("--l2-select", default="successful", choices=["successful", "all"],
-      help="successful: train only on corrections that are correct (the paper); all: on every correction, "
-      "plain GRPO on q'")
-    a("--micro-tokens", type=int, default=16384,
-      help="most tokens (prompt + completion, with padding) per forward/backward; gradients are accumulated")
-    a("--gen-batch", type=int, default=256, help="most sequences per generate call")
-    a("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=True,
-      help="recompute activations in backward: slower updates, a fraction of the memory (README)")
-    a("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping threshold")
-    a("--static-cache", default="auto", choices=["auto", "on", "off"],
-      help="static KV cache + compiled decode for rollouts (auto: on for CUDA)")
-    a("--eval-every", type=int, default=50, help="evaluate every K steps (0: only at the end)")
-    a("--eval-only", action="store_true", help="no training: evaluate --model (t1 and t2) and exit")
-    a("--eval-n", type=int, default=500, help="evaluate on the first N test problems (0: all)")
-    a("--eval-samples", type=int, default=1, help="K answers per evaluation problem: 1 = greedy; K > 1 samples t1 K "
-      "times, each with one sampled t2, and reports the means over samples and pass@K")
-    a("--eval-temperature", type=float, default=None,
-      help=f"sampling temperature of evaluation when --eval-samples > 1 (default {EVAL_TEMPERATURE})")
-    a("--save-every", type=int, default=100, help="checkpoint every K steps (and always at the end; 0: only there)")
-    a("--keep-last", type=int, default=0, help="keep only the newest N checkpoints (0: keep all; README: sizes)")
-    a("--resume", default=None, help="checkpoint directory (or an output dir: its latest checkpoint); "
-      "the run goes on with the checkpoint's settings")
-    a("--seed", type=int, default=0, help="seeds data order, sampling and guide choice")
-    a("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda if available)")
-    p.error = lambda msg: die(msg)  # one line and exit code 2, like every other bad input
-    return p
+def group_advantages(rewards, eps=1e-4):
+    """rewards [n_groups, group_size] -> advantages, same shape: (r - mean) / (std + eps) within
+    each group, std the population std (no Bessel correction). A group of all-equal rewards
+    gets exactly 0 (numerator 0; eps keeps the denominator positive), never NaN."""
+    r = rewards.float()
+    mean = r.mean(-1, keepdim=True)
+    std = r.std(-1, keepdim=True, unbiased=False)
+    return (r - mean) / (std + eps)
 
 
-def die(msg, code=2, every_rank=False, label="error: "):
-    """One line on stderr, then exit: code 2 for bad input, 1 for a failure, 128 + N for signal N.
-    Every rank sees the same bad input, so rank 0 alone says so; a failure only one rank meets (out
-    of memory) is said by that rank (every_rank=True)."""
-    from tqdm.auto import tqdm
-    for bar in list(getattr(tqdm, "_instances", ())):   # close progress bars first: the error is the last line
-        bar.close()
-    if every_rank or rank() == 0:
-        where = f"rank {rank()}: " if every_rank and world() > 1 else ""
-        print(f"mgrpo: {label}{where}{msg}", file=sys.stderr)
-    sys.exit(code)
+# What counts as correct. A reward is a number in [0, 1]; an answer is correct when its reward reaches
+# CORRECT. This one test decides which Layer-1 answers get a correction round (those below it), which
+# corrections selection trains on (those that reach it) and Acc@t1/Acc@t2. verify.reward gives 0 or 1. For
+# a graded reward (the share of unit tests passed, partial credit), set CORRECT to the level that counts as
+# solved; at 1.0 only full marks count, and every answer below them gets a correction round.
+CORRECT = 1.0
 
 
-def check_args(args):
-    if args.G < 2:
-        die(f"--G must be >= 2 (got {args.G}): a group of one has no advantage")
-    if args.layers == 2 and args.H < 2:
-        die(f"--H must be >= 2 (got {args.H}): a group of one has no advantage")
-    for name in ("steps", "batch_size", "mu", "micro_tokens", "gen_batch", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            die(f"--{name.replace('_', '-')} must be >= 1")
-    for name, zero in (("keep_last", "keeps every checkpoint"), ("save_every", "saves only at the end"),
-                       ("eval_every", "evaluates only at the end"), ("eval_n", "evaluates every problem")):
-        if getattr(args, name) < 0:
-            die(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)}; 0 {zero})")
-    if args.temperature <= 0:
-        die("--temperature must be > 0 (training rollouts are sampled from softmax(z / T))")
-    if args.eval_samples < 1:
-        die(f"--eval-samples must be >= 1 (got {args.eval_samples}; 1 is greedy evaluation)")
-    if args.eval_temperature is not None and not args.eval_temperature > 0:
-        die(f"--eval-temperature must be > 0 (got {args.eval_temperature})")
-    if args.beta < 0 or args.clip_eps <= 0:
-        die("--beta must be >= 0 and --clip-eps > 0")
-    if args.device:  # checked before any download or model load
-        try:
-            device = torch.device(args.device)
-        except RuntimeError:
-            die(f"--device: unknown device '{args.device}' (use cuda, cpu, cuda:1, ...)")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            die(f"--device {args.device} given but no CUDA GPU is visible")
-    ranks = int(os.environ.get("WORLD_SIZE", 1))
-    if args.batch_size % ranks:
-        die(f"--batch-size {args.batch_size} does not split evenly over {ranks} processes")
+def is_correct(rewards):
+    """rewards (tensor, any shape) -> bool tensor of the same shape: reward >= CORRECT."""
+    return rewards >= CORRECT
 
 
-def context_length(config):
-    """The most positions the model attends to, from its config (max_position_embeddings, or GPT-2's
-    n_positions, ...); None when the config does not say."""
-    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
-        v = getattr(cfg, key, None)
-        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-            return v
-    return None
+def select_corrections(rewards, advantages, mode):
+    """Layer-2 rewards and advantages [n_groups, H] -> bool mask [n_groups, H] of the corrections the
+    update trains on. 'successful' (the paper): the correct ones (is_correct) that have a positive
+    advantage; 'all': every correction (plain GRPO on q'). correction_layer says why. Raises ValueError
+    for another mode."""
+    if mode == "successful":
+        return is_correct(rewards) & (advantages > 0)
+    if mode == "all":
+        return torch.ones_like(rewards, dtype=torch.bool)
+    raise ValueError(f"unknown selection mode {mode!r}")
 
 
-def check_context(args, train_set, eval_sets):
-    """Refuse at start, before any model is loaded, a run whose longest sequence does not fit in the
-    model's context: past it, learned positions (GPT-2) fail deep inside generate, in Layer 2, and
-    rotary ones run on silently outside what the model was trained on. The longest sequence is the
-    longest prompt + answer, and in Layer 2 and evaluation (t2) + guide + correction. A model without
-    a known context length is not refused. Returns the longest prompt in tokens (for static_cache_len)."""
-    from transformers import AutoConfig, AutoTokenizer
-    src = find_checkpoint(args.resume) if args.resume else args.model
-    tk = Tokens(from_pretrained(AutoTokenizer, src))
-    sets = [(train_set, args.layers)] if train_set else []
-    sets += [(problems, 2) for problems in eval_sets.values() if problems]     # evaluation always asks for t2
-    need = [(max(len(tk.prompt(p["question"])) for p in problems), layers) for problems, layers in sets]
-    longest_prompt = max((p for p, _ in need), default=0)
-    ctx = context_length(from_pretrained(AutoConfig, src))
-    if ctx is None:
-        return longest_prompt
-    longest = max((longest_sequence(p, args.max_new_tokens, tk.guides, layers) for p, layers in need), default=0)
-    if longest > ctx:
-        # longest_sequence grows by `layers` tokens per added --max-new-tokens
-        fits = min((ctx - longest_sequence(p, 0, tk.guides, layers)) // layers for p, layers in need)
-        hint = f"--max-new-tokens {fits} is the largest that fits" if fits >= 1 else \
-            "the longest prompt alone does not fit"
-        die(f"the longest sequence this run builds is {longest} tokens (prompt + answer + guide + correction), "
-            f"more than the model's context of {ctx}: {hint}")
-    return longest_prompt
+def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg):
+    """The clipped GRPO objective with a k3 KL penalty, negated so it can be minimised.
+    logp, old_logp, ref_logp, mask: [n_seq, T]; adv: [n_seq]. ref_logp may be None when beta == 0.
+    agg 'seq-mean-token-mean' = 1/n Σ_i 1/|o_i| Σ_t (the paper); 'token-mean' = Σ_i,t / Σ|o_i|."""
+    mask = mask.bool()
+    # Padding may hold anything (even inf): zero the log-ratios there *before* exp, or NaN would
+    # leak into the gradient through 0 * inf in backward.
+    ratio = torch.exp(torch.where(mask, logp - old_logp, 0.0))          # ρ [n, T]
+    a = adv[:, None]
+    surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
+    kl = torch.zeros_like(logp)
+    if beta > 0:
+        d = torch.where(mask, ref_logp - logp, 0.0)                     # log(πref/πθ)
+        kl = torch.exp(d) - d - 1
+    per_token = torch.where(mask, surrogate - beta * kl, 0.0)
+    n_tok = mask.sum(-1)
+    if agg == "seq-mean-token-mean":
+        J = (per_token.sum(-1) / n_tok.clamp(min=1)).mean()
+    elif agg == "token-mean":
+        J = per_token.sum() / n_tok.sum().clamp(min=1)
+    else:
+        raise ValueError(f"unknown loss aggregation {agg!r}")
+    clipped = ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + clip_eps) & (a > 0))
+    real = mask.sum().clamp(min=1)
+    # 0-d tensors, not floats: .item() here would stall the GPU once per micro-batch
+    stats = {"kl": (torch.where(mask, kl, 0.0).sum() / real).detach(),
+             "clip_frac": ((clipped & mask).sum() / real).detach()}
+    return -J, stats
+
+
+def micro_batch_weight(n_seq, n_tok, layer_seq, layer_tok, agg):
+    """grpo_loss averages over one micro-batch of n_seq sequences and n_tok completion tokens; times this
+    weight it is that micro-batch's share of J's mean over the whole layer (layer_seq sequences and
+    layer_tok tokens over every micro-batch and rank), so the summed gradients equal one pass over the
+    layer: n_seq / layer_seq for 'seq-mean-token-mean', n_tok / layer_tok for 'token-mean'."""
+    return n_seq / layer_seq if agg == "seq-mean-token-mean" else n_tok / layer_tok
 
 
 # -----------------------------------------------------------------------------
-# Many GPUs: `torchrun --nproc_per_node N mgrpo.py ...` starts N processes (ranks). Each takes 1/N of
-# every batch and of the evaluation set and samples with its own full bf16 rollout copy; the fp32
-# policy and the reference are sharded over the ranks with FSDP2. Under plain `python` there is one
-# rank and everything in this section does nothing.
+# Prompts: q and q' = q + o + p_guide. Rollouts work on token ids: q' reuses the exact sampled tokens of
+# o instead of re-tokenising decoded text (which can split differently). Tokens (Part II) turns these
+# texts into ids once: tk.prompt(question) is q, tk.guides the wrapped guides.
+
+INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+
+# p_guide: neutral wording, because with --l2-inputs all it also follows correct answers.
+GUIDES = [
+    "Please re-check the solution above step by step. If you find an error, correct it; "
+    "then give the final answer again within \\boxed{}.",
+    "Review your previous answer carefully and verify each calculation. Fix any mistake "
+    "and restate the final answer within \\boxed{}.",
+    "Let's verify the reasoning above one step at a time. If something is wrong, redo it "
+    "correctly, and put the final answer within \\boxed{}.",
+    "Double-check every step of the solution. Correct anything that is wrong and write "
+    "the final answer within \\boxed{}.",
+]
 
 
-def rank():
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", 0))
+def layer1_prompt(tok, question):
+    """q as text: the user turn rendered by the tokenizer's own chat template with its generation
+    prompt, exactly apply_chat_template([user], add_generation_prompt=True) -- so that a template
+    which prefills the assistant turn (R1-Distill's '<think>\\n') prefills it here too. Without a chat
+    template, a plain 'Question: ... Answer:' format."""
+    content = question.strip() + "\n" + INSTRUCTION
+    if not getattr(tok, "chat_template", None):
+        return "Question: " + content + "\nAnswer: "
+    return tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
 
 
-def world():
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+def guide_turn(tok, guide):
+    """p_guide as text, wrapped in the template's turn markers: what the template writes after an
+    assistant answer o in [user, assistant o, user p_guide] + generation prompt, i.e. the end of o's
+    turn, the guide's user turn and the generation prompt."""
+    if not getattr(tok, "chat_template", None):
+        return "\n\n" + guide + "\n"
+    o = "\x00O\x00"
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": o}, {"role": "user", "content": guide}]
+    s = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    if s.count(o) != 1:
+        die("the tokenizer's chat template does not render an assistant turn verbatim")
+    return s.split(o)[1]
 
 
-def is_main():
-    return rank() == 0
+def build_correction_prompt(prompt, response, guide):
+    """q' = q + o + p_guide. Token-id lists (or strings): `prompt` the Layer-1 prompt (Tokens.prompt),
+    `response` o as sampled without its stop token, `guide` already wrapped in the template's turn
+    markers (Tokens.guides). o is kept as sampled even where a template would rewrite it in history
+    (Qwen3 and R1-Distill drop the reasoning of earlier assistant turns): q' is the paper's q + o + p_guide."""
+    return prompt + response + guide
 
 
-def my_share(items):
-    """This rank's contiguous share of a list (equal shares, rank order = list order)."""
-    n = len(items)
-    return items[rank() * n // world():(rank() + 1) * n // world()]
+# -----------------------------------------------------------------------------
+# Rewards: any function of (completion text, problem row) into [0, 1]; by default the rule of verify.py.
 
 
-def all_reduce(xs, op="sum"):
-    """Sums (or maxima) of a few numbers over all ranks, as Python floats."""
-    if world() == 1:
-        return [float(x) for x in xs]
-    t = torch.tensor([float(x) for x in xs], dtype=torch.float64,
-                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
-    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
-    return t.tolist()
+def rule_reward(completion, problem):
+    """The default reward (run.reward): verify.reward of the completion's text against problem["gold"]."""
+    return reward(completion, problem["gold"])
 
 
-def gather(items):
-    """Every rank's list, concatenated in rank order."""
-    if world() == 1:
-        return list(items)
-    parts = [None] * world()
-    dist.all_gather_object(parts, list(items))
-    return [x for part in parts for x in part]
+def score(run, completions, problems):
+    """completions: n id lists, completions[i] answering problems[i] (rows of load_problems) -> [n] float
+    rewards from run.reward(text, problem) (rule_reward where run has none). A reward that is not a number
+    in [0, 1] ends the run with one line (exit 2): above 1 or below 0 the advantages and the correctness
+    test above would silently mean something else."""
+    reward_fn = getattr(run, "reward", None) or rule_reward
+    rewards = []
+    for ids, problem in zip(completions, problems):
+        r = reward_fn(run.tk.text(ids), problem)
+        if not (isinstance(r, (int, float, np.integer, np.floating)) and 0 <= r <= 1):     # NaN fails too
+            die(f"the reward returned {r!r} for an answer to {problem['question'][:50]!r}: a reward must be a "
+                "number in [0, 1]", every_rank=True)
+        rewards.append(float(r))
+    return torch.tensor(rewards, dtype=torch.float32)
 
 
-def init_distributed(args):
-    """Under torchrun: one process group, and on CUDA one GPU per rank (cuda:LOCAL_RANK)."""
-    n = int(os.environ.get("WORLD_SIZE", 1))
-    if n == 1:
+# -----------------------------------------------------------------------------
+# One training step: Layer 1, then Layer 2, each ending in the same policy_update.
+
+
+def train_step(run, batch, args, rng):
+    """One MGRPO step on this rank's problems (rows of load_problems). Returns statistics for the log, over
+    all ranks, with the seconds of each phase (sec_gen1, ...; see phase()): the same keys every step (with
+    --layers 2, the l2_* ones too), null where there was nothing to measure."""
+    tk, B, G = run.tk, len(batch), args.G
+    log = {}
+
+    # Layer 1: standard GRPO on q.
+    prompts = [tk.prompt(p["question"]) for p in batch]
+    with phase(log, "gen1", args):
+        answers = sample(run, prompts, G, args)                                     # B*G id lists, group-major
+    with phase(log, "reward1", args):
+        r1 = score(run, answers, [p for p in batch for _ in range(G)]).view(B, G)
+    A1 = group_advantages(r1)                                                       # [B, G]
+    with phase(log, "update1", args):
+        st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], answers, A1.flatten(), args)
+    r1_sum, n1, tok1 = all_reduce([r1.sum(), r1.numel(), sum(map(len, answers))])
+    log.update(l1_reward=r1_sum / n1, **update_log("l1", st1), l1_tokens=int(tok1))
+
+    if args.layers == 2:
+        correction_layer(run, batch, prompts, answers, is_correct(r1).flatten(), args, rng, log)
+    return log
+
+
+def correction_layer(run, batch, prompts, answers, correct1, args, rng, log):
+    """Layer 2, self-correction, on this rank's problems, after the Layer-1 update. Its decisions, and why:
+
+    1. Who gets a correction round (--l2-inputs): the wrong Layer-1 answers (not is_correct); correcting
+       a right one teaches little and costs H rollouts. `all`: every answer, to teach "keep it right" too.
+    2. q' = q + o + p_guide (build_correction_prompt): o as sampled, without its stop token, then one of
+       GUIDES drawn at random, wrapped in the chat template's turn markers (Tokens.guides).
+    3. H corrections per q', sampled from the policy that Layer 1 has just updated.
+    4. Advantages over all H corrections of a q', before selection: a success counts for more in a group
+       where few succeed.
+    5. Selection (select_corrections; --l2-select successful, the paper): train only on the corrections
+       that are correct, and of those only the ones with a positive advantage, which the update pushes up.
+       A group whose corrections all succeed has advantage 0: it carries no policy gradient, and counting
+       its samples in the mean would shrink every other group's step by an amount that changes from batch
+       to batch. With a 0/1 reward every other correct correction has A > 0; with a graded one (CORRECT < 1)
+       a correct answer below its group's mean has A < 0, and training on it would push a success down.
+       `all`: every correction, plain GRPO on q' as Layer 1 is on q (all-equal groups count in the mean,
+       and with β > 0 carry the KL gradient).
+    6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's G
+       (J's 1/G) is the number of corrections trained in this step, over all ranks (token-mean: their tokens).
+
+    prompts: B Layer-1 prompt id lists; answers: B*G Layer-1 completion id lists, group-major; correct1:
+    [B*G] bool. Writes the l2_* entries (and sec_gen2, ...) into `log`. A rank may have no q'
+    at all; it still takes part in every collective, or the other ranks would wait for it forever."""
+    tk, G, H = run.tk, args.G, args.H
+    chosen = [i for i in range(len(answers)) if args.l2_inputs == "all" or not correct1[i]]      # 1.
+    if not begin_layer2_log(log, len(chosen)):                        # no q' on any rank
         return
-    cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
-    if cuda:
-        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", n))
-        if per_node > torch.cuda.device_count():
-            die(f"torchrun started {per_node} processes on this node, which has {torch.cuda.device_count()} GPUs")
-        args.device = f"cuda:{os.environ['LOCAL_RANK']}"
-        torch.cuda.set_device(torch.device(args.device))
-    dist.init_process_group("nccl" if cuda else "gloo")
+    q_prime = [build_correction_prompt(prompts[i // G], tk.strip_stop(answers[i]),                # 2.
+                                       tk.guides[rng.randrange(len(tk.guides))]) for i in chosen]
+    with phase(log, "gen2", args):                                                                # 3.
+        corrections = sample(run, q_prime, H, args)                             # len(chosen)*H, group-major
+    with phase(log, "reward2", args):
+        r2 = score(run, corrections, [batch[i // G] for i in chosen for _ in range(H)]).view(len(chosen), H)
+    A2 = group_advantages(r2)                                                                     # 4.
+    trained = select_corrections(r2, A2, args.l2_select).flatten().nonzero().flatten().tolist()   # 5.
+    layer2_log(log, r2, trained, correct1[chosen], corrections, args)
+    if log["l2_samples_trained"]:                                       # over all ranks              # 6.
+        with phase(log, "update2", args):
+            st2 = policy_update(run, [q_prime[j // H] for j in trained], [corrections[j] for j in trained],
+                                A2.flatten()[trained], args)
+        log.update(update_log("l2", st2))
 
 
-def leave_distributed(code):
-    """The last thing a torchrun rank does once its process group exists. After a finished run the ranks
-    meet (none leaves while rank 0 still writes the final checkpoint) and destroy the process group;
-    then the process ends with os._exit, without the interpreter's teardown. Why: the process group's
-    threads outlive destroy_process_group (FSDP2's device mesh keeps the group alive: gloo's two workers
-    and its network loop still run), and a gloo worker takes the GIL whenever it drops the last reference
-    to a tensor that has a Python object. CPython ends a thread that waits for the GIL once its teardown
-    has begun with pthread_exit, which a C++ thread cannot survive: the rank aborts ('terminate called
-    without an active exception') and torchrun reports a finished run as failed. os._exit ends every
-    thread at once and runs no teardown, so no thread can meet one. Every file is closed and fsynced
-    by now. After a failure (code != 0) the other ranks give rank 0 a moment to print its line before
-    torchrun, seeing them fail, stops it."""
-    if code == 0:
-        dist.barrier()
-        dist.destroy_process_group()
-    elif not is_main():
-        time.sleep(2)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
+def policy_update(run, prompts, completions, adv, args):
+    """One layer's update: --mu optimizer steps on the same rollouts, each accumulating the gradient of
+    -J over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages. Returns the
+    means over the steps of kl, clip_frac, loss and grad_norm, the padding fraction (pad_frac) and how
+    many optimizer steps were skipped as non-finite (skipped)."""
+    mbs, pad_frac = plan_micro_batches(run, prompts, completions, adv, args)    # each: ids, mask, comp, adv, weight
+    ref_lp = frozen_logprobs(run, run.ref, mbs, args) if args.beta > 0 else [None] * len(mbs)    # log πref
+    old_lp = frozen_logprobs(run, run.policy, mbs, args) if args.mu > 1 else [None] * len(mbs)   # log πθ_old
+
+    stats = {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0}   # sums of 0-d tensors until the end
+    skipped = 0
+    for _ in range(args.mu):
+        run.opt.zero_grad(set_to_none=True)
+        pass_loss = 0.0
+        for mb, ref, old in zip(mbs, ref_lp, old_lp):
+            with autocast(run.device):
+                lp = token_logprobs(run.policy, mb.ids, mb.mask, mb.comp, args.temperature)   # log πθ [b, L]
+            # With mu == 1, πθ_old is the current policy: ρ == 1, and its gradient is the policy gradient.
+            old = lp.detach() if old is None else old
+            loss, st = grpo_loss(lp, old, ref, mb.adv, mb.comp, args.clip_eps, args.beta, args.loss_agg)
+            accumulate_gradient(loss * mb.weight)          # this micro-batch's share of the layer's -J
+            pass_loss = pass_loss + loss.detach() * mb.weight
+            stats["kl"] += st["kl"] * mb.weight / args.mu
+            stats["clip_frac"] += st["clip_frac"] * mb.weight / args.mu
+        norm, pass_loss, bad = optimizer_step(run, pass_loss, args)     # clip, then AdamW unless non-finite
+        skipped += bad
+        stats["grad_norm"] += norm / args.mu
+        stats["loss"] += pass_loss / args.mu
+
+    run.opt.zero_grad(set_to_none=True)
+    sync_rollout_model(run)                                 # the next rollouts come from the updated πθ
+    return update_stats(stats, skipped, pad_frac)
 
 
-def shard(model, device):
-    """FSDP2: each decoder layer, then the rest (embeddings, final norm, lm_head) at the root, sharded
-    over the ranks. On CUDA the sharded fp32 weights compute in bf16 and reduce gradients in fp32."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
-    mesh = init_device_mesh(device.type, (world(),))
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
-        if device.type == "cuda" else MixedPrecisionPolicy()
-    for layer in model.get_decoder().layers:
-        fully_shard(layer, mesh=mesh, mp_policy=mp)
-    return fully_shard(model, mesh=mesh, mp_policy=mp)
+# -----------------------------------------------------------------------------
+# Log-probs: log πθ(o_t | q, o_<t) per completion token, for the rollouts, πθ_old, πref and the gradient.
+# Never fp32 logits over the whole vocabulary for a whole batch: only for `chunk` tokens at a time,
+# recomputed in backward (Part II: "Log-prob internals").
+
+
+def token_logprobs(model, ids, mask, comp, temperature=1.0, chunk=1024):
+    """ids, mask, comp: [b, L], rows right-padded; comp marks the completion tokens (never column 0).
+    Returns [b, L] fp32 log-probs of the completion tokens under softmax(z / temperature), z the
+    model's own output logits (output_logits), the distribution the rollouts were sampled from; 0
+    where comp is not set."""
+    h = final_hidden_states(model, ids, mask)                                                      # [b, L, d]
+    hs, ts = h[:, :-1][comp[:, 1:]], ids[comp]     # [n, d] states that predict completion tokens; [n] those tokens
+    head = model.get_output_embeddings()
+    f = (lambda *x: checkpoint(_chunk_logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else _chunk_logp
+    parts = [f(head, hs[i:i + chunk], ts[i:i + chunk], temperature, model.config) for i in range(0, len(ts), chunk)]
+    out = torch.zeros(comp.shape, dtype=torch.float32, device=ids.device)
+    out[comp] = torch.cat(parts)
+    return out
+
+
+# -----------------------------------------------------------------------------
+# The training loop.
+
+
+def train(run, train_set, eval_sets, args, rng, start, progress):
+    """Steps start+1 .. --steps: each trains on --batch-size questions (this rank's share), evaluates every
+    --eval-every steps and at the end, appends one line to log.jsonl, and saves a checkpoint every
+    --save-every steps and at the end. progress['step'] is the step in progress (for a stop's message).
+    Returns the last step's log."""
+    from tqdm.auto import tqdm  # ships with transformers
+    log_path = os.path.join(args.output_dir, "log.jsonl")
+    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="mgrpo", dynamic_ncols=True,
+               disable=not is_main())
+    for step in bar:
+        done = progress["step"] = step + 1
+        batch = [train_set[i] for i in my_share(batch_indices(step, args.batch_size, len(train_set), args.seed))]
+        t0 = time.time()
+        log = {"step": done, **train_step(run, batch, args, rng)}
+        log.update(sec_step=round(time.time() - t0, 3), eval=None, sec_eval=None)
+        if eval_sets and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
+            with phase(log, "eval", args):
+                log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{done:06d}.jsonl")
+            if is_main():
+                for name, m in log["eval"].items():
+                    tqdm.write(f"step {done} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+        r2 = log.get("l2_reward")
+        bar.set_postfix(r1=f"{log['l1_reward']:.2f}", r2="-" if r2 is None else f"{r2:.2f}", kl=f"{log['l1_kl']:.3f}")
+        with stop_held():               # a stop waits for the step's log line and checkpoint to be whole
+            if is_main():
+                append_log(log_path, log)
+            if (args.save_every and done % args.save_every == 0) or done == args.steps:
+                save_checkpoint(args.output_dir, done, run, rng, args)
+    return log
+
+
+# -----------------------------------------------------------------------------
+# Evaluation: t1 with the Layer-1 prompt, then t2 on q' with the first guide. Greedy by default; with
+# --eval-samples K > 1, K sampled t1 per problem, each followed by one sampled t2 on its own q'.
+
+# Reasoning models are documented to loop under greedy decoding; DeepSeek-R1's and Qwen3's (thinking mode)
+# model cards ask for sampling at temperature 0.6, so that is the default when evaluation samples.
+EVAL_TEMPERATURE = 0.6
+
+
+def evaluate(run, problems, args, path):
+    """Each rank answers its share of the problems; rank 0 writes one line per problem, in order: question,
+    gold, t1, t2, correct_t1, correct_t2 (is_correct of run.reward) -- each a list of K samples with
+    --eval-samples K > 1. Returns self_correction_metrics of those rows."""
+    tk, mine, K = run.tk, my_share(problems), args.eval_samples
+    greedy, T = K == 1, args.eval_temperature or EVAL_TEMPERATURE    # T is unused when greedy
+    prompts = [tk.prompt(p["question"]) for p in mine]
+    with contextlib.nullcontext() if greedy else eval_sampling_rng(args, run.device):
+        t1 = sample(run, prompts, K, args, T, greedy=greedy, desc="eval t1")                  # group-major, n*K
+        q2 = [build_correction_prompt(prompts[i // K], tk.strip_stop(o), tk.guides[0]) for i, o in enumerate(t1)]
+        t2 = sample(run, q2, 1, args, T, greedy=greedy, desc="eval t2")
+    each = [p for p in mine for _ in range(K)]
+    ok1, ok2 = is_correct(score(run, t1, each)).tolist(), is_correct(score(run, t2, each)).tolist()
+    rows = []
+    for i, p in enumerate(mine):
+        a, b = [tk.text(o) for o in t1[i * K:(i + 1) * K]], [tk.text(o) for o in t2[i * K:(i + 1) * K]]
+        ok_a, ok_b = ok1[i * K:(i + 1) * K], ok2[i * K:(i + 1) * K]
+        if greedy:                                       # one answer: plain values, as the file always had
+            a, b, ok_a, ok_b = a[0], b[0], ok_a[0], ok_b[0]
+        rows.append({"question": p["question"], "gold": p["gold"], "t1": a, "t2": b, "correct_t1": ok_a,
+                     "correct_t2": ok_b})
+    rows = gather(rows)
+    if is_main():
+        write_jsonl(path, rows)
+    return self_correction_metrics([r["correct_t1"] for r in rows], [r["correct_t2"] for r in rows])
+
+
+def evaluate_sets(run, eval_sets, args, filename):
+    """Every evaluation set: {name: metrics}, and its per-problem file (filename with {name} filled in)."""
+    return {name: evaluate(run, problems, args, os.path.join(args.output_dir, filename.format(name=name)))
+            for name, problems in eval_sets.items()}
+
+
+def self_correction_metrics(correct_t1, correct_t2):
+    """Correctness at turn 1 and turn 2 -> the paper's metrics, as fractions. Either [n_problems] (one greedy
+    answer each), or [n_problems, K] (K sampled t1 per problem, each t2 the correction of the t1 beside it):
+    then every metric is the mean over the K samples of that metric, so Δ = Acc@t2 - Acc@t1 still holds, and
+    `pass@K` is added: pass_at_k(K, right t1 of the problem, K), averaged over problems."""
+    t1 = torch.as_tensor(correct_t1, dtype=torch.bool)
+    t2 = torch.as_tensor(correct_t2, dtype=torch.bool)
+    n = max(t1.numel(), 1)      # with K samples each, the mean over samples of a metric is its mean over all
+    m = {"acc_t1": t1.sum().item() / n, "acc_t2": t2.sum().item() / n,
+         "delta_i2c": (~t1 & t2).sum().item() / n, "delta_c2i": (t1 & ~t2).sum().item() / n}
+    m["delta"] = m["delta_i2c"] - m["delta_c2i"]  # equals acc_t2 - acc_t1, without rounding drift
+    if t1.dim() == 2 and len(t1):
+        K = t1.shape[1]
+        m[f"pass@{K}"] = sum(pass_at_k(K, c, K) for c in t1.sum(-1).tolist()) / len(t1)
+    return m
+
+
+def pass_at_k(n, c, k):
+    """pass@k from n samples of which c are right: the chance that k of them, drawn without replacement,
+    hold at least one right answer, 1 - C(n-c, k) / C(n, k) -- the unbiased estimator of Chen et al. 2021
+    ("Evaluating Large Language Models Trained on Code"). Integer binomials, so the value is exact up to one
+    rounding. Raises ValueError unless 0 <= c <= n and 1 <= k <= n."""
+    if not (0 <= c <= n and 1 <= k <= n):
+        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n (got n={n}, c={c}, k={k})")
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+# =============================================================================
+# PART II: THE ENGINE ROOM
+# Everything below only makes Part I run: sampling, batching, models, data, many GPUs, checkpoints, how a
+# run ends, the command line. A reader of the algorithm can stop here.
+# =============================================================================
+
+# -----------------------------------------------------------------------------
+# Rollouts: plain Hugging Face generate, all prompts of a layer in one batched call.
+
+
+class Tokens:
+    """Token ids the loop needs, computed once: guide phrases wrapped in turn markers, stop ids, pad.
+    `model` (optional) contributes the end-of-sequence ids of its generation_config."""
+
+    def __init__(self, tok, model=None):
+        self.tok = tok
+        self.guides = [tok.encode(guide_turn(tok, g), add_special_tokens=False) for g in GUIDES]
+        stop = {tok.eos_token_id}
+        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        stop.update(eos if isinstance(eos, list) else [eos])
+        # The token that ends an assistant turn (<|im_end|>, <|eot_id|>, <end_of_turn>, <|end|>, </s>, ...)
+        # opens every guide turn; the model writes it when it is done, so it must stop generation too.
+        turn_end = self.guides[0][:1]
+        stop.update(t for t in turn_end if t in tok.all_special_ids or
+                    getattr(tok.added_tokens_decoder.get(t), "special", False))
+        self.stop = sorted(t for t in stop if t is not None)
+        if not self.stop:
+            die("the tokenizer has no end-of-sequence token")
+        self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.stop[0]
+        # BOS as the tokenizer itself writes it: a tokenizer that starts plain text with BOS (Llama-2 and
+        # Mistral base models) gets it in front of every prompt, once, also where the template writes it.
+        bos = tok.bos_token_id
+        adds_bos = tok.encode("a")[:1] == [bos] != tok.encode("a", add_special_tokens=False)[:1]
+        self.bos = [bos] if bos is not None and adds_bos else []
+
+    def prompt(self, question):
+        """The Layer-1 prompt q as token ids: layer1_prompt's text as the tokenizer encodes it, BOS once."""
+        ids = self.tok.encode(layer1_prompt(self.tok, question), add_special_tokens=False)
+        return self.bos + ids if self.bos and ids[:1] != self.bos else ids
+
+    def text(self, ids):
+        return self.tok.decode(ids, skip_special_tokens=True)
+
+    def strip_stop(self, ids):
+        return ids[:-1] if ids and ids[-1] in self.stop else ids
+
+
+def sample(run, prompts, n, args, temperature=None, greedy=False, desc=None):
+    """n completions per prompt (id lists, group-major) from the rollout copy of πθ, with the run's
+    settings: --max-new-tokens, --gen-batch, the static cache length; at --temperature unless given."""
+    return generate(run.rollout, prompts, n, run.tk, args.max_new_tokens, temperature or args.temperature,
+                    greedy=greedy, gen_batch=args.gen_batch, cache_len=getattr(run, "cache_len", None), desc=desc)
+
+
+@contextlib.contextmanager
+def eval_sampling_rng(args, device):
+    """Sampled evaluation draws from a stream of its own, seeded by --seed and the rank, and puts the
+    training random state back afterwards: a run trains the same whether or not it evaluates by sampling,
+    and every evaluation of a run samples with the same random numbers."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(1_000_003 * (args.seed + 1) + rank())
+        yield
+
+
+@torch.no_grad()
+def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=False, gen_batch=256, cache_len=None,
+             desc=None):
+    """Sample n completions per prompt from softmax(z / temperature), or take the argmax (greedy).
+    Returns completion id lists, group-major: row i*n + j is the j-th sample for prompt i. With
+    cache_len set (static cache), each call gets a fixed max_cache_len and a power-of-two number
+    of rows, so the compiled decode step is reused. desc: show a progress bar with this label."""
+    from tqdm.auto import tqdm
+    from transformers import GenerationConfig
+
+    rows = [p for p in prompts for _ in range(n)]
+    cfg = dict(max_new_tokens=max_new_tokens, eos_token_id=tk.stop, pad_token_id=tk.pad, do_sample=not greedy)
+    if not greedy:
+        cfg.update(temperature=temperature, top_k=0, top_p=1.0)
+    if cache_len:  # newer transformers read max_cache_len, older ones cache_config; each ignores the other
+        cfg.update(cache_implementation="static", max_cache_len=cache_len, cache_config={"max_cache_len": cache_len})
+    gcfg = GenerationConfig(**cfg)
+    # transformers fills every setting we leave unset from the model's own generation_config.json
+    # (repetition penalties, top-k, n-gram bans, ...). With a blank one for the call, rollouts are pure
+    # samples of πθ and greedy evaluation is pure argmax; the model keeps its file for save_pretrained.
+    model_gcfg, model.generation_config = model.generation_config, GenerationConfig()
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out = []
+    bar = tqdm(total=len(rows), desc=desc, leave=False, disable=desc is None or not is_main(), dynamic_ncols=True)
+    try:
+        for s in range(0, len(rows), gen_batch):
+            chunk = rows[s:s + gen_batch]
+            n_real = len(chunk)
+            extra = {}
+            if cache_len:
+                size = min(gen_batch, 1 << (n_real - 1).bit_length())
+                chunk = chunk + [chunk[0]] * (size - n_real)
+                done = torch.arange(size, device=device) >= n_real      # filler rows: finished from the start,
+                extra["stopping_criteria"] = [lambda input_ids, scores, **kw: done]   # so they never delay a batch
+            ids, mask = left_pad(chunk, tk.pad, device)
+            seq = model.generate(input_ids=ids, attention_mask=mask, generation_config=gcfg, **extra)
+            out += [cut_at_stop(row, tk.stop) for row in seq[:n_real, ids.shape[1]:].tolist()]
+            bar.update(n_real)
+    finally:
+        bar.close()
+        model.train(was_training)
+        model.generation_config = model_gcfg
+    return out
+
+
+def left_pad(rows, pad, device):
+    """list of id lists -> (ids, attention_mask) [n, L], left-padded so every row ends at column L-1."""
+    L = max(len(r) for r in rows)
+    ids = torch.full((len(rows), L), pad, dtype=torch.long)
+    mask = torch.zeros((len(rows), L), dtype=torch.long)
+    for i, r in enumerate(rows):
+        ids[i, L - len(r):] = torch.tensor(r, dtype=torch.long)
+        mask[i, L - len(r):] = 1
+    return ids.to(device), mask.to(device)
+
+
+def cut_at_stop(row, stop):
+    """Completion ids up to and including the first stop token (tokens after it are padding)."""
+    return next((row[:j + 1] for j, t in enumerate(row) if t in stop), row)
+
+
+def longest_sequence(longest_prompt, max_new_tokens, guides, layers=2):
+    """Tokens in the longest sequence a run builds: prompt + answer, and with Layer 2 (or evaluation's
+    t2) the longest q' + correction = prompt + answer + guide + correction."""
+    if layers == 1:
+        return longest_prompt + max_new_tokens
+    return longest_prompt + 2 * max_new_tokens + max(map(len, guides))
+
+
+def static_cache_len(longest_prompt, max_new_tokens, guides):
+    """One KV-cache length for the whole run, long enough for the longest q' (prompt + answer + guide +
+    correction), so the compiled decode step is reused by every call of the same row count."""
+    return -(-longest_sequence(longest_prompt, max_new_tokens, guides) // 128) * 128
+
+
+# -----------------------------------------------------------------------------
+# Log-prob internals. The logits are the model's own: several families change lm_head's output in their
+# forward before `generate` samples from it, and ρ, the KL and the gradient must refer to that same
+# distribution. check_logprobs() compares token_logprobs with the model's own forward once at start, so a
+# family whose change is not known here refuses to train instead of training on another distribution.
+
+
+def output_logits(head, h, config):
+    """[n, d] final hidden states -> [n, V] fp32 logits as the model's forward returns them: lm_head,
+    then what the family's forward applies after it (read from its config): Granite divides by
+    `logits_scaling`, Cohere multiplies by `logit_scale`, Gemma-2/3 soft-cap at `final_logit_softcapping`
+    (c · tanh(z / c))."""
+    z = head(h).float()
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if getattr(cfg, "logits_scaling", None):
+        z = z / cfg.logits_scaling
+    if getattr(cfg, "logit_scale", None):
+        z = z * cfg.logit_scale
+    cap = getattr(cfg, "final_logit_softcapping", None)
+    if cap:
+        z = torch.tanh(z / cap) * cap
+    return z
+
+
+def _chunk_logp(head, h, targets, temperature, config):
+    logits = output_logits(head, h, config) / temperature          # [chunk, V]
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
+
+
+def final_hidden_states(model, ids, mask):
+    """[b, L, d] hidden states after the last layer, from the model's own forward (under FSDP its hooks
+    gather the weights and reduce the gradients) with its logits cut to one position."""
+    seen = []
+    hook = model.get_decoder().register_forward_hook(lambda module, args, out: seen.append(out.last_hidden_state))
+    try:
+        model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
+    finally:
+        hook.remove()
+    return seen[0]
+
+
+@torch.no_grad()
+def check_logprobs(model, n=16, tol=1e-3):
+    """Refuse (one line, exit 2) a model whose own output logits token_logprobs does not reproduce: an
+    unknown post-processing of lm_head's output would otherwise train πθ on log-probs of a distribution
+    the rollouts never came from. Compares both on n tokens; tol in nats (float rounding is ~1e-6)."""
+    V = model.get_output_embeddings().weight.shape[0]
+    ids = (torch.arange(n, device=next(model.parameters()).device) * 7919 % V)[None]   # any tokens will do
+    mask, comp = torch.ones_like(ids), torch.ones_like(ids, dtype=torch.bool)
+    comp[:, 0] = False
+    was_training = model.training
+    model.eval()
+    try:
+        fast = token_logprobs(model, ids, mask, comp)[comp]
+        own = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
+    finally:
+        model.train(was_training)
+    own = own[0, :-1].gather(-1, ids[0, 1:, None]).squeeze(-1)
+    diff = (fast - own).abs().max().item()
+    if not diff <= tol:                                                          # NaN fails too
+        die(f"{type(model).__name__}: log-probs from its hidden states differ from its own forward's logits by "
+            f"{diff:.3g} nats: its forward post-processes the logits in a way mgrpo.output_logits does not know")
+
+
+# -----------------------------------------------------------------------------
+# The update's machinery: micro-batches, accumulation over them and over ranks, the optimizer step.
+
+
+def autocast(device):
+    # bf16 compute on CUDA over fp32 master weights; plain fp32 on CPU (bf16 matmuls there are slow).
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+
+
+def pack(prompts, completions, pad, device):
+    """Rows prompt + completion, right-padded (so positions need no correction) -> ids, attention mask
+    and completion mask, each [b, L]."""
+    L = max(len(p) + len(c) for p, c in zip(prompts, completions))
+    ids = torch.full((len(prompts), L), pad, dtype=torch.long)
+    mask = torch.zeros((len(prompts), L), dtype=torch.long)
+    comp = torch.zeros((len(prompts), L), dtype=torch.bool)
+    for i, (p, c) in enumerate(zip(prompts, completions)):
+        ids[i, :len(p) + len(c)] = torch.tensor(p + c, dtype=torch.long)
+        mask[i, :len(p) + len(c)] = 1
+        comp[i, len(p):len(p) + len(c)] = True
+    return ids.to(device), mask.to(device), comp.to(device)
+
+
+def micro_batches(lengths, budget):
+    """Sequence indices grouped so that each micro-batch holds at most `budget` tokens with its padding
+    (rows x longest row; a longer sequence goes alone). Longest first: rows of similar length share a
+    micro-batch, so little padding is computed, and the most memory-hungry pass comes first."""
+    mbs = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if mbs and (len(mbs[-1]) + 1) * lengths[mbs[-1][0]] <= budget:
+            mbs[-1].append(i)
+        else:
+            mbs.append([i])
+    return mbs
+
+
+def plan_micro_batches(run, prompts, completions, adv, args):
+    """This rank's rollouts of one layer cut into micro-batches of at most --micro-tokens (micro_batches)
+    and packed. Returns (mbs, pad_frac): mbs a list of namespaces with ids, mask, comp ([b, L] each), adv
+    ([b]) and weight (micro_batch_weight, with the layer's sequences and completion tokens summed over
+    all ranks); pad_frac the share of the computed tokens that are padding.
+
+    Many GPUs: summing the normalisers over all ranks makes an update on N ranks equal one process's update
+    on the union of their rollouts; and each rank runs as many micro-batches as the busiest one (FSDP would
+    wait forever otherwise): the extra ones are empty, zero-weight passes on a one-token stand-in."""
+    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
+    rows = micro_batches(lengths, args.micro_tokens)
+    n_seq, n_tok, real, computed, n_mb = all_reduce([len(completions), sum(map(len, completions)), sum(lengths),
+                                                     sum(len(mb) * lengths[mb[0]] for mb in rows)], "sum") + \
+        all_reduce([len(rows)], "max")
+    rows += [[]] * (int(n_mb) - len(rows))
+    pad, mbs = run.tk.pad, []
+    for mb in rows:
+        ids, mask, comp = pack([prompts[i] for i in mb], [completions[i] for i in mb], pad, run.device) if mb else \
+            pack([[pad]], [[pad]], pad, run.device)
+        mbs.append(SimpleNamespace(
+            ids=ids, mask=mask, comp=comp, adv=adv[mb].to(run.device) if mb else torch.zeros(1, device=run.device),
+            weight=micro_batch_weight(len(mb), sum(len(completions[i]) for i in mb), n_seq, n_tok, args.loss_agg)))
+    return mbs, 1 - real / computed
+
+
+def frozen_logprobs(run, model, mbs, args):
+    """token_logprobs of every micro-batch without gradients, at the sampling temperature: log πref, or
+    log πθ_old before the first of --mu steps. FSDP keeps a root's weights gathered until a backward,
+    which never comes for the reference: it is resharded here."""
+    with torch.no_grad(), autocast(run.device):
+        out = [token_logprobs(model, mb.ids, mb.mask, mb.comp, args.temperature) for mb in mbs]
+    if model is run.ref and hasattr(model, "reshard"):
+        model.reshard()
+    return out
+
+
+def accumulate_gradient(loss):
+    """Backward of one micro-batch's weighted loss. Times the ranks, since FSDP averages gradients over
+    them and the weights already divide by the whole layer."""
+    (loss * world()).backward()
+
+
+MAX_BAD_STEPS = 5  # non-finite optimizer steps in a row before the run stops
+
+
+def optimizer_step(run, pass_loss, args):
+    """The end of one of --mu passes: clip the gradient to --max-grad-norm, sum the loss over the ranks (one
+    host sync per step), then step_unless_non_finite. Returns (grad_norm, loss, 1 if skipped else 0)."""
+    norm = torch.nn.utils.clip_grad_norm_(run.policy.parameters(), args.max_grad_norm)
+    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm      # FSDP: the global norm
+    (pass_loss,) = all_reduce([pass_loss])
+    return norm, pass_loss, step_unless_non_finite(run, norm, pass_loss)
+
+
+def step_unless_non_finite(run, grad_norm, loss):
+    """run.opt.step(), unless the loss or the gradient norm is not finite (a bf16 overflow, a corrupt batch):
+    inside AdamW one NaN would ruin the weights for good. Returns 1 for a skipped step, else 0. MAX_BAD_STEPS
+    skipped in a row end the run (exit 1) before a checkpoint can hold NaN."""
+    if torch.isfinite(grad_norm) and math.isfinite(loss):
+        run.opt.step()
+        run.bad_steps = 0
+        return 0
+    run.bad_steps += 1
+    if run.bad_steps >= MAX_BAD_STEPS:
+        die(f"{run.bad_steps} optimizer steps in a row had a non-finite loss or gradient; stopping "
+            "(the checkpoints written so far are finite; resume from the last one)", code=1)
+    return 1
+
+
+def sync_rollout_model(run):
+    """Copy the fp32 master weights into the rollout copy: one cheap copy per update instead of casting
+    the fp32 weights on every decode step. Under FSDP, one parameter at a time is gathered, already in
+    the copy's dtype, so no rank ever holds the whole fp32 model."""
+    if run.rollout is not run.policy:
+        with torch.no_grad():
+            for dst, src in zip(run.rollout.parameters(), run.policy.parameters()):
+                dst.copy_(src.to(dst.dtype).full_tensor() if hasattr(src, "full_tensor") else src)
+
+
+def update_stats(stats, skipped, pad_frac):
+    """policy_update's return: kl and clip_frac summed over the ranks, the rest as they are."""
+    kl, clip_frac = all_reduce([stats["kl"], stats["clip_frac"]])
+    return {"kl": kl, "clip_frac": clip_frac, "grad_norm": float(stats["grad_norm"]), "loss": stats["loss"],
+            "skipped": skipped, "pad_frac": pad_frac}
+
+
+# -----------------------------------------------------------------------------
+# The log: the same keys every step, null where there was nothing to measure.
+
+
+def update_log(layer, stats):
+    """policy_update's statistics as log entries l1_kl, l1_loss, ... (layer 'l1' or 'l2'); stats None
+    (no update this step): null, with 0 optimizer steps skipped."""
+    keys = ("kl", "clip_frac", "grad_norm", "loss", "pad_frac")
+    return {**{f"{layer}_{k}": stats[k] if stats else None for k in keys},
+            f"{layer}_skipped": stats["skipped"] if stats else 0}
+
+
+def begin_layer2_log(log, n_chosen):
+    """Every l2_* entry of correction_layer, counts 0 and the rest null, then l2_groups: the q' of all
+    ranks (n_chosen: this rank's). Returns l2_groups (0: no rank has a q', and Layer 2 stops there)."""
+    log.update(dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "sec_gen2", "sec_reward2",
+                              "sec_update2"]),
+               l2_groups=0, l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0, l2_tokens=0,
+               **update_log("l2", None))
+    (n,) = all_reduce([n_chosen])
+    log["l2_groups"] = int(n)
+    return log["l2_groups"]
+
+
+def layer2_log(log, r2, trained, correct_before, corrections, args):
+    """Layer 2's statistics over all ranks, into `log`. r2: [n, H] rewards of this rank's corrections;
+    trained: indices of the trained ones; correct_before: [n] bool, whether the answer in each q' was
+    correct (the correction rate counts only the q' of wrong answers); corrections: the n*H id lists."""
+    # kept: what selection keeps before its A > 0 filter (the correct corrections; with 'all', every one)
+    kept = is_correct(r2) if args.l2_select == "successful" else torch.ones_like(r2, dtype=torch.bool)
+    of_wrong = r2[~correct_before]                       # [n', H] rewards of the corrections of wrong answers
+    r2_sum, groups_kept, n_kept, n_trained, tok2, fixed, n_of_wrong = all_reduce(
+        [r2.sum(), kept.any(-1).sum(), kept.sum(), len(trained), sum(map(len, corrections)),
+         is_correct(of_wrong).sum(), of_wrong.numel()])
+    n_chosen = log["l2_groups"]
+    log.update(l2_reward=r2_sum / (n_chosen * r2.shape[1]), l2_groups_kept=int(groups_kept),
+               l2_samples_kept=int(n_kept), l2_samples_trained=int(n_trained), l2_keep_frac=groups_kept / n_chosen,
+               l2_tokens=int(tok2), l2_correction_rate=fixed / n_of_wrong if n_of_wrong else None)
+
+
+# -----------------------------------------------------------------------------
+# Models: loading, and the namespace `run` that Part I passes around.
+
+
+def from_pretrained(cls, name, **kw):
+    """cls.from_pretrained(name, **kw), or one clear line saying why it cannot be loaded."""
+    is_dir = os.path.isdir(name)
+    if not is_dir and (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1):
+        die(f"model directory not found: {name}")            # a path, and not a Hub id ('org/name')
+    try:
+        return cls.from_pretrained(name, **kw)
+    except Exception as e:                      # the Hub and the loaders raise many kinds of errors
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        where = "" if is_dir else " (no such local directory; offline, HF_HUB_OFFLINE=1 skips the Hub's retries)"
+        die(f"cannot load '{name}'{where}: {why}")
+
+
+def load_model(name, device, dtype, grad_checkpointing=False):
+    """A causal LM with dropout switched off: log πθ must be one function when rollouts are scored
+    (πθ_old, the reference) and when they are trained on, as in most RL trainers. Every other
+    setting comes from the model's config."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    cfg = from_pretrained(AutoConfig, name)
+    for k, v in cfg.to_dict().items():
+        if ("dropout" in k or "pdrop" in k) and isinstance(v, float) and v > 0:
+            setattr(cfg, k, 0.0)
+    model = from_pretrained(AutoModelForCausalLM, name, config=cfg, dtype=dtype)
+    if grad_checkpointing:
+        enable_checkpointing(model)
+    return model.to(device)
+
+
+def enable_checkpointing(model):
+    # transformers >= 5.2x renamed gradient_checkpointing_enable; keep both working
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable({"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
+def setup(args, reward=None):
+    """Everything a step needs, as a namespace `run` (the trainer's state), passed to train_step, evaluate,
+    policy_update, generate, ...:
+      policy   the model being trained, fp32 master weights
+      rollout  the copy that samples (bf16 on CUDA, refreshed after every update); on the CPU the policy itself
+      ref      the frozen reference πref, the initial --model (bf16 on CUDA, fp32 on the CPU); None when beta == 0
+      opt      AdamW over the policy
+      tk       Tokens: prompt ids, wrapped guides, stop ids; tk.tok is the Hugging Face tokenizer
+      device   where rollouts and forward passes run
+      reward   reward(completion_text, problem_row) -> float in [0, 1]: the `reward` given, else rule_reward
+      cache_len  the static KV cache's length (main sets it on CUDA), None for a dynamic cache
+      bad_steps  non-finite optimizer steps in a row (step_unless_non_finite)
+    With several ranks, the policy and the reference are read into CPU memory and sharded onto the GPUs
+    layer by layer, and every rank holds a full rollout copy."""
+    import huggingface_hub
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()              # no "Loading weights"/"Writing model shards" bars
+    huggingface_hub.utils.enable_progress_bars()   # between ours; downloads keep their progress bars
+    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    src = find_checkpoint(args.resume) if args.resume else args.model
+    tok = from_pretrained(AutoTokenizer, src)
+    load_to = device if world() == 1 else torch.device("cpu")          # several ranks: sharded after loading
+    policy = load_model(src, load_to, torch.float32, args.grad_checkpointing)
+    check_logprobs(policy)
+    sampling_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    rollout = policy
+    if sampling_dtype != torch.float32 or world() > 1:
+        rollout = load_model(src, device, sampling_dtype).requires_grad_(False)
+    ref = None
+    if args.beta > 0 and not args.eval_only:       # the initial policy, even on resume
+        ref = load_model(args.model, load_to, sampling_dtype).eval().requires_grad_(False)
+    if world() > 1:
+        policy, ref = shard(policy, device), ref and shard(ref, device)
+    opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    policy.train()          # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
+    return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device,
+                           reward=reward or rule_reward, bad_steps=0, cache_len=None)
 
 
 # -----------------------------------------------------------------------------
@@ -415,655 +1027,98 @@ def batch_indices(step, batch_size, n, seed):
 
 
 # -----------------------------------------------------------------------------
-# Prompts. Everything from here on works on token ids: q' reuses the exact sampled tokens of o
-# instead of re-tokenising decoded text (which can split differently).
+# Many GPUs: `torchrun --nproc_per_node N mgrpo.py ...` starts N processes (ranks). Each takes 1/N of
+# every batch and of the evaluation set and samples with its own full bf16 rollout copy; the fp32
+# policy and the reference are sharded over the ranks with FSDP2. Under plain `python` there is one
+# rank and everything in this section does nothing.
 
-INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
-# p_guide: neutral wording, because with --l2-inputs all it also follows correct answers.
-GUIDES = [
-    "Please re-check the solution above step by step. If you find an error, correct it; "
-    "then give the final answer again within \\boxed{}.",
-    "Review your previous answer carefully and verify each calculation. Fix any mistake "
-    "and restate the final answer within \\boxed{}.",
-    "Let's verify the reasoning above one step at a time. If something is wrong, redo it "
-    "correctly, and put the final answer within \\boxed{}.",
-    "Double-check every step of the solution. Correct anything that is wrong and write "
-    "the final answer within \\boxed{}.",
-]
+def rank():
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else int(os.environ.get("RANK", 0))
 
 
-def layer1_prompt(tok, question):
-    """q as text: the user turn rendered by the tokenizer's own chat template with its generation
-    prompt, exactly apply_chat_template([user], add_generation_prompt=True) -- so that a template
-    which prefills the assistant turn (R1-Distill's '<think>\\n') prefills it here too. Without a chat
-    template, a plain 'Question: ... Answer:' format."""
-    content = question.strip() + "\n" + INSTRUCTION
-    if not getattr(tok, "chat_template", None):
-        return "Question: " + content + "\nAnswer: "
-    return tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
+def world():
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
-def guide_turn(tok, guide):
-    """p_guide as text, wrapped in the template's turn markers: what the template writes after an
-    assistant answer o in [user, assistant o, user p_guide] + generation prompt, i.e. the end of o's
-    turn, the guide's user turn and the generation prompt."""
-    if not getattr(tok, "chat_template", None):
-        return "\n\n" + guide + "\n"
-    o = "\x00O\x00"
-    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": o}, {"role": "user", "content": guide}]
-    s = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    if s.count(o) != 1:
-        die("the tokenizer's chat template does not render an assistant turn verbatim")
-    return s.split(o)[1]
+def is_main():
+    return rank() == 0
 
 
-def build_correction_prompt(prompt, response, guide):
-    """q' = q + o + p_guide. Token-id lists (or strings): `prompt` the Layer-1 prompt (Tokens.prompt),
-    `response` o as sampled without its stop token, `guide` already wrapped in the template's turn
-    markers (Tokens.guides). o is kept as sampled even where a template would rewrite it in history
-    (Qwen3 and R1-Distill drop the reasoning of earlier assistant turns): q' is the paper's q + o + p_guide."""
-    return prompt + response + guide
+def my_share(items):
+    """This rank's contiguous share of a list (equal shares, rank order = list order)."""
+    n = len(items)
+    return items[rank() * n // world():(rank() + 1) * n // world()]
 
 
-class Tokens:
-    """Token ids the loop needs, computed once: guide phrases wrapped in turn markers, stop ids, pad.
-    `model` (optional) contributes the end-of-sequence ids of its generation_config."""
+def all_reduce(xs, op="sum"):
+    """Sums (or maxima) of a few numbers over all ranks, as Python floats."""
+    if world() == 1:
+        return [float(x) for x in xs]
+    t = torch.tensor([float(x) for x in xs], dtype=torch.float64,
+                     device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
+    return t.tolist()
 
-    def __init__(self, tok, model=None):
-        self.tok = tok
-        self.guides = [tok.encode(guide_turn(tok, g), add_special_tokens=False) for g in GUIDES]
-        stop = {tok.eos_token_id}
-        eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-        stop.update(eos if isinstance(eos, list) else [eos])
-        # The token that ends an assistant turn (<|im_end|>, <|eot_id|>, <end_of_turn>, <|end|>, </s>, ...)
-        # opens every guide turn; the model writes it when it is done, so it must stop generation too.
-        turn_end = self.guides[0][:1]
-        stop.update(t for t in turn_end if t in tok.all_special_ids or
-                    getattr(tok.added_tokens_decoder.get(t), "special", False))
-        self.stop = sorted(t for t in stop if t is not None)
-        if not self.stop:
-            die("the tokenizer has no end-of-sequence token")
-        self.pad = tok.pad_token_id if tok.pad_token_id is not None else self.stop[0]
-        # BOS as the tokenizer itself writes it: a tokenizer that starts plain text with BOS (Llama-2 and
-        # Mistral base models) gets it in front of every prompt, once, also where the template writes it.
-        bos = tok.bos_token_id
-        adds_bos = tok.encode("a")[:1] == [bos] != tok.encode("a", add_special_tokens=False)[:1]
-        self.bos = [bos] if bos is not None and adds_bos else []
 
-    def prompt(self, question):
-        """The Layer-1 prompt q as token ids: layer1_prompt's text as the tokenizer encodes it, BOS once."""
-        ids = self.tok.encode(layer1_prompt(self.tok, question), add_special_tokens=False)
-        return self.bos + ids if self.bos and ids[:1] != self.bos else ids
+def gather(items):
+    """Every rank's list, concatenated in rank order."""
+    if world() == 1:
+        return list(items)
+    parts = [None] * world()
+    dist.all_gather_object(parts, list(items))
+    return [x for part in parts for x in part]
 
-    def text(self, ids):
-        return self.tok.decode(ids, skip_special_tokens=True)
 
-    def strip_stop(self, ids):
-        return ids[:-1] if ids and ids[-1] in self.stop else ids
-
-
-# -----------------------------------------------------------------------------
-# Rollouts: plain Hugging Face generate, all prompts of a layer in one batched call.
-
-
-def left_pad(rows, pad, device):
-    """list of id lists -> (ids, attention_mask) [n, L], left-padded so every row ends at column L-1."""
-    L = max(len(r) for r in rows)
-    ids = torch.full((len(rows), L), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), L), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, L - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, L - len(r):] = 1
-    return ids.to(device), mask.to(device)
-
-
-def cut_at_stop(row, stop):
-    """Completion ids up to and including the first stop token (tokens after it are padding)."""
-    return next((row[:j + 1] for j, t in enumerate(row) if t in stop), row)
-
-
-def longest_sequence(longest_prompt, max_new_tokens, guides, layers=2):
-    """Tokens in the longest sequence a run builds: prompt + answer, and with Layer 2 (or evaluation's
-    t2) the longest q' + correction = prompt + answer + guide + correction."""
-    if layers == 1:
-        return longest_prompt + max_new_tokens
-    return longest_prompt + 2 * max_new_tokens + max(map(len, guides))
-
-
-def static_cache_len(longest_prompt, max_new_tokens, guides):
-    """One KV-cache length for the whole run, long enough for the longest q' (prompt + answer + guide +
-    correction), so the compiled decode step is reused by every call of the same row count."""
-    return -(-longest_sequence(longest_prompt, max_new_tokens, guides) // 128) * 128
-
-
-@torch.no_grad()
-def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=False, gen_batch=256, cache_len=None,
-             desc=None):
-    """Sample n completions per prompt from softmax(z / temperature), or take the argmax (greedy).
-    Returns completion id lists, group-major: row i*n + j is the j-th sample for prompt i. With
-    cache_len set (static cache), each call gets a fixed max_cache_len and a power-of-two number
-    of rows, so the compiled decode step is reused. desc: show a progress bar with this label."""
-    from tqdm.auto import tqdm
-    from transformers import GenerationConfig
-
-    rows = [p for p in prompts for _ in range(n)]
-    cfg = dict(max_new_tokens=max_new_tokens, eos_token_id=tk.stop, pad_token_id=tk.pad, do_sample=not greedy)
-    if not greedy:
-        cfg.update(temperature=temperature, top_k=0, top_p=1.0)
-    if cache_len:  # newer transformers read max_cache_len, older ones cache_config; each ignores the other
-        cfg.update(cache_implementation="static", max_cache_len=cache_len, cache_config={"max_cache_len": cache_len})
-    gcfg = GenerationConfig(**cfg)
-    # transformers fills every setting we leave unset from the model's own generation_config.json
-    # (repetition penalties, top-k, n-gram bans, ...). With a blank one for the call, rollouts are pure
-    # samples of πθ and greedy evaluation is pure argmax; the model keeps its file for save_pretrained.
-    model_gcfg, model.generation_config = model.generation_config, GenerationConfig()
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    bar = tqdm(total=len(rows), desc=desc, leave=False, disable=desc is None or not is_main(), dynamic_ncols=True)
-    try:
-        for s in range(0, len(rows), gen_batch):
-            chunk = rows[s:s + gen_batch]
-            n_real = len(chunk)
-            extra = {}
-            if cache_len:
-                size = min(gen_batch, 1 << (n_real - 1).bit_length())
-                chunk = chunk + [chunk[0]] * (size - n_real)
-                done = torch.arange(size, device=device) >= n_real      # filler rows: finished from the start,
-                extra["stopping_criteria"] = [lambda input_ids, scores, **kw: done]   # so they never delay a batch
-            ids, mask = left_pad(chunk, tk.pad, device)
-            seq = model.generate(input_ids=ids, attention_mask=mask, generation_config=gcfg, **extra)
-            out += [cut_at_stop(row, tk.stop) for row in seq[:n_real, ids.shape[1]:].tolist()]
-            bar.update(n_real)
-    finally:
-        bar.close()
-        model.train(was_training)
-        model.generation_config = model_gcfg
-    return out
-
-
-# -----------------------------------------------------------------------------
-# Log-probs: log πθ(o_t | q, o_<t) per completion token, without ever holding fp32 logits over
-# the whole vocabulary for a whole batch -- only for `chunk` tokens at a time, recomputed in backward.
-# The logits are the model's own: several families change lm_head's output in their forward before
-# `generate` samples from it, and ρ, the KL and the gradient must refer to that same distribution.
-# check_logprobs() compares this path with the model's own forward once at start, so a family whose
-# change is not known here refuses to train instead of training on another distribution.
-
-
-def output_logits(head, h, config):
-    """[n, d] final hidden states -> [n, V] fp32 logits as the model's forward returns them: lm_head,
-    then what the family's forward applies after it (read from its config): Granite divides by
-    `logits_scaling`, Cohere multiplies by `logit_scale`, Gemma-2/3 soft-cap at `final_logit_softcapping`
-    (c · tanh(z / c))."""
-    z = head(h).float()
-    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
-    if getattr(cfg, "logits_scaling", None):
-        z = z / cfg.logits_scaling
-    if getattr(cfg, "logit_scale", None):
-        z = z * cfg.logit_scale
-    cap = getattr(cfg, "final_logit_softcapping", None)
-    if cap:
-        z = torch.tanh(z / cap) * cap
-    return z
-
-
-def _chunk_logp(head, h, targets, temperature, config):
-    logits = output_logits(head, h, config) / temperature          # [chunk, V]
-    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
-
-
-def final_hidden_states(model, ids, mask):
-    """[b, L, d] hidden states after the last layer, from the model's own forward (under FSDP its hooks
-    gather the weights and reduce the gradients) with its logits cut to one position."""
-    seen = []
-    hook = model.get_decoder().register_forward_hook(lambda module, args, out: seen.append(out.last_hidden_state))
-    try:
-        model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
-    finally:
-        hook.remove()
-    return seen[0]
-
-
-def token_logprobs(model, ids, mask, comp, temperature=1.0, chunk=1024):
-    """ids, mask, comp: [b, L], rows right-padded; comp marks the completion tokens (never column 0).
-    Returns [b, L] fp32 log-probs of the completion tokens under softmax(z / temperature), z the
-    model's own output logits (output_logits), the distribution the rollouts were sampled from; 0
-    where comp is not set."""
-    h = final_hidden_states(model, ids, mask)                                                      # [b, L, d]
-    hs, ts = h[:, :-1][comp[:, 1:]], ids[comp]     # [n, d] states that predict completion tokens; [n] those tokens
-    head = model.get_output_embeddings()
-    f = (lambda *x: checkpoint(_chunk_logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else _chunk_logp
-    parts = [f(head, hs[i:i + chunk], ts[i:i + chunk], temperature, model.config) for i in range(0, len(ts), chunk)]
-    out = torch.zeros(comp.shape, dtype=torch.float32, device=ids.device)
-    out[comp] = torch.cat(parts)
-    return out
-
-
-@torch.no_grad()
-def check_logprobs(model, n=16, tol=1e-3):
-    """Refuse (one line, exit 2) a model whose own output logits token_logprobs does not reproduce: an
-    unknown post-processing of lm_head's output would otherwise train πθ on log-probs of a distribution
-    the rollouts never came from. Compares both on n tokens; tol in nats (float rounding is ~1e-6)."""
-    V = model.get_output_embeddings().weight.shape[0]
-    ids = (torch.arange(n, device=next(model.parameters()).device) * 7919 % V)[None]   # any tokens will do
-    mask, comp = torch.ones_like(ids), torch.ones_like(ids, dtype=torch.bool)
-    comp[:, 0] = False
-    was_training = model.training
-    model.eval()
-    try:
-        fast = token_logprobs(model, ids, mask, comp)[comp]
-        own = torch.log_softmax(model(input_ids=ids, attention_mask=mask, use_cache=False).logits.float(), -1)
-    finally:
-        model.train(was_training)
-    own = own[0, :-1].gather(-1, ids[0, 1:, None]).squeeze(-1)
-    diff = (fast - own).abs().max().item()
-    if not diff <= tol:                                                          # NaN fails too
-        die(f"{type(model).__name__}: log-probs from its hidden states differ from its own forward's logits by "
-            f"{diff:.3g} nats: its forward post-processes the logits in a way mgrpo.output_logits does not know")
-
-
-def pack(prompts, completions, pad, device):
-    """Rows prompt + completion, right-padded (so positions need no correction) -> ids, attention mask
-    and completion mask, each [b, L]."""
-    L = max(len(p) + len(c) for p, c in zip(prompts, completions))
-    ids = torch.full((len(prompts), L), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), L), dtype=torch.long)
-    comp = torch.zeros((len(prompts), L), dtype=torch.bool)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, :len(p) + len(c)] = torch.tensor(p + c, dtype=torch.long)
-        mask[i, :len(p) + len(c)] = 1
-        comp[i, len(p):len(p) + len(c)] = True
-    return ids.to(device), mask.to(device), comp.to(device)
-
-
-def micro_batches(lengths, budget):
-    """Sequence indices grouped so that each micro-batch holds at most `budget` tokens with its padding
-    (rows x longest row; a longer sequence goes alone). Longest first: rows of similar length share a
-    micro-batch, so little padding is computed, and the most memory-hungry pass comes first."""
-    mbs = []
-    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
-        if mbs and (len(mbs[-1]) + 1) * lengths[mbs[-1][0]] <= budget:
-            mbs[-1].append(i)
-        else:
-            mbs.append([i])
-    return mbs
-
-
-# -----------------------------------------------------------------------------
-# The GRPO maths: pure functions of tensors.
-
-
-def group_advantages(rewards, eps=1e-4):
-    """rewards [n_groups, group_size] -> advantages, same shape: (r - mean) / (std + eps) within
-    each group, std the population std (no Bessel correction). A group of all-equal rewards
-    gets exactly 0 (numerator 0; eps keeps the denominator positive), never NaN."""
-    r = rewards.float()
-    mean = r.mean(-1, keepdim=True)
-    std = r.std(-1, keepdim=True, unbiased=False)
-    return (r - mean) / (std + eps)
-
-
-# What counts as correct. A reward is a number in [0, 1]; an answer is correct when its reward reaches
-# CORRECT. This one test decides which Layer-1 answers get a correction round (those below it), which
-# corrections selection trains on (those that reach it) and Acc@t1/Acc@t2. verify.reward gives 0 or 1. For
-# a graded reward (the share of unit tests passed, partial credit), set CORRECT to the level that counts as
-# solved; at 1.0 only full marks count, and every answer below them gets a correction round.
-CORRECT = 1.0
-
-
-def is_correct(rewards):
-    """rewards (tensor, any shape) -> bool tensor of the same shape: reward >= CORRECT."""
-    return rewards >= CORRECT
-
-
-def select_corrections(rewards, mode):
-    """Layer-2 rewards [n_groups, H] -> bool keep mask. 'successful': only corrections that are correct
-    (is_correct) are kept; 'all': the whole group (plain GRPO on q'). correction_layer says why."""
-    if mode == "successful":
-        return is_correct(rewards)
-    if mode == "all":
-        return torch.ones_like(rewards, dtype=torch.bool)
-    raise ValueError(f"unknown selection mode {mode!r}")
-
-
-def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg):
-    """The clipped GRPO objective with a k3 KL penalty, negated so it can be minimised.
-    logp, old_logp, ref_logp, mask: [n_seq, T]; adv: [n_seq]. ref_logp may be None when beta == 0.
-    agg 'seq-mean-token-mean' = 1/n Σ_i 1/|o_i| Σ_t (the paper); 'token-mean' = Σ_i,t / Σ|o_i|."""
-    mask = mask.bool()
-    # Padding may hold anything (even inf): zero the log-ratios there *before* exp, or NaN would
-    # leak into the gradient through 0 * inf in backward.
-    ratio = torch.exp(torch.where(mask, logp - old_logp, 0.0))          # ρ [n, T]
-    a = adv[:, None]
-    surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
-    kl = torch.zeros_like(logp)
-    if beta > 0:
-        d = torch.where(mask, ref_logp - logp, 0.0)                     # log(πref/πθ)
-        kl = torch.exp(d) - d - 1
-    per_token = torch.where(mask, surrogate - beta * kl, 0.0)
-    n_tok = mask.sum(-1)
-    if agg == "seq-mean-token-mean":
-        J = (per_token.sum(-1) / n_tok.clamp(min=1)).mean()
-    elif agg == "token-mean":
-        J = per_token.sum() / n_tok.sum().clamp(min=1)
-    else:
-        raise ValueError(f"unknown loss aggregation {agg!r}")
-    clipped = ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + clip_eps) & (a > 0))
-    real = mask.sum().clamp(min=1)
-    # 0-d tensors, not floats: .item() here would stall the GPU once per micro-batch
-    stats = {"kl": (torch.where(mask, kl, 0.0).sum() / real).detach(),
-             "clip_frac": ((clipped & mask).sum() / real).detach()}
-    return -J, stats
-
-
-def pass_at_k(n, c, k):
-    """pass@k from n samples of which c are right: the chance that k of them, drawn without replacement,
-    hold at least one right answer, 1 - C(n-c, k) / C(n, k) -- the unbiased estimator of Chen et al. 2021
-    ("Evaluating Large Language Models Trained on Code"). Integer binomials, so the value is exact up to one
-    rounding. Raises ValueError unless 0 <= c <= n and 1 <= k <= n."""
-    if not (0 <= c <= n and 1 <= k <= n):
-        raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n (got n={n}, c={c}, k={k})")
-    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
-
-
-def self_correction_metrics(correct_t1, correct_t2):
-    """Correctness at turn 1 and turn 2 -> the paper's metrics, as fractions. Either [n_problems] (one greedy
-    answer each), or [n_problems, K] (K sampled t1 per problem, each t2 the correction of the t1 beside it):
-    then every metric is the mean over the K samples of that metric, so Δ = Acc@t2 - Acc@t1 still holds, and
-    `pass@K` is added: pass_at_k(K, right t1 of the problem, K), averaged over problems."""
-    t1 = torch.as_tensor(correct_t1, dtype=torch.bool)
-    t2 = torch.as_tensor(correct_t2, dtype=torch.bool)
-    n = max(t1.numel(), 1)      # with K samples each, the mean over samples of a metric is its mean over all
-    m = {"acc_t1": t1.sum().item() / n, "acc_t2": t2.sum().item() / n,
-         "delta_i2c": (~t1 & t2).sum().item() / n, "delta_c2i": (t1 & ~t2).sum().item() / n}
-    m["delta"] = m["delta_i2c"] - m["delta_c2i"]  # equals acc_t2 - acc_t1, without rounding drift
-    if t1.dim() == 2 and len(t1):
-        K = t1.shape[1]
-        m[f"pass@{K}"] = sum(pass_at_k(K, c, K) for c in t1.sum(-1).tolist()) / len(t1)
-    return m
-
-
-# -----------------------------------------------------------------------------
-# The training step.
-
-
-def autocast(device):
-    # bf16 compute on CUDA over fp32 master weights; plain fp32 on CPU (bf16 matmuls there are slow).
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
-
-
-MAX_BAD_STEPS = 5  # non-finite optimizer steps in a row before the run stops
-
-
-def policy_update(run, prompts, completions, adv, args):
-    """One layer's update: `mu` optimizer steps on the same rollouts, each accumulating the gradient of
-    -J over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages. Returns the
-    means over the passes of kl, clip_frac, loss and grad_norm, the padding fraction (pad_frac) and how
-    many optimizer steps were skipped as non-finite (skipped)."""
-    plan = plan_micro_batches(run, prompts, completions, args)          # bookkeeping and many GPUs
-
-    def logps(model, grad):  # at the sampling temperature: the distribution the rollouts came from
-        with torch.set_grad_enabled(grad), autocast(run.device):
-            return [token_logprobs(model, ids, mask, comp, args.temperature) for ids, mask, comp in plan.packed]
-
-    ref_lp = logps(run.ref, False) if args.beta > 0 else [None] * len(plan.rows)        # log πref
-    if hasattr(run.ref, "reshard"):  # FSDP keeps a root's weights gathered until a backward that never comes
-        run.ref.reshard()
-    old_lp = logps(run.policy, False) if args.mu > 1 else [None] * len(plan.rows)       # log πθ_old
-
-    # The gradient path.
-    stats = {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0}   # sums of 0-d tensors until the end
-    skipped = 0
-    for _ in range(args.mu):
-        run.opt.zero_grad(set_to_none=True)
-        pass_loss = 0.0
-        for rows, (ids, mask, comp), ref, old in zip(plan.rows, plan.packed, ref_lp, old_lp):
-            with autocast(run.device):
-                lp = token_logprobs(run.policy, ids, mask, comp, args.temperature)       # log πθ [b, L]
-            # With mu == 1, πθ_old is the current policy: ρ == 1, and its gradient is the policy gradient.
-            old = lp.detach() if old is None else old
-            a = adv[rows].to(run.device) if rows else torch.zeros(1, device=run.device)
-            loss, st = grpo_loss(lp, old, ref, a, comp, args.clip_eps, args.beta, args.loss_agg)
-            # grpo_loss is a mean over this micro-batch; w makes it its share of J's 1/G over the whole layer
-            # (1/Σ|o| for token-mean), on every rank. Times the ranks, since FSDP averages gradients over them.
-            w = len(rows) / plan.n_seq if args.loss_agg == "seq-mean-token-mean" else \
-                sum(len(completions[i]) for i in rows) / plan.n_tok
-            (loss * w * world()).backward()
-            pass_loss = pass_loss + loss.detach() * w
-            stats["kl"] += st["kl"] * w / args.mu
-            stats["clip_frac"] += st["clip_frac"] * w / args.mu
-        norm = torch.nn.utils.clip_grad_norm_(run.policy.parameters(), args.max_grad_norm)
-        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm      # FSDP: the global norm
-        (pass_loss,) = all_reduce([pass_loss])                                     # one host sync per step
-        skipped += step_unless_non_finite(run, norm, pass_loss)
-        stats["grad_norm"] += norm / args.mu
-        stats["loss"] += pass_loss / args.mu
-
-    run.opt.zero_grad(set_to_none=True)
-    sync_rollout_model(run)
-    kl, clip_frac = all_reduce([stats["kl"], stats["clip_frac"]])
-    return {"kl": kl, "clip_frac": clip_frac, "grad_norm": float(stats["grad_norm"]), "loss": stats["loss"],
-            "skipped": skipped, "pad_frac": plan.pad_frac}
-
-
-def plan_micro_batches(run, prompts, completions, args):
-    """The bookkeeping of an update: this rank's rollouts cut into micro-batches of at most --micro-tokens
-    (micro_batches) and packed, and the normalisers of J's mean over the layer. Returns a namespace: rows
-    (index lists), packed ([(ids, mask, comp)], each [b, L]), n_seq and n_tok (sequences and completion
-    tokens of the layer, over all ranks), pad_frac (share of the computed tokens that are padding).
-
-    Many GPUs: the normalisers are summed over all ranks, so that an update on N ranks equals one process's
-    update on the union of their rollouts; and each rank runs as many micro-batches as the busiest one (FSDP
-    would wait forever otherwise): the extra ones are empty, zero-weight passes on a one-token stand-in."""
-    lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
-    rows = micro_batches(lengths, args.micro_tokens)
-    n_seq, n_tok, real, computed, n_mb = all_reduce([len(completions), sum(map(len, completions)), sum(lengths),
-                                                     sum(len(mb) * lengths[mb[0]] for mb in rows)], "sum") + \
-        all_reduce([len(rows)], "max")
-    rows += [[]] * (int(n_mb) - len(rows))
-    pad = run.tk.pad
-    packed = [pack([prompts[i] for i in mb], [completions[i] for i in mb], pad, run.device) if mb else
-              pack([[pad]], [[pad]], pad, run.device) for mb in rows]
-    return SimpleNamespace(rows=rows, packed=packed, n_seq=n_seq, n_tok=n_tok, pad_frac=1 - real / computed)
-
-
-def step_unless_non_finite(run, grad_norm, loss):
-    """run.opt.step(), unless the loss or the gradient norm is not finite (a bf16 overflow, a corrupt batch):
-    inside AdamW one NaN would ruin the weights for good. Returns 1 for a skipped step, else 0. MAX_BAD_STEPS
-    skipped in a row end the run (exit 1) before a checkpoint can hold NaN."""
-    if torch.isfinite(grad_norm) and math.isfinite(loss):
-        run.opt.step()
-        run.bad_steps = 0
-        return 0
-    run.bad_steps += 1
-    if run.bad_steps >= MAX_BAD_STEPS:
-        die(f"{run.bad_steps} optimizer steps in a row had a non-finite loss or gradient; stopping "
-            "(the checkpoints written so far are finite; resume from the last one)", code=1)
-    return 1
-
-
-def sync_rollout_model(run):
-    """Copy the fp32 master weights into the rollout copy: one cheap copy per update instead of casting
-    the fp32 weights on every decode step. Under FSDP, one parameter at a time is gathered, already in
-    the copy's dtype, so no rank ever holds the whole fp32 model."""
-    if run.rollout is not run.policy:
-        with torch.no_grad():
-            for dst, src in zip(run.rollout.parameters(), run.policy.parameters()):
-                dst.copy_(src.to(dst.dtype).full_tensor() if hasattr(src, "full_tensor") else src)
-
-
-def rule_reward(completion, problem):
-    """The default reward (run.reward): verify.reward of the completion's text against problem["gold"]."""
-    return reward(completion, problem["gold"])
-
-
-def score(run, completions, problems):
-    """completions: n id lists, completions[i] answering problems[i] (rows of load_problems) -> [n] float
-    rewards from run.reward(text, problem) (rule_reward where run has none). A reward that is not a number
-    in [0, 1] ends the run with one line (exit 2): above 1 or below 0 the advantages and the correctness
-    test above would silently mean something else."""
-    reward_fn = getattr(run, "reward", None) or rule_reward
-    rewards = []
-    for ids, problem in zip(completions, problems):
-        r = reward_fn(run.tk.text(ids), problem)
-        if not (isinstance(r, (int, float, np.integer, np.floating)) and 0 <= r <= 1):     # NaN fails too
-            die(f"the reward returned {r!r} for an answer to {problem['question'][:50]!r}: a reward must be a "
-                "number in [0, 1]", every_rank=True)
-        rewards.append(float(r))
-    return torch.tensor(rewards, dtype=torch.float32)
-
-
-def update_log(layer, stats):
-    """policy_update's statistics as log entries l1_kl, l1_loss, ... (layer 'l1' or 'l2'); stats None
-    (no update this step): null, with 0 optimizer steps skipped."""
-    keys = ("kl", "clip_frac", "grad_norm", "loss", "pad_frac")
-    return {**{f"{layer}_{k}": stats[k] if stats else None for k in keys},
-            f"{layer}_skipped": stats["skipped"] if stats else 0}
-
-
-def train_step(run, batch, args, rng, cache_len=None):
-    """One MGRPO step on this rank's problems (rows of load_problems). Returns statistics for the log, over
-    all ranks, with the seconds of each phase (sec_gen1, ...; see phase()): the same keys every step (with
-    --layers 2, the l2_* ones too), null where there was nothing to measure."""
-    tk, B, G = run.tk, len(batch), args.G
-    log = {}
-
-    # Layer 1: standard GRPO on q.
-    prompts = [tk.prompt(p["question"]) for p in batch]
-    with phase(log, "gen1", args):
-        answers = generate(run.rollout, prompts, G, tk, args.max_new_tokens, args.temperature,
-                           gen_batch=args.gen_batch, cache_len=cache_len)          # B*G id lists, group-major
-    with phase(log, "reward1", args):
-        r1 = score(run, answers, [p for p in batch for _ in range(G)]).view(B, G)
-    A1 = group_advantages(r1)                                                       # [B, G]
-    with phase(log, "update1", args):
-        st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], answers, A1.flatten(), args)
-    r1_sum, n1, tok1 = all_reduce([r1.sum(), r1.numel(), sum(map(len, answers))])
-    log.update(l1_reward=r1_sum / n1, **update_log("l1", st1), l1_tokens=int(tok1))
-
-    if args.layers == 2:
-        correction_layer(run, batch, prompts, answers, is_correct(r1).flatten(), args, rng, log, cache_len)
-    return log
-
-
-def correction_layer(run, batch, prompts, answers, correct1, args, rng, log, cache_len=None):
-    """Layer 2, self-correction, on this rank's problems, after the Layer-1 update. Its decisions, and why:
-
-    1. Who gets a correction round (--l2-inputs): the wrong Layer-1 answers (not is_correct); correcting
-       a right one teaches little and costs H rollouts. `all`: every answer, to teach "keep it right" too.
-    2. q' = q + o + p_guide (build_correction_prompt): o as sampled, without its stop token, then one of
-       GUIDES drawn at random, wrapped in the chat template's turn markers (Tokens.guides).
-    3. H corrections per q', sampled from the policy that Layer 1 has just updated.
-    4. Advantages over all H corrections of a q', before selection: a success counts for more in a group
-       where few succeed.
-    5. Selection (--l2-select successful, the paper): train only on the corrections that are correct, and
-       of those only the ones with a positive advantage, which the update pushes up. A group whose
-       corrections all succeed has advantage 0: it carries no policy gradient, and counting its samples in
-       the mean would shrink every other group's step (one all-success group of 4 beside a 1-of-4 group cuts
-       that group's gradient 5x) by an amount that changes from batch to batch. With a 0/1 reward every
-       other kept correction has A > 0; with a graded one (CORRECT < 1) a correct answer below its group's
-       mean has A < 0, and training on it would push a success down. `all`: every correction, plain GRPO on q' as Layer 1 is on
-       q (all-equal groups count in the mean, and with β > 0 carry the KL gradient).
-    6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's G
-       (J's 1/G) is the number of corrections trained in this step, over all ranks (token-mean: their tokens).
-
-    prompts: B Layer-1 prompt id lists; answers: B*G Layer-1 completion id lists, group-major; correct1:
-    [B*G] bool. Writes the l2_* entries (and sec_gen2, ...) into `log`: always the same keys, counts 0 and
-    the rest null when there was nothing to measure. A rank may have no q' at all; it still takes part in
-    every collective (all_reduce, policy_update), or the other ranks would wait for it forever."""
-    tk, G, H = run.tk, args.G, args.H
-    log.update(dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "sec_gen2", "sec_reward2",
-                              "sec_update2"]),
-               l2_groups=0, l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0, l2_tokens=0,
-               **update_log("l2", None))
-    chosen = [i for i in range(len(answers)) if args.l2_inputs == "all" or not correct1[i]]      # 1.
-    (n_chosen,) = all_reduce([len(chosen)])
-    log["l2_groups"] = int(n_chosen)
-    if not n_chosen:
+def init_distributed(args):
+    """Under torchrun: one process group, and on CUDA one GPU per rank (cuda:LOCAL_RANK)."""
+    n = int(os.environ.get("WORLD_SIZE", 1))
+    if n == 1:
         return
-    q_prime = [build_correction_prompt(prompts[i // G], tk.strip_stop(answers[i]),                # 2.
-                                       tk.guides[rng.randrange(len(tk.guides))]) for i in chosen]
-    with phase(log, "gen2", args):                                                                # 3.
-        corrections = generate(run.rollout, q_prime, H, tk, args.max_new_tokens, args.temperature,
-                               gen_batch=args.gen_batch, cache_len=cache_len)    # len(chosen)*H, group-major
-    with phase(log, "reward2", args):
-        r2 = score(run, corrections, [batch[i // G] for i in chosen for _ in range(H)]).view(len(chosen), H)
-    A2 = group_advantages(r2)                                                                     # 4.
-    selected = select_corrections(r2, args.l2_select)                                             # 5.
-    pushed_up = selected & (A2 > 0) if args.l2_select == "successful" else selected
-    trained = pushed_up.flatten().nonzero().flatten().tolist()                 # rows of `corrections`
-
-    of_wrong = r2[~correct1[chosen]]                       # [n, H] rewards of the corrections of wrong answers
-    r2_sum, groups_kept, kept, n_trained, tok2, fixed, n_of_wrong = all_reduce(
-        [r2.sum(), selected.any(-1).sum(), selected.sum(), len(trained), sum(map(len, corrections)),
-         is_correct(of_wrong).sum(), of_wrong.numel()])
-    log.update(l2_reward=r2_sum / (n_chosen * H), l2_groups_kept=int(groups_kept), l2_samples_kept=int(kept),
-               l2_samples_trained=int(n_trained), l2_keep_frac=groups_kept / n_chosen, l2_tokens=int(tok2),
-               l2_correction_rate=fixed / n_of_wrong if n_of_wrong else None)
-    if n_trained:                                                                                 # 6.
-        with phase(log, "update2", args):
-            st2 = policy_update(run, [q_prime[j // H] for j in trained], [corrections[j] for j in trained],
-                                A2.flatten()[trained], args)
-        log.update(update_log("l2", st2))
+    cuda = (args.device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda")
+    if cuda:
+        per_node = int(os.environ.get("LOCAL_WORLD_SIZE", n))
+        if per_node > torch.cuda.device_count():
+            die(f"torchrun started {per_node} processes on this node, which has {torch.cuda.device_count()} GPUs")
+        args.device = f"cuda:{os.environ['LOCAL_RANK']}"
+        torch.cuda.set_device(torch.device(args.device))
+    dist.init_process_group("nccl" if cuda else "gloo")
 
 
-# -----------------------------------------------------------------------------
-# Evaluation: t1 with the Layer-1 prompt, then t2 on q' with the first guide. Greedy by default; with
-# --eval-samples K > 1, K sampled t1 per problem, each followed by one sampled t2 on its own q'.
-
-# Reasoning models are documented to loop under greedy decoding; DeepSeek-R1's and Qwen3's (thinking mode)
-# model cards ask for sampling at temperature 0.6, so that is the default when evaluation samples.
-EVAL_TEMPERATURE = 0.6
-
-
-@contextlib.contextmanager
-def eval_sampling_rng(args, device):
-    """Sampled evaluation draws from a stream of its own, seeded by --seed and the rank, and puts the
-    training random state back afterwards: a run trains the same whether or not it evaluates by sampling,
-    and every evaluation of a run samples with the same random numbers."""
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(1_000_003 * (args.seed + 1) + rank())
-        yield
-
-
-def evaluate(run, problems, args, path, cache_len=None):
-    """Each rank answers its share of the problems; rank 0 writes one line per problem, in order: question,
-    gold, t1, t2, correct_t1, correct_t2 (is_correct of run.reward) -- each a list of K samples with
-    --eval-samples K > 1. Returns self_correction_metrics of those rows."""
-    tk, mine, K = run.tk, my_share(problems), args.eval_samples
-    greedy, T = K == 1, args.eval_temperature or EVAL_TEMPERATURE    # T is unused when greedy
-    prompts = [tk.prompt(p["question"]) for p in mine]
-    with contextlib.nullcontext() if greedy else eval_sampling_rng(args, run.device):
-        t1 = generate(run.rollout, prompts, K, tk, args.max_new_tokens, T, greedy=greedy,
-                      gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t1")       # group-major, n*K
-        q2 = [build_correction_prompt(prompts[i // K], tk.strip_stop(o), tk.guides[0]) for i, o in enumerate(t1)]
-        t2 = generate(run.rollout, q2, 1, tk, args.max_new_tokens, T, greedy=greedy,
-                      gen_batch=args.gen_batch, cache_len=cache_len, desc="eval t2")
-    each = [p for p in mine for _ in range(K)]
-    ok1, ok2 = is_correct(score(run, t1, each)).tolist(), is_correct(score(run, t2, each)).tolist()
-    rows = []
-    for i, p in enumerate(mine):
-        a, b = [tk.text(o) for o in t1[i * K:(i + 1) * K]], [tk.text(o) for o in t2[i * K:(i + 1) * K]]
-        ok_a, ok_b = ok1[i * K:(i + 1) * K], ok2[i * K:(i + 1) * K]
-        if greedy:                                       # one answer: plain values, as the file always had
-            a, b, ok_a, ok_b = a[0], b[0], ok_a[0], ok_b[0]
-        rows.append({"question": p["question"], "gold": p["gold"], "t1": a, "t2": b, "correct_t1": ok_a,
-                     "correct_t2": ok_b})
-    rows = gather(rows)
-    if is_main():
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.writelines(json.dumps(r) + "\n" for r in rows)
-        durable_replace(path + ".tmp", path)
-    return self_correction_metrics([r["correct_t1"] for r in rows], [r["correct_t2"] for r in rows])
+def leave_distributed(code):
+    """The last thing a torchrun rank does once its process group exists. After a finished run the ranks
+    meet (none leaves while rank 0 still writes the final checkpoint) and destroy the process group;
+    then the process ends with os._exit, without the interpreter's teardown. Why: the process group's
+    threads outlive destroy_process_group (FSDP2's device mesh keeps the group alive: gloo's two workers
+    and its network loop still run), and a gloo worker takes the GIL whenever it drops the last reference
+    to a tensor that has a Python object. CPython ends a thread that waits for the GIL once its teardown
+    has begun with pthread_exit, which a C++ thread cannot survive: the rank aborts ('terminate called
+    without an active exception') and torchrun reports a finished run as failed. os._exit ends every
+    thread at once and runs no teardown, so no thread can meet one. Every file is closed and fsynced
+    by now. After a failure (code != 0) the other ranks give rank 0 a moment to print its line before
+    torchrun, seeing them fail, stops it."""
+    if code == 0:
+        dist.barrier()
+        dist.destroy_process_group()
+    elif not is_main():
+        time.sleep(2)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
-def evaluate_sets(run, eval_sets, args, filename, cache_len=None):
-    """Every evaluation set: {name: metrics}, and its per-problem file (filename with {name} filled in)."""
-    return {name: evaluate(run, problems, args, os.path.join(args.output_dir, filename.format(name=name)), cache_len)
-            for name, problems in eval_sets.items()}
+def shard(model, device):
+    """FSDP2: each decoder layer, then the rest (embeddings, final norm, lm_head) at the root, sharded
+    over the ranks. On CUDA the sharded fp32 weights compute in bf16 and reduce gradients in fp32."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+    mesh = init_device_mesh(device.type, (world(),))
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) \
+        if device.type == "cuda" else MixedPrecisionPolicy()
+    for layer in model.get_decoder().layers:
+        fully_shard(layer, mesh=mesh, mp_policy=mp)
+    return fully_shard(model, mesh=mesh, mp_policy=mp)
+
 
 
 # -----------------------------------------------------------------------------
@@ -1146,6 +1201,39 @@ def find_checkpoint(path):
     if not found:
         die(f"--resume: no checkpoint (trainer_state.pt) in {path}")
     return found[-1]
+
+
+def trim_log(path, step):
+    """On resume: keep the log lines up to the checkpoint's step (later steps are redone) and drop a
+    line that a kill cut mid-write. Rewritten through a temporary file, so a crash here loses nothing."""
+    def step_of(line):
+        try:
+            return json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):
+            return None                                              # the cut line
+
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            kept = [line.rstrip("\n") + "\n" for line in f if (step_of(line) or math.inf) <= step]
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        durable_replace(path + ".tmp", path)
+
+
+def append_log(path, record):
+    """One JSON line per step, on the disk before the step's checkpoint is (a power cut after a
+    save must not leave a checkpoint whose steps the log lacks)."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def write_jsonl(path, rows):
+    """One JSON line per row, written whole or not at all (durable_replace)."""
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r) + "\n" for r in rows)
+    durable_replace(path + ".tmp", path)
 
 
 # -----------------------------------------------------------------------------
@@ -1303,82 +1391,142 @@ def ends_cleanly(args):
 
 
 # -----------------------------------------------------------------------------
-# Main.
+# The command line: one argparse block (`python mgrpo.py --help` explains every flag), the checks of a
+# run's input before anything is loaded, and main().
 
 
-def from_pretrained(cls, name, **kw):
-    """cls.from_pretrained(name, **kw), or one clear line saying why it cannot be loaded."""
-    is_dir = os.path.isdir(name)
-    if not is_dir and (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1):
-        die(f"model directory not found: {name}")            # a path, and not a Hub id ('org/name')
-    try:
-        return cls.from_pretrained(name, **kw)
-    except Exception as e:                      # the Hub and the loaders raise many kinds of errors
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        where = "" if is_dir else " (no such local directory; offline, HF_HUB_OFFLINE=1 skips the Hub's retries)"
-        die(f"cannot load '{name}'{where}: {why}")
+def build_parser():
+    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
+    a = p.add_argument
+    a("--model", help="Hugging Face model id or local directory (policy and reference)")
+    a("--data", default="gsm8k", help="training data: gsm8k, math (MATH's 7,500 training problems) or a .jsonl path")
+    a("--eval-data", default=None, help="eval data: gsm8k, math500, minerva_math, olympiadbench or a .jsonl path, or a "
+      "comma list of them (default: GSM8K's test split for --data gsm8k, else none; with --eval-only, --data)")
+    a("--output-dir", default=None, help="where log.jsonl, eval files and checkpoints go (default: out/)")
+    a("--steps", type=int, default=200, help="training steps (one step = Layer 1 + Layer 2 on one batch)")
+    a("--batch-size", type=int, default=8, help="questions per step (over all GPUs)")
+    a("--G", type=int, default=8, help="Layer-1 samples per question (group size, >= 2)")
+    a("--H", type=int, default=4, help="Layer-2 corrections per q' (group size, >= 2)")
+    a("--lr", type=float, default=1e-6, help="AdamW learning rate")
+    a("--beta", type=float, default=0.04, help="KL weight; 0 skips loading the reference model")
+    a("--clip-eps", type=float, default=0.2, help="PPO clip range ε")
+    a("--mu", type=int, default=1, help="optimisation passes over the same rollouts")
+    a("--loss-agg", default="seq-mean-token-mean", choices=["seq-mean-token-mean", "token-mean"],
+      help="seq-mean-token-mean: the paper's 1/G Σ 1/|o_i| Σ_t; token-mean: one mean over all tokens (DAPO)")
+    a("--max-new-tokens", type=int, default=512, help="generation length cap for answers and corrections")
+    a("--temperature", type=float, default=1.0, help="sampling temperature for training rollouts")
+    a("--layers", type=int, default=2, choices=[1, 2], help="2 = MGRPO, 1 = plain GRPO (the baseline)")
+    a("--l2-inputs", default="incorrect", choices=["incorrect", "all"],
+      help="which Layer-1 answers get a Layer-2 correction round")
+    a("--l2-select", default="successful", choices=["successful", "all"],
+      help="successful: train only on corrections that are correct (the paper); all: on every correction, "
+      "plain GRPO on q'")
+    a("--micro-tokens", type=int, default=16384,
+      help="most tokens (prompt + completion, with padding) per forward/backward; gradients are accumulated")
+    a("--gen-batch", type=int, default=256, help="most sequences per generate call")
+    a("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+      help="recompute activations in backward: slower updates, a fraction of the memory (README)")
+    a("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping threshold")
+    a("--static-cache", default="auto", choices=["auto", "on", "off"],
+      help="static KV cache + compiled decode for rollouts (auto: on for CUDA)")
+    a("--eval-every", type=int, default=50, help="evaluate every K steps (0: only at the end)")
+    a("--eval-only", action="store_true", help="no training: evaluate --model (t1 and t2) and exit")
+    a("--eval-n", type=int, default=500, help="evaluate on the first N test problems (0: all)")
+    a("--eval-samples", type=int, default=1, help="K answers per evaluation problem: 1 = greedy; K > 1 samples t1 K "
+      "times, each with one sampled t2, and reports the means over samples and pass@K")
+    a("--eval-temperature", type=float, default=None,
+      help=f"sampling temperature of evaluation when --eval-samples > 1 (default {EVAL_TEMPERATURE})")
+    a("--save-every", type=int, default=100, help="checkpoint every K steps (and always at the end; 0: only there)")
+    a("--keep-last", type=int, default=0, help="keep only the newest N checkpoints (0: keep all; README: sizes)")
+    a("--resume", default=None, help="checkpoint directory (or an output dir: its latest checkpoint); "
+      "the run goes on with the checkpoint's settings")
+    a("--seed", type=int, default=0, help="seeds data order, sampling and guide choice")
+    a("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda if available)")
+    p.error = lambda msg: die(msg)  # one line and exit code 2, like every other bad input
+    return p
 
 
-def load_model(name, device, dtype, grad_checkpointing=False):
-    """A causal LM with dropout switched off: log πθ must be one function when rollouts are scored
-    (πθ_old, the reference) and when they are trained on, as in most RL trainers. Every other
-    setting comes from the model's config."""
-    from transformers import AutoConfig, AutoModelForCausalLM
-    cfg = from_pretrained(AutoConfig, name)
-    for k, v in cfg.to_dict().items():
-        if ("dropout" in k or "pdrop" in k) and isinstance(v, float) and v > 0:
-            setattr(cfg, k, 0.0)
-    model = from_pretrained(AutoModelForCausalLM, name, config=cfg, dtype=dtype)
-    if grad_checkpointing:
-        enable_checkpointing(model)
-    return model.to(device)
+def die(msg, code=2, every_rank=False, label="error: "):
+    """One line on stderr, then exit: code 2 for bad input, 1 for a failure, 128 + N for signal N.
+    Every rank sees the same bad input, so rank 0 alone says so; a failure only one rank meets (out
+    of memory) is said by that rank (every_rank=True)."""
+    from tqdm.auto import tqdm
+    for bar in list(getattr(tqdm, "_instances", ())):   # close progress bars first: the error is the last line
+        bar.close()
+    if every_rank or rank() == 0:
+        where = f"rank {rank()}: " if every_rank and world() > 1 else ""
+        print(f"mgrpo: {label}{where}{msg}", file=sys.stderr)
+    sys.exit(code)
 
 
-def enable_checkpointing(model):
-    # transformers >= 5.2x renamed gradient_checkpointing_enable; keep both working
-    if hasattr(model, "activation_checkpointing_enable"):
-        model.activation_checkpointing_enable({"use_reentrant": False})
-    else:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+def check_args(args):
+    if args.G < 2:
+        die(f"--G must be >= 2 (got {args.G}): a group of one has no advantage")
+    if args.layers == 2 and args.H < 2:
+        die(f"--H must be >= 2 (got {args.H}): a group of one has no advantage")
+    for name in ("steps", "batch_size", "mu", "micro_tokens", "gen_batch", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            die(f"--{name.replace('_', '-')} must be >= 1")
+    for name, zero in (("keep_last", "keeps every checkpoint"), ("save_every", "saves only at the end"),
+                       ("eval_every", "evaluates only at the end"), ("eval_n", "evaluates every problem")):
+        if getattr(args, name) < 0:
+            die(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)}; 0 {zero})")
+    if args.temperature <= 0:
+        die("--temperature must be > 0 (training rollouts are sampled from softmax(z / T))")
+    if args.eval_samples < 1:
+        die(f"--eval-samples must be >= 1 (got {args.eval_samples}; 1 is greedy evaluation)")
+    if args.eval_temperature is not None and not args.eval_temperature > 0:
+        die(f"--eval-temperature must be > 0 (got {args.eval_temperature})")
+    if args.beta < 0 or args.clip_eps <= 0:
+        die("--beta must be >= 0 and --clip-eps > 0")
+    if args.device:  # checked before any download or model load
+        try:
+            device = torch.device(args.device)
+        except RuntimeError:
+            die(f"--device: unknown device '{args.device}' (use cuda, cpu, cuda:1, ...)")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            die(f"--device {args.device} given but no CUDA GPU is visible")
+    ranks = int(os.environ.get("WORLD_SIZE", 1))
+    if args.batch_size % ranks:
+        die(f"--batch-size {args.batch_size} does not split evenly over {ranks} processes")
 
 
-def setup(args):
-    """Everything a step needs, as a namespace `run` (the trainer's state), passed to train_step, evaluate,
-    policy_update, generate, ...:
-      policy   the model being trained, fp32 master weights
-      rollout  the copy that samples (bf16 on CUDA, refreshed after every update); on the CPU the policy itself
-      ref      the frozen reference πref, the initial --model (bf16 on CUDA, fp32 on the CPU); None when beta == 0
-      opt      AdamW over the policy
-      tk       Tokens: prompt ids, wrapped guides, stop ids; tk.tok is the Hugging Face tokenizer
-      device   where rollouts and forward passes run
-      reward   reward(completion_text, problem_row) -> float in [0, 1]; rule_reward unless you set another
-      bad_steps  non-finite optimizer steps in a row (step_unless_non_finite)
-    With several ranks, the policy and the reference are read into CPU memory and sharded onto the GPUs
-    layer by layer, and every rank holds a full rollout copy."""
-    import huggingface_hub
-    from transformers import AutoTokenizer
-    from transformers.utils import logging as hf_logging
-    hf_logging.disable_progress_bar()              # no "Loading weights"/"Writing model shards" bars
-    huggingface_hub.utils.enable_progress_bars()   # between ours; downloads keep their progress bars
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+def context_length(config):
+    """The most positions the model attends to, from its config (max_position_embeddings, or GPT-2's
+    n_positions, ...); None when the config does not say."""
+    cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length", "n_ctx"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            return v
+    return None
+
+
+def check_context(args, train_set, eval_sets):
+    """Refuse at start, before any model is loaded, a run whose longest sequence does not fit in the
+    model's context: past it, learned positions (GPT-2) fail deep inside generate, in Layer 2, and
+    rotary ones run on silently outside what the model was trained on. The longest sequence is the
+    longest prompt + answer, and in Layer 2 and evaluation (t2) + guide + correction. A model without
+    a known context length is not refused. Returns the longest prompt in tokens (for static_cache_len)."""
+    from transformers import AutoConfig, AutoTokenizer
     src = find_checkpoint(args.resume) if args.resume else args.model
-    tok = from_pretrained(AutoTokenizer, src)
-    load_to = device if world() == 1 else torch.device("cpu")          # several ranks: sharded after loading
-    policy = load_model(src, load_to, torch.float32, args.grad_checkpointing)
-    check_logprobs(policy)
-    sampling_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    rollout = policy
-    if sampling_dtype != torch.float32 or world() > 1:
-        rollout = load_model(src, device, sampling_dtype).requires_grad_(False)
-    ref = None
-    if args.beta > 0 and not args.eval_only:       # the initial policy, even on resume
-        ref = load_model(args.model, load_to, sampling_dtype).eval().requires_grad_(False)
-    if world() > 1:
-        policy, ref = shard(policy, device), ref and shard(ref, device)
-    opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    policy.train()          # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
-    return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device,
-                           reward=rule_reward, bad_steps=0)
+    tk = Tokens(from_pretrained(AutoTokenizer, src))
+    sets = [(train_set, args.layers)] if train_set else []
+    sets += [(problems, 2) for problems in eval_sets.values() if problems]     # evaluation always asks for t2
+    need = [(max(len(tk.prompt(p["question"])) for p in problems), layers) for problems, layers in sets]
+    longest_prompt = max((p for p, _ in need), default=0)
+    ctx = context_length(from_pretrained(AutoConfig, src))
+    if ctx is None:
+        return longest_prompt
+    longest = max((longest_sequence(p, args.max_new_tokens, tk.guides, layers) for p, layers in need), default=0)
+    if longest > ctx:
+        # longest_sequence grows by `layers` tokens per added --max-new-tokens
+        fits = min((ctx - longest_sequence(p, 0, tk.guides, layers)) // layers for p, layers in need)
+        hint = f"--max-new-tokens {fits} is the largest that fits" if fits >= 1 else \
+            "the longest prompt alone does not fit"
+        die(f"the longest sequence this run builds is {longest} tokens (prompt + answer + guide + correction), "
+            f"more than the model's context of {ctx}: {hint}")
+    return longest_prompt
 
 
 # Flags that steer a run without changing what it learns: a resumed run takes them from its command line.
@@ -1444,33 +1592,9 @@ def check_fresh_output_dir(path, eval_only_names=None):
             f"continue it with --resume {path}, or choose a new --output-dir")
 
 
-def trim_log(path, step):
-    """On resume: keep the log lines up to the checkpoint's step (later steps are redone) and drop a
-    line that a kill cut mid-write. Rewritten through a temporary file, so a crash here loses nothing."""
-    def step_of(line):
-        try:
-            return json.loads(line)["step"]
-        except (ValueError, KeyError, TypeError):
-            return None                                              # the cut line
-
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
-            kept = [line.rstrip("\n") + "\n" for line in f if (step_of(line) or math.inf) <= step]
-        with open(path + ".tmp", "w", encoding="utf-8") as f:
-            f.writelines(kept)
-        durable_replace(path + ".tmp", path)
-
-
-def append_log(path, record):
-    """One JSON line per step, on the disk before the step's checkpoint is (a power cut after a
-    save must not leave a checkpoint whose steps the log lacks)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def main(argv=None):
+def main(argv=None, reward=None):
+    """The command line (argv: its arguments, default sys.argv[1:]); reward: a reward function to use instead
+    of rule_reward (see cli). Returns the last step's log, or the metrics of --eval-only."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     state = None
@@ -1504,58 +1628,35 @@ def main(argv=None):
             print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
         eval_sets = {name: load_problems(spec, "test")[: args.eval_n or None] for name, spec in eval_specs.items()}
         longest_prompt = check_context(args, train_set, eval_sets)
-        run = setup(args)
-        cache_len = None
+        run = setup(args, reward)
         if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):
-            cache_len = static_cache_len(longest_prompt, args.max_new_tokens, run.tk.guides)
+            run.cache_len = static_cache_len(longest_prompt, args.max_new_tokens, run.tk.guides)
 
         if args.eval_only:
             with phase({}, "eval", args):
-                m = evaluate_sets(run, eval_sets, args, "eval_only-{name}.jsonl", cache_len)
+                m = evaluate_sets(run, eval_sets, args, "eval_only-{name}.jsonl")
             if is_main():
                 print(json.dumps({"eval": m}))
             return m
 
-        start, log_path = 0, os.path.join(args.output_dir, "log.jsonl")
+        start = 0
         if state:
             start = state["step"]
             restore_checkpoint(run, rng, ckpt, state)
             if is_main():
-                trim_log(log_path, start)
-
-        from tqdm.auto import tqdm  # ships with transformers
-        bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="mgrpo", dynamic_ncols=True,
-                   disable=not is_main())
-        for step in bar:
-            done = progress["step"] = step + 1
-            batch = [train_set[i] for i in my_share(batch_indices(step, args.batch_size, len(train_set), args.seed))]
-            t0 = time.time()
-            log = {"step": done, **train_step(run, batch, args, rng, cache_len)}
-            log.update(sec_step=round(time.time() - t0, 3), eval=None, sec_eval=None)
-            if eval_sets and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
-                with phase(log, "eval", args):
-                    log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{done:06d}.jsonl", cache_len)
-                if is_main():
-                    for name, m in log["eval"].items():
-                        tqdm.write(f"step {done} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
-            r2 = log.get("l2_reward")
-            bar.set_postfix(r1=f"{log['l1_reward']:.2f}", r2="-" if r2 is None else f"{r2:.2f}",
-                            kl=f"{log['l1_kl']:.3f}")
-            with stop_held():               # a stop waits for the step's log line and checkpoint to be whole
-                if is_main():
-                    append_log(log_path, log)
-                if (args.save_every and done % args.save_every == 0) or done == args.steps:
-                    save_checkpoint(args.output_dir, done, run, rng, args)
-        return log
+                trim_log(os.path.join(args.output_dir, "log.jsonl"), start)
+        return train(run, train_set, eval_sets, args, rng, start, progress)
 
 
-def cli(argv=None):
+def cli(argv=None, reward=None):
     """The command line as `python mgrpo.py` and `torchrun ... mgrpo.py` run it: main(), then the exit a
-    torchrun rank needs (leave_distributed). A script of your own that sets, say, `mgrpo.rule_reward` first
-    and then calls mgrpo.cli() runs under torchrun as mgrpo.py does."""
+    torchrun rank needs (leave_distributed). A script of your own that calls mgrpo.cli(reward=my_reward)
+    runs your reward (a function of (completion text, problem row) into [0, 1]) under python or torchrun
+    with every flag of mgrpo.py. The reward is passed, not put in rule_reward's place, so a reward that
+    falls back to mgrpo.rule_reward still reaches the rule."""
     code = 0
     try:
-        main(argv)
+        main(argv, reward)
     except SystemExit as e:                        # die(): bad input 2, a failure 1, a stop 130 or 143
         code = e.code
     if dist.is_initialized():                      # torchrun, once the ranks have met: see leave_distributed

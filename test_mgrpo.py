@@ -9,8 +9,10 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
+import subprocess
 import sys
 
 import pytest
@@ -20,7 +22,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"   # the tests never touch the network
 
 import mgrpo
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "examples"))
+HERE = os.path.dirname(os.path.abspath(__file__))       # the checkout
+sys.path.insert(0, os.path.join(HERE, "examples"))
 import toy  # noqa: E402  (examples/toy.py: the toy task and its tiny model builder)
 from mgrpo import (build_correction_prompt, grpo_loss, group_advantages, select_corrections,
                    self_correction_metrics)
@@ -74,6 +77,26 @@ def tiny_run(tiny, **kw):
 
 
 # -----------------------------------------------------------------------------
+# The file reads as a reference: the docstring's equation map names Part I's functions in Part I's order
+
+
+def test_equation_map_names_part_one_functions_in_file_order():
+    import inspect
+    doc = mgrpo.__doc__
+    table = doc[doc.index("Equations and the function"):doc.index("How to read it")]
+    named = list(dict.fromkeys(re.findall(r"(\w+)\(\)", table)))      # in the map's order, each once
+    source = inspect.getsource(mgrpo).splitlines()
+    part_two = next(i for i, line in enumerate(source, 1) if line.startswith("# PART II"))
+    lines = []
+    for name in named:
+        assert callable(getattr(mgrpo, name, None)), f"the map names {name}(), which mgrpo does not define"
+        lines.append(inspect.getsourcelines(getattr(mgrpo, name))[1])
+        assert lines[-1] < part_two, f"{name}() is in Part II, the map puts it in Part I"
+    assert lines == sorted(lines), f"the map's order is not the file's: {named}"
+    assert len(named) >= 12
+
+
+# -----------------------------------------------------------------------------
 # group_advantages
 
 
@@ -108,21 +131,29 @@ def test_advantages_keep_shape_and_groups_are_independent():
 # select_corrections
 
 
-def test_select_successful_keeps_exactly_reward_one():
+def test_select_successful_trains_correct_corrections_with_positive_advantage():
     r = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
-    assert select_corrections(r, "successful").tolist() == [[True, False, True, False],
-                                                           [False, False, False, False],
-                                                           [True, True, True, True]]
+    # the all-success group has advantage 0 everywhere: nothing in it is pushed up
+    assert select_corrections(r, group_advantages(r), "successful").tolist() == [[True, False, True, False],
+                                                                                [False, False, False, False],
+                                                                                [False, False, False, False]]
+
+
+def test_select_successful_never_trains_a_correct_answer_below_its_group_mean(monkeypatch):
+    # graded rewards with CORRECT lowered to 0.5: 0.6 is correct but below the mean 0.7, so A < 0
+    monkeypatch.setattr(mgrpo, "CORRECT", 0.5)
+    r = torch.tensor([[0.6, 0.8]])
+    assert select_corrections(r, group_advantages(r), "successful").tolist() == [[False, True]]
 
 
 def test_select_all_keeps_everything():
     r = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
-    assert select_corrections(r, "all").tolist() == [[True, True], [True, True]]
+    assert select_corrections(r, group_advantages(r), "all").tolist() == [[True, True], [True, True]]
 
 
 def test_select_unknown_mode_raises():
     with pytest.raises(ValueError):
-        select_corrections(torch.zeros(1, 2), "best")
+        select_corrections(torch.zeros(1, 2), torch.zeros(1, 2), "best")
 
 
 # -----------------------------------------------------------------------------
@@ -1143,13 +1174,31 @@ def test_with_a_graded_reward_a_correct_correction_below_its_groups_mean_is_not_
     assert updates[1][0] == [[20, 1], [20, 2]] and all(a > 0 for a in updates[1][1])
 
 
-def test_a_reward_put_in_rule_rewards_place_runs_through_the_command_line(tiny, toy_data, tmp_path, monkeypatch):
-    # The README's way to a reward of your own under torchrun: mgrpo.rule_reward = my_reward; mgrpo.cli()
-    monkeypatch.setattr(mgrpo, "rule_reward", lambda completion, problem: 0.25)
+def test_a_reward_given_to_cli_is_the_runs_reward(tiny, toy_data, tmp_path):
     out = str(tmp_path / "own")
     with pytest.raises(SystemExit) as e:
-        mgrpo.cli(cli_args(tiny, toy_data, out, "--steps", "1", "--eval-every", "0"))
+        mgrpo.cli(cli_args(tiny, toy_data, out, "--steps", "1", "--eval-every", "0"),
+                  reward=lambda completion, problem: 0.25)
     assert e.value.code == 0 and read_log(out)[0]["l1_reward"] == 0.25
+
+
+def test_readme_command_line_reward_recipe_runs_as_written(tiny, toy_data, tmp_path):
+    # The README's train_mine.py, word for word, as a script outside the checkout: its reward falls back to
+    # mgrpo.rule_reward, which once recursed when the recipe replaced rule_reward with it.
+    readme = open(os.path.join(HERE, "README.md"), encoding="utf-8").read()
+    start = readme.index("```python\n# train_mine.py") + 10
+    script = tmp_path / "train_mine.py"
+    script.write_text(readme[start:readme.index("\n```", start)] + "\n", encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("train_mine", script)
+    mine = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mine)
+    assert mine.my_reward("\\boxed{2}", {"gold": "2"}) == 1.0 and mine.my_reward("x" * 2001 + "\\boxed{2}", {"gold": "2"}) == 0.5
+    out = str(tmp_path / "mine")
+    env = {**os.environ, "PYTHONPATH": HERE, "OMP_NUM_THREADS": "1"}
+    r = subprocess.run([sys.executable, str(script), *cli_args(tiny, toy_data, out, "--steps", "1", "--eval-every", "0")],
+                       cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "RecursionError" not in r.stderr and len(read_log(out)) == 1
 
 
 def test_setup_returns_the_policy_in_training_mode_so_gradient_checkpointing_acts(tiny):
@@ -1184,13 +1233,13 @@ def test_every_step_logs_the_same_keys_whether_or_not_layer_2_had_anything_to_do
     assert not [k for k in log if k.startswith("l2_") or k.endswith("2")]
 
 
-def test_log_lines_have_the_same_keys_every_step_and_the_readme_names_each(tiny, toy_data, tmp_path):
+def test_log_lines_have_the_same_keys_every_step_and_the_docs_name_each(tiny, toy_data, tmp_path):
     out = str(tmp_path / "keys")
     mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "2", "--eval-every", "2"))
     log = read_log(out)
     assert list(log[0]) == list(log[1]) and log[0]["eval"] is None and log[1]["eval"]
-    readme = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "README.md"), encoding="utf-8").read()
-    outputs = readme[readme.index("## Outputs"):readme.index("## Flags")]
+    docs = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "docs", "running.md"), encoding="utf-8").read()
+    outputs = docs[docs.index("## Outputs"):docs.index("## A picture of a run")]
     assert [k for k in log[0] if f"`{k}`" not in outputs] == []
 
 

@@ -227,8 +227,9 @@ def replay_rollouts(run, gens, args, cache_len, rounds):
 def one_step(run, args, cache_len, step):
     problems = [{"question": f"q{step}-{i}", "gold": "1"} for i in range(args.batch_size)]
     sync(run.device)
+    run.cache_len = cache_len                      # what mgrpo.main sets after setup
     t = time.perf_counter()
-    log = mgrpo.train_step(run, problems, args, random.Random(step), cache_len)
+    log = mgrpo.train_step(run, problems, args, random.Random(step))
     sync(run.device)
     return log, time.perf_counter() - t
 
