@@ -36,6 +36,9 @@ Equations and the function that computes each, in the order Part I defines them:
   Acc@t1, Acc@t2 (t2: the answer on q'), Δ(t1,t2), Δi→c, Δc→i     evaluate(), self_correction_metrics()
   pass@k = 1 - C(n-c, k) / C(n, k)      (unbiased, Chen et al.)   pass_at_k()
 
+GRPO variants, one flag each (docs/variants.md): --scale-rewards (Dr. GRPO, Lite PPO), --loss-agg (DAPO,
+Dr. GRPO), --clip-eps-high (DAPO), --importance-sampling sequence (GSPO), --mask-truncated (DAPO).
+
 How to read it: Part I, the algorithm, top to bottom. Part II, the engine room (sampling, batching, models,
 data, many GPUs, checkpoints, how a run ends, the command line), only makes Part I run and can be skipped.
 
@@ -82,13 +85,28 @@ from verify import last_boxed, reward
 # The GRPO maths: pure functions of tensors.
 
 
-def group_advantages(rewards, eps=1e-4):
-    """rewards [n_groups, group_size] -> advantages, same shape: (r - mean) / (std + eps) within
-    each group, std the population std (no Bessel correction). A group of all-equal rewards
-    gets exactly 0 (numerator 0; eps keeps the denominator positive), never NaN."""
+def group_advantages(rewards, eps=1e-4, scale="group", batch_std=None):
+    """rewards [n_groups, group_size] -> advantages, same shape: each reward minus its group's mean, divided
+    by (std + eps), the std chosen by `scale` (--scale-rewards):
+      'group'  the group's own std: GRPO (DeepSeekMath, arXiv 2402.03300)
+      'batch'  the std of every reward of the layer: Lite PPO (arXiv 2508.08221); batch_std if given (the
+               std over all ranks' rewards), else that of `rewards`
+      'none'   no division: Dr. GRPO (arXiv 2503.20783), since dividing by the group's std gives questions
+               that are nearly always or nearly never solved the largest steps
+    Every std is a population std (no Bessel correction). A group of all-equal rewards gets exactly 0 (its
+    numerator is 0, and eps keeps the denominator positive), never NaN. Raises ValueError for another scale.
+    Example: rewards [[1, 0, 0, 0]], 'group': mean 0.25, std 0.433 -> [[1.732, -0.577, -0.577, -0.577]]
+    (to eps); 'none': [[0.75, -0.25, -0.25, -0.25]]."""
     r = rewards.float()
-    mean = r.mean(-1, keepdim=True)
-    std = r.std(-1, keepdim=True, unbiased=False)
+    mean = r.mean(-1, keepdim=True)                                       # [n_groups, 1]
+    if scale == "group":
+        std = r.std(-1, keepdim=True, unbiased=False)
+    elif scale == "batch":
+        std = r.std(unbiased=False) if batch_std is None else batch_std
+    elif scale == "none":
+        return r - mean
+    else:
+        raise ValueError(f"unknown reward scaling {scale!r}")
     return (r - mean) / (std + eps)
 
 
@@ -105,28 +123,44 @@ def is_correct(rewards):
     return rewards >= CORRECT
 
 
-def select_corrections(rewards, advantages, mode):
+def select_corrections(rewards, advantages, mode, truncated=None):
     """Layer-2 rewards and advantages [n_groups, H] -> bool mask [n_groups, H] of the corrections the
     update trains on. 'successful' (the paper): the correct ones (is_correct) that have a positive
-    advantage; 'all': every correction (plain GRPO on q'). correction_layer says why. Raises ValueError
-    for another mode."""
+    advantage, and, where `truncated` ([n_groups, H] bool) is given (--mask-truncated), that finished;
+    'all': every correction (plain GRPO on q'). correction_layer says why. Raises ValueError for another
+    mode."""
     if mode == "successful":
-        return is_correct(rewards) & (advantages > 0)
+        keep = is_correct(rewards) & (advantages > 0)
+        return keep if truncated is None else keep & ~truncated
     if mode == "all":
         return torch.ones_like(rewards, dtype=torch.bool)
     raise ValueError(f"unknown selection mode {mode!r}")
 
 
-def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg):
+def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg, clip_eps_high=None,
+              importance_sampling="token", max_new_tokens=None):
     """The clipped GRPO objective with a k3 KL penalty, negated so it can be minimised.
     logp, old_logp, ref_logp, mask: [n_seq, T]; adv: [n_seq]. ref_logp may be None when beta == 0.
-    agg 'seq-mean-token-mean' = 1/n Σ_i 1/|o_i| Σ_t (the paper); 'token-mean' = Σ_i,t / Σ|o_i|."""
+    The ratio is clipped to [1 - clip_eps, 1 + clip_eps_high] (clip_eps_high None: clip_eps; a larger
+    upper bound is DAPO's clip-higher, arXiv 2503.14476). importance_sampling 'token': one ratio per token
+    (GRPO); 'sequence': one per sequence, exp of the mean over its tokens of log πθ - log πθ_old, used for
+    each of its tokens (GSPO, arXiv 2507.18071). agg: 'seq-mean-token-mean' = 1/n Σ_i 1/|o_i| Σ_t (the
+    paper); 'token-mean' = Σ_i,t / Σ|o_i| (DAPO); 'seq-mean-token-sum-norm' = 1/n Σ_i Σ_t / max_new_tokens
+    (Dr. GRPO's constant normaliser). Returns (-J, {"kl", "clip_frac"}: 0-d means over the masked tokens).
+    Raises ValueError for an unknown agg or importance_sampling."""
     mask = mask.bool()
     # Padding may hold anything (even inf): zero the log-ratios there *before* exp, or NaN would
     # leak into the gradient through 0 * inf in backward.
-    ratio = torch.exp(torch.where(mask, logp - old_logp, 0.0))          # ρ [n, T]
+    log_ratio = torch.where(mask, logp - old_logp, 0.0)                 # log ρ [n, T]
+    if importance_sampling == "sequence":
+        per_seq = log_ratio.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)      # [n, 1]
+        log_ratio = per_seq.expand_as(logp)
+    elif importance_sampling != "token":
+        raise ValueError(f"unknown importance sampling level {importance_sampling!r}")
+    ratio = torch.exp(log_ratio)                                        # ρ [n, T]
+    high = clip_eps if clip_eps_high is None else clip_eps_high
     a = adv[:, None]
-    surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + clip_eps) * a)
+    surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + high) * a)
     kl = torch.zeros_like(logp)
     if beta > 0:
         d = torch.where(mask, ref_logp - logp, 0.0)                     # log(πref/πθ)
@@ -137,9 +171,11 @@ def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg):
         J = (per_token.sum(-1) / n_tok.clamp(min=1)).mean()
     elif agg == "token-mean":
         J = per_token.sum() / n_tok.sum().clamp(min=1)
+    elif agg == "seq-mean-token-sum-norm":
+        J = (per_token.sum(-1) / max_new_tokens).mean()
     else:
         raise ValueError(f"unknown loss aggregation {agg!r}")
-    clipped = ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + clip_eps) & (a > 0))
+    clipped = ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + high) & (a > 0))
     real = mask.sum().clamp(min=1)
     # 0-d tensors, not floats: .item() here would stall the GPU once per micro-batch
     stats = {"kl": (torch.where(mask, kl, 0.0).sum() / real).detach(),
@@ -151,8 +187,10 @@ def micro_batch_weight(n_seq, n_tok, layer_seq, layer_tok, agg):
     """grpo_loss averages over one micro-batch of n_seq sequences and n_tok completion tokens; times this
     weight it is that micro-batch's share of J's mean over the whole layer (layer_seq sequences and
     layer_tok tokens over every micro-batch and rank), so the summed gradients equal one pass over the
-    layer: n_seq / layer_seq for 'seq-mean-token-mean', n_tok / layer_tok for 'token-mean'."""
-    return n_seq / layer_seq if agg == "seq-mean-token-mean" else n_tok / layer_tok
+    layer: n_tok / layer_tok for 'token-mean', n_seq / layer_seq for the two means over sequences."""
+    if agg == "token-mean":
+        return n_tok / layer_tok if layer_tok else 0.0      # every token masked: nothing to train
+    return n_seq / layer_seq
 
 
 # -----------------------------------------------------------------------------
@@ -233,6 +271,14 @@ def score(run, completions, problems):
     return torch.tensor(rewards, dtype=torch.float32)
 
 
+def is_truncated(completions, stop, max_new_tokens):
+    """completions: n id lists as sampled, each ending at its stop token (cut_at_stop) -> [n] bool: the
+    ones cut off at --max-new-tokens before a stop token. They are scored like any other; with
+    --mask-truncated they get no policy-gradient or KL term (DAPO's overlong filtering, arXiv 2503.14476)."""
+    return torch.tensor([len(c) >= max_new_tokens and not (c and c[-1] in stop) for c in completions],
+                        dtype=torch.bool)
+
+
 # -----------------------------------------------------------------------------
 # One training step: Layer 1, then Layer 2, each ending in the same policy_update.
 
@@ -250,11 +296,14 @@ def train_step(run, batch, args, rng):
         answers = sample(run, prompts, G, args)                                     # B*G id lists, group-major
     with phase(log, "reward1", args):
         r1 = score(run, answers, [p for p in batch for _ in range(G)]).view(B, G)
-    A1 = group_advantages(r1)                                                       # [B, G]
+    A1 = group_advantages(r1, scale=args.scale_rewards,                            # [B, G]
+                          batch_std=std_over_ranks(r1) if args.scale_rewards == "batch" else None)
+    cut1 = is_truncated(answers, tk.stop, args.max_new_tokens)                      # [B*G]
     with phase(log, "update1", args):
-        st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], answers, A1.flatten(), args)
-    r1_sum, n1, tok1 = all_reduce([r1.sum(), r1.numel(), sum(map(len, answers))])
-    log.update(l1_reward=r1_sum / n1, **update_log("l1", st1), l1_tokens=int(tok1))
+        st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], answers, A1.flatten(), args,
+                            masked=cut1.tolist() if args.mask_truncated else None)
+    r1_sum, n1, tok1, n_cut = all_reduce([r1.sum(), r1.numel(), sum(map(len, answers)), cut1.sum()])
+    log.update(l1_reward=r1_sum / n1, **update_log("l1", st1), l1_tokens=int(tok1), l1_truncated=int(n_cut))
 
     if args.layers == 2:
         correction_layer(run, batch, prompts, answers, is_correct(r1).flatten(), args, rng, log)
@@ -278,7 +327,9 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log):
        to batch. With a 0/1 reward every other correct correction has A > 0; with a graded one (CORRECT < 1)
        a correct answer below its group's mean has A < 0, and training on it would push a success down.
        `all`: every correction, plain GRPO on q' as Layer 1 is on q (all-equal groups count in the mean,
-       and with β > 0 carry the KL gradient).
+       and with β > 0 carry the KL gradient). With --mask-truncated, `successful` also leaves out the
+       corrections cut off at --max-new-tokens: a correction that never finished is no success, and a
+       zero-gradient sample in the mean would shrink the others' step, as above.
     6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's G
        (J's 1/G) is the number of corrections trained in this step, over all ranks (token-mean: their tokens).
 
@@ -295,22 +346,28 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log):
         corrections = sample(run, q_prime, H, args)                             # len(chosen)*H, group-major
     with phase(log, "reward2", args):
         r2 = score(run, corrections, [batch[i // G] for i in chosen for _ in range(H)]).view(len(chosen), H)
-    A2 = group_advantages(r2)                                                                     # 4.
-    trained = select_corrections(r2, A2, args.l2_select).flatten().nonzero().flatten().tolist()   # 5.
-    layer2_log(log, r2, trained, correct1[chosen], corrections, args)
+    A2 = group_advantages(r2, scale=args.scale_rewards,                                           # 4.
+                          batch_std=std_over_ranks(r2) if args.scale_rewards == "batch" else None)
+    cut2 = is_truncated(corrections, tk.stop, args.max_new_tokens).view(-1, H)     # [len(chosen), H]
+    selected = select_corrections(r2, A2, args.l2_select, cut2 if args.mask_truncated else None)  # 5.
+    trained = selected.flatten().nonzero().flatten().tolist()                     # rows of `corrections`
+    layer2_log(log, r2, trained, correct1[chosen], corrections, cut2, args)
     if log["l2_samples_trained"]:                                       # over all ranks              # 6.
         with phase(log, "update2", args):
             st2 = policy_update(run, [q_prime[j // H] for j in trained], [corrections[j] for j in trained],
-                                A2.flatten()[trained], args)
+                                A2.flatten()[trained], args,
+                                masked=cut2.flatten()[trained].tolist() if args.mask_truncated else None)
         log.update(update_log("l2", st2))
 
 
-def policy_update(run, prompts, completions, adv, args):
+def policy_update(run, prompts, completions, adv, args, masked=None):
     """One layer's update: --mu optimizer steps on the same rollouts, each accumulating the gradient of
-    -J over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages. Returns the
+    -J over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages; masked: n bools,
+    the completions whose tokens get no term in J (--mask-truncated), though they still count in its
+    1/G (token-mean: their tokens do not), as in TRL. Returns the
     means over the steps of kl, clip_frac, loss and grad_norm, the padding fraction (pad_frac) and how
     many optimizer steps were skipped as non-finite (skipped)."""
-    mbs, pad_frac = plan_micro_batches(run, prompts, completions, adv, args)    # each: ids, mask, comp, adv, weight
+    mbs, pad_frac = plan_micro_batches(run, prompts, completions, adv, args, masked)   # see its docstring
     ref_lp = frozen_logprobs(run, run.ref, mbs, args) if args.beta > 0 else [None] * len(mbs)    # log πref
     old_lp = frozen_logprobs(run, run.policy, mbs, args) if args.mu > 1 else [None] * len(mbs)   # log πθ_old
 
@@ -324,11 +381,12 @@ def policy_update(run, prompts, completions, adv, args):
                 lp = token_logprobs(run.policy, mb.ids, mb.mask, mb.comp, args.temperature)   # log πθ [b, L]
             # With mu == 1, πθ_old is the current policy: ρ == 1, and its gradient is the policy gradient.
             old = lp.detach() if old is None else old
-            loss, st = grpo_loss(lp, old, ref, mb.adv, mb.comp, args.clip_eps, args.beta, args.loss_agg)
+            loss, st = grpo_loss(lp, old, ref, mb.adv, mb.scored, args.clip_eps, args.beta, args.loss_agg,
+                                 args.clip_eps_high, args.importance_sampling, args.max_new_tokens)
             accumulate_gradient(loss * mb.weight)          # this micro-batch's share of the layer's -J
             pass_loss = pass_loss + loss.detach() * mb.weight
-            stats["kl"] += st["kl"] * mb.weight / args.mu
-            stats["clip_frac"] += st["clip_frac"] * mb.weight / args.mu
+            stats["kl"] += st["kl"] * mb.token_share / args.mu        # means over the layer's tokens
+            stats["clip_frac"] += st["clip_frac"] * mb.token_share / args.mu
         norm, pass_loss, bad = optimizer_step(run, pass_loss, args)     # clip, then AdamW unless non-finite
         skipped += bad
         stats["grad_norm"] += norm / args.mu
@@ -705,18 +763,21 @@ def micro_batches(lengths, budget):
     return mbs
 
 
-def plan_micro_batches(run, prompts, completions, adv, args):
+def plan_micro_batches(run, prompts, completions, adv, args, masked=None):
     """This rank's rollouts of one layer cut into micro-batches of at most --micro-tokens (micro_batches)
-    and packed. Returns (mbs, pad_frac): mbs a list of namespaces with ids, mask, comp ([b, L] each), adv
+    and packed. Returns (mbs, pad_frac): mbs a list of namespaces with ids, mask, comp, scored ([b, L] each), adv
     ([b]) and weight (micro_batch_weight, with the layer's sequences and completion tokens summed over
-    all ranks); pad_frac the share of the computed tokens that are padding.
+    all ranks) and token_share (its share of the layer's scored tokens, for the statistics); pad_frac the
+    share of the computed tokens that are padding. `scored` is comp without the masked completions: the
+    tokens that have a term in J.
 
     Many GPUs: summing the normalisers over all ranks makes an update on N ranks equal one process's update
     on the union of their rollouts; and each rank runs as many micro-batches as the busiest one (FSDP would
     wait forever otherwise): the extra ones are empty, zero-weight passes on a one-token stand-in."""
     lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
+    counted = [0 if masked and masked[i] else len(c) for i, c in enumerate(completions)]   # tokens J counts
     rows = micro_batches(lengths, args.micro_tokens)
-    n_seq, n_tok, real, computed, n_mb = all_reduce([len(completions), sum(map(len, completions)), sum(lengths),
+    n_seq, n_tok, real, computed, n_mb = all_reduce([len(completions), sum(counted), sum(lengths),
                                                      sum(len(mb) * lengths[mb[0]] for mb in rows)], "sum") + \
         all_reduce([len(rows)], "max")
     rows += [[]] * (int(n_mb) - len(rows))
@@ -724,9 +785,14 @@ def plan_micro_batches(run, prompts, completions, adv, args):
     for mb in rows:
         ids, mask, comp = pack([prompts[i] for i in mb], [completions[i] for i in mb], pad, run.device) if mb else \
             pack([[pad]], [[pad]], pad, run.device)
+        scored = comp
+        if masked:                                 # log-probs are still computed, so every pass has a graph
+            scored = comp.clone()
+            scored[[j for j, i in enumerate(mb) if masked[i]]] = False
         mbs.append(SimpleNamespace(
-            ids=ids, mask=mask, comp=comp, adv=adv[mb].to(run.device) if mb else torch.zeros(1, device=run.device),
-            weight=micro_batch_weight(len(mb), sum(len(completions[i]) for i in mb), n_seq, n_tok, args.loss_agg)))
+            ids=ids, mask=mask, comp=comp, scored=scored, adv=adv[mb].to(run.device) if mb else torch.zeros(1, device=run.device),
+            weight=micro_batch_weight(len(mb), sum(counted[i] for i in mb), n_seq, n_tok, args.loss_agg),
+            token_share=sum(counted[i] for i in mb) / n_tok if n_tok else 0.0))
     return mbs, 1 - real / computed
 
 
@@ -809,26 +875,28 @@ def begin_layer2_log(log, n_chosen):
     log.update(dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "sec_gen2", "sec_reward2",
                               "sec_update2"]),
                l2_groups=0, l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0, l2_tokens=0,
-               **update_log("l2", None))
+               l2_truncated=0, **update_log("l2", None))
     (n,) = all_reduce([n_chosen])
     log["l2_groups"] = int(n)
     return log["l2_groups"]
 
 
-def layer2_log(log, r2, trained, correct_before, corrections, args):
+def layer2_log(log, r2, trained, correct_before, corrections, truncated, args):
     """Layer 2's statistics over all ranks, into `log`. r2: [n, H] rewards of this rank's corrections;
     trained: indices of the trained ones; correct_before: [n] bool, whether the answer in each q' was
-    correct (the correction rate counts only the q' of wrong answers); corrections: the n*H id lists."""
+    correct (the correction rate counts only the q' of wrong answers); corrections: the n*H id lists;
+    truncated: [n, H] bool, the corrections cut off at --max-new-tokens."""
     # kept: what selection keeps before its A > 0 filter (the correct corrections; with 'all', every one)
     kept = is_correct(r2) if args.l2_select == "successful" else torch.ones_like(r2, dtype=torch.bool)
     of_wrong = r2[~correct_before]                       # [n', H] rewards of the corrections of wrong answers
-    r2_sum, groups_kept, n_kept, n_trained, tok2, fixed, n_of_wrong = all_reduce(
+    r2_sum, groups_kept, n_kept, n_trained, tok2, fixed, n_of_wrong, n_cut = all_reduce(
         [r2.sum(), kept.any(-1).sum(), kept.sum(), len(trained), sum(map(len, corrections)),
-         is_correct(of_wrong).sum(), of_wrong.numel()])
+         is_correct(of_wrong).sum(), of_wrong.numel(), truncated.sum()])
     n_chosen = log["l2_groups"]
     log.update(l2_reward=r2_sum / (n_chosen * r2.shape[1]), l2_groups_kept=int(groups_kept),
                l2_samples_kept=int(n_kept), l2_samples_trained=int(n_trained), l2_keep_frac=groups_kept / n_chosen,
-               l2_tokens=int(tok2), l2_correction_rate=fixed / n_of_wrong if n_of_wrong else None)
+               l2_tokens=int(tok2), l2_correction_rate=fixed / n_of_wrong if n_of_wrong else None,
+               l2_truncated=int(n_cut))
 
 
 # -----------------------------------------------------------------------------
@@ -1059,6 +1127,12 @@ def all_reduce(xs, op="sum"):
                      device="cuda" if dist.get_backend() == "nccl" else "cpu")
     dist.all_reduce(t, op=dist.ReduceOp.SUM if op == "sum" else dist.ReduceOp.MAX)
     return t.tolist()
+
+
+def std_over_ranks(x):
+    """The population std of every element of x on every rank, as a Python float (--scale-rewards batch)."""
+    s, s2, n = all_reduce([x.double().sum(), x.double().pow(2).sum(), x.numel()])
+    return math.sqrt(max(s2 / n - (s / n) ** 2, 0.0)) if n else 0.0
 
 
 def gather(items):
@@ -1409,10 +1483,23 @@ def build_parser():
     a("--H", type=int, default=4, help="Layer-2 corrections per q' (group size, >= 2)")
     a("--lr", type=float, default=1e-6, help="AdamW learning rate")
     a("--beta", type=float, default=0.04, help="KL weight; 0 skips loading the reference model")
-    a("--clip-eps", type=float, default=0.2, help="PPO clip range ε")
+    a("--clip-eps", type=float, default=0.2, help="PPO clip range ε: the ratio is clipped to [1-ε, 1+ε]")
+    a("--clip-eps-high", type=float, default=None, help="upper clip range: [1-ε, 1+ε_high] (DAPO's clip-higher, "
+      "0.28 in its paper; default: --clip-eps). Acts only with --mu > 1: with --mu 1 every ratio is 1")
     a("--mu", type=int, default=1, help="optimisation passes over the same rollouts")
-    a("--loss-agg", default="seq-mean-token-mean", choices=["seq-mean-token-mean", "token-mean"],
-      help="seq-mean-token-mean: the paper's 1/G Σ 1/|o_i| Σ_t; token-mean: one mean over all tokens (DAPO)")
+    a("--loss-agg", default="seq-mean-token-mean", choices=["seq-mean-token-mean", "token-mean",
+                                                            "seq-mean-token-sum-norm"],
+      help="seq-mean-token-mean: the paper's 1/G Σ 1/|o_i| Σ_t; token-mean: one mean over all tokens (DAPO); "
+      "seq-mean-token-sum-norm: 1/G Σ Σ_t / --max-new-tokens (Dr. GRPO)")
+    a("--scale-rewards", default="group", choices=["group", "batch", "none"],
+      help="advantage = (r - group mean) / std, std of the group (GRPO) or of the whole batch (Lite PPO); none: "
+      "no division (Dr. GRPO)")
+    a("--importance-sampling", default="token", choices=["token", "sequence"],
+      help="token: one ratio per token (GRPO); sequence: one per sequence, exp of its mean token log-ratio "
+      "(GSPO). Acts only with --mu > 1: with --mu 1 every ratio is 1")
+    a("--mask-truncated", action="store_true",
+      help="answers and corrections cut off at --max-new-tokens get no policy-gradient or KL term (DAPO's "
+      "overlong filtering); l1_truncated and l2_truncated are logged either way")
     a("--max-new-tokens", type=int, default=512, help="generation length cap for answers and corrections")
     a("--temperature", type=float, default=1.0, help="sampling temperature for training rollouts")
     a("--layers", type=int, default=2, choices=[1, 2], help="2 = MGRPO, 1 = plain GRPO (the baseline)")
@@ -1479,6 +1566,8 @@ def check_args(args):
         die(f"--eval-temperature must be > 0 (got {args.eval_temperature})")
     if args.beta < 0 or args.clip_eps <= 0:
         die("--beta must be >= 0 and --clip-eps > 0")
+    if args.clip_eps_high is not None and not args.clip_eps_high > 0:
+        die(f"--clip-eps-high must be > 0 (got {args.clip_eps_high})")
     if args.device:  # checked before any download or model load
         try:
             device = torch.device(args.device)

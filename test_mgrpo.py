@@ -160,10 +160,10 @@ def test_select_unknown_mode_raises():
 # grpo_loss
 
 
-def loop_loss(logp, old, ref, adv, mask, eps, beta, agg):
+def loop_loss(logp, old, ref, adv, mask, eps, beta, agg, max_new_tokens=None):
     """The objective written as plain per-token Python loops over Python floats, for comparison."""
     logp, old, ref, adv, mask = (x.tolist() for x in (logp, old, ref, adv, mask))
-    seq_terms, tok_sum, tok_n = [], 0.0, 0
+    seq_terms, seq_lens, tok_sum, tok_n = [], [], 0.0, 0
     for i in range(len(logp)):
         s, n = 0.0, 0
         for t in range(len(logp[i])):
@@ -176,12 +176,15 @@ def loop_loss(logp, old, ref, adv, mask, eps, beta, agg):
             s += surr - beta * kl
             n += 1
         seq_terms.append(s / max(n, 1))
+        seq_lens.append(n)
         tok_sum, tok_n = tok_sum + s, tok_n + n
-    J = sum(seq_terms) / len(seq_terms) if agg == "seq-mean-token-mean" else tok_sum / tok_n
+    if agg == "seq-mean-token-sum-norm":       # token sums over a constant, not over |o_i|
+        seq_terms = [s * max(n, 1) / max_new_tokens for s, n in zip(seq_terms, seq_lens)]
+    J = tok_sum / tok_n if agg == "token-mean" else sum(seq_terms) / len(seq_terms)
     return -J
 
 
-@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean"])
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
 def test_loss_equals_per_token_loop(agg):
     g = torch.Generator().manual_seed(1)
     n, T = 5, 7
@@ -192,8 +195,8 @@ def test_loss_equals_per_token_loop(agg):
     mask = torch.ones(n, T, dtype=torch.bool)
     for i, L in enumerate([7, 3, 1, 5, 6]):
         mask[i, L:] = False
-    loss, _ = grpo_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg)
-    expected = loop_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg)
+    loss, _ = grpo_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg, max_new_tokens=T)
+    expected = loop_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg, max_new_tokens=T)
     assert type(expected) is float and loss.item() == pytest.approx(expected, rel=1e-12)
 
 
@@ -264,20 +267,157 @@ def test_k3_kl_is_zero_at_reference_and_positive_elsewhere():
     assert loss.item() == pytest.approx(0.1 * k3)     # the penalty raises the loss
 
 
-@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean"])
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
 def test_padded_tokens_contribute_nothing(agg):
     logp = torch.tensor([[-1.0, -2.0, 0.0], [-0.5, 0.0, 0.0]], requires_grad=True)
     old = torch.tensor([[-1.1, -1.9, 0.0], [-0.4, 0.0, 0.0]])
     ref = torch.tensor([[-1.2, -2.1, 0.0], [-0.6, 0.0, 0.0]])
     mask = torch.tensor([[1, 1, 0], [1, 0, 0]], dtype=torch.bool)
     adv = torch.tensor([1.0, -1.0])
-    base, st = grpo_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg)
+    base, st = grpo_loss(logp, old, ref, adv, mask, 0.2, 0.04, agg, max_new_tokens=3)
     garbage_old, garbage_ref = old.clone(), ref.clone()
     garbage_old[~mask], garbage_ref[~mask] = -float("inf"), 50.0     # padding may hold anything
-    loss, st2 = grpo_loss(logp, garbage_old, garbage_ref, adv, mask, 0.2, 0.04, agg)
+    loss, st2 = grpo_loss(logp, garbage_old, garbage_ref, adv, mask, 0.2, 0.04, agg, max_new_tokens=3)
     loss.backward()
     assert loss.item() == base.item() and all(st[k].item() == st2[k].item() for k in st)
     assert (logp.grad[~mask] == 0).all() and torch.isfinite(logp.grad).all()
+
+
+# -----------------------------------------------------------------------------
+# The GRPO variants: --scale-rewards, --loss-agg seq-mean-token-sum-norm, --clip-eps-high,
+# --importance-sampling sequence, --mask-truncated
+
+
+R2 = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 1.0]])      # two groups; 4 of the 8 rewards are 1
+
+
+def test_scale_group_divides_by_each_groups_std():
+    # group means 1/4 and 3/4, both population stds √3/4
+    s = math.sqrt(3)
+    expected = torch.tensor([[s, -1 / s, -1 / s, -1 / s], [1 / s, 1 / s, -s, 1 / s]])
+    assert torch.allclose(group_advantages(R2, eps=0.0, scale="group"), expected, atol=1e-6)
+    assert torch.equal(group_advantages(R2), group_advantages(R2, scale="group"))     # the default
+
+
+def test_scale_batch_divides_by_the_std_of_every_reward():
+    # batch mean 1/2, population std 1/2: (r - group mean) / (1/2)
+    expected = torch.tensor([[1.5, -0.5, -0.5, -0.5], [0.5, 0.5, -1.5, 0.5]])
+    assert torch.equal(group_advantages(R2, eps=0.0, scale="batch"), expected)
+    assert mgrpo.std_over_ranks(R2) == 0.5
+    assert torch.equal(group_advantages(R2, eps=0.0, scale="batch", batch_std=0.25), 2 * expected)
+
+
+def test_scale_none_only_subtracts_the_group_mean():
+    expected = torch.tensor([[0.75, -0.25, -0.25, -0.25], [0.25, 0.25, -0.75, 0.25]])
+    assert torch.equal(group_advantages(R2, scale="none"), expected)
+    with pytest.raises(ValueError):
+        group_advantages(R2, scale="std")
+
+
+@pytest.mark.parametrize("scale", ["none", "batch"])
+def test_scale_rewards_reaches_both_layers(tiny, monkeypatch, scale):
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, scale_rewards=scale)
+    fake_rollouts(monkeypatch, run, [[40, 1], [20, 1]], [[20, 1], [40, 1]])      # one right of 2 in each layer
+    updates = []
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+    mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+    # rewards [0, 1] in each layer: group mean 1/2, and the batch std is 1/2
+    expected = [-0.5, 0.5] if scale == "none" else [-0.5 / (0.5 + 1e-4), 0.5 / (0.5 + 1e-4)]
+    assert updates[0][1] == pytest.approx(expected, abs=1e-6)                # Layer 1: both answers
+    assert updates[1][1] == pytest.approx(expected[1:], abs=1e-6)            # Layer 2: the right correction
+
+
+def test_seq_mean_token_sum_norm_divides_each_sequence_by_the_constant():
+    # ρ = 1, β = 0, max_new_tokens 4: J = 1/2 (3·1 / 4 + 1·(-2) / 4) = 1/8, and d(-J)/d(logp_i,t) = -A_i / (2·4)
+    logp = torch.zeros(2, 4, dtype=torch.float64, requires_grad=True)
+    mask = torch.tensor([[1, 1, 1, 0], [1, 0, 0, 0]], dtype=torch.bool)
+    adv = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    loss, _ = grpo_loss(logp, logp.detach(), None, adv, mask, 0.2, 0.0, "seq-mean-token-sum-norm", max_new_tokens=4)
+    loss.backward()
+    assert loss.item() == -0.125
+    assert logp.grad.tolist() == [[-0.125, -0.125, -0.125, 0.0], [0.25, 0.0, 0.0, 0.0]]
+
+
+def test_clip_higher_clips_the_ratio_to_its_own_upper_bound():
+    # ε = 0.2, ε_high = 0.28. Sequence 0 (A = +1): ρ = 1.5 is clipped to 1.28, ρ = 1.25 is inside the new
+    # bound (ε alone would clip it to 1.2), ρ = 0.5 is not clipped (min keeps 0.5). Sequence 1 (A = -1):
+    # ρ = 0.5 is clipped to 0.8 (term -0.8), ρ = 1.5 is not (min keeps -1.5). token-mean of the 5 terms:
+    # (1.28 + 1.25 + 0.5 - 0.8 - 1.5) / 5 = 0.146; 2 of 5 tokens clipped.
+    ratios = torch.tensor([[1.5, 1.25, 0.5], [0.5, 1.5, 1.0]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]], dtype=torch.bool)
+    adv = torch.tensor([1.0, -1.0], dtype=torch.float64)
+    old = torch.zeros(2, 3, dtype=torch.float64)
+    loss, st = grpo_loss(ratios.log(), old, None, adv, mask, 0.2, 0.0, "token-mean", clip_eps_high=0.28)
+    assert loss.item() == pytest.approx(-0.146, abs=1e-12) and st["clip_frac"].item() == pytest.approx(0.4)
+    loss, st = grpo_loss(ratios.log(), old, None, adv, mask, 0.2, 0.0, "token-mean")       # symmetric: 1.25 -> 1.2
+    assert loss.item() == pytest.approx(-(1.2 + 1.2 + 0.5 - 0.8 - 1.5) / 5, abs=1e-12)
+    assert st["clip_frac"].item() == pytest.approx(0.6)
+
+
+def test_sequence_level_ratio_is_the_geometric_mean_of_its_tokens():
+    # GSPO: s = exp(mean over real tokens of log ρ) = exp((0.1 + 0.3) / 2) = exp(0.2), the same for each
+    # token; padding (which may hold anything) takes no part. J = s·A, d(-J)/d(logp_t) = -s·A / |o| per token.
+    logp = torch.tensor([[0.1, 0.3, 0.0]], dtype=torch.float64, requires_grad=True)
+    old = torch.tensor([[0.0, 0.0, -float("inf")]], dtype=torch.float64)
+    mask = torch.tensor([[1, 1, 0]], dtype=torch.bool)
+    adv = torch.tensor([1.0], dtype=torch.float64)
+    loss, st = grpo_loss(logp, old, None, adv, mask, 0.5, 0.0, "seq-mean-token-mean", importance_sampling="sequence")
+    loss.backward()
+    s = math.exp(0.2)
+    assert loss.item() == pytest.approx(-s, rel=1e-12) and st["clip_frac"].item() == 0.0
+    assert logp.grad[0].tolist() == pytest.approx([-s / 2, -s / 2, 0.0], rel=1e-12)
+    # clipped as a whole: with ε = 0.1 the ratio exp(0.2) = 1.22 > 1.1 counts for both tokens and J = 1.1
+    loss, st = grpo_loss(logp, old, None, adv, mask, 0.1, 0.0, "seq-mean-token-mean", importance_sampling="sequence")
+    assert loss.item() == pytest.approx(-1.1) and st["clip_frac"].item() == 1.0
+    with pytest.raises(ValueError):
+        grpo_loss(logp, old, None, adv, mask, 0.1, 0.0, "seq-mean-token-mean", importance_sampling="group")
+
+
+def test_is_truncated_means_cut_at_the_cap_without_a_stop_token():
+    stop = [1]
+    assert mgrpo.is_truncated([[5, 6, 7], [5, 6, 1], [5, 1], [5, 6], []], stop, 3).tolist() == \
+        [True, False, False, False, False]
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean"])
+def test_a_masked_truncated_completion_contributes_exactly_zero_gradient(tiny, monkeypatch, agg):
+    # The gradient of [ok, cut] with `cut` masked equals that of [ok] alone, times the share of J's
+    # 1/G that `ok` keeps: 1/2 for the mean over sequences (the masked one still counts in G), 1 for
+    # token-mean (its tokens do not count). KL on (β > 0), so the KL term of `cut` must vanish too.
+    prompts, comps, adv = [[5, 6], [7, 8, 9]], [[20, 21, 22], [23, 24, 25, 26]], torch.tensor([0.8, -1.3])
+    grads = []
+    monkeypatch.setattr(mgrpo, "optimizer_step", lambda run, loss, args: grads.append(
+        [p.grad.clone() for p in run.policy.parameters()]) or (torch.tensor(0.0), loss, 0))
+    for keep, masked in ((slice(0, 2), [False, True]), (slice(0, 1), None)):
+        (run, args) = tiny_run(tiny, beta=0.04, loss_agg=agg, mask_truncated=True)
+        run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
+        with torch.no_grad():
+            for q in run.ref.parameters():
+                q.mul_(0.9)
+        mgrpo.policy_update(run, prompts[keep], comps[keep], adv[keep], args, masked=masked)
+    share = 0.5 if agg == "seq-mean-token-mean" else 1.0
+    assert max(g.abs().max().item() for g in grads[1]) > 1e-4
+    for a, b in zip(grads[0], grads[1]):          # float32 on rows padded differently: rounding only
+        assert torch.allclose(a, share * b, rtol=1e-4, atol=1e-7)
+
+
+def test_mask_truncated_leaves_cut_corrections_out_of_selection_and_logs_truncation_either_way(tiny, monkeypatch):
+    # max_new_tokens 3: [20, 21, 22] is a right answer cut off (no stop token 1), [20, 1] a right one that ended
+    for flag, trained in ((False, 2), (True, 1)):
+        (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, max_new_tokens=3, mask_truncated=flag)
+        run.tk.stop = [1]
+        fake_rollouts(monkeypatch, run, [[40, 41, 42], [40, 1]], [[20, 21, 22], [40, 1], [20, 1], [40, 1]])
+        updates = []
+        monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+        log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+        assert log["l1_truncated"] == 1 and log["l2_truncated"] == 1
+        assert log["l2_samples_trained"] == trained and len(updates[1][0]) == trained
+
+
+def test_select_successful_skips_truncated_corrections_when_given():
+    r = torch.tensor([[1.0, 1.0, 0.0]])
+    cut = torch.tensor([[True, False, False]])
+    assert select_corrections(r, group_advantages(r), "successful", cut).tolist() == [[False, True, False]]
 
 
 # -----------------------------------------------------------------------------
@@ -440,7 +580,7 @@ def test_learning_rate_1e6_moves_fp32_master_weights(tiny):
     assert changed > 0.5 * sum(b.numel() for b in before)
 
 
-@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean"])
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
 def test_micro_batching_gives_the_same_update_as_one_batch(tiny, agg):
     prompts = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14], [15, 16]]
     comps = [[20, 21], [22, 23, 24, 25], [26], [27, 28, 29], [30, 31, 32, 33, 34]]
@@ -576,10 +716,12 @@ def test_resume_takes_run_control_flags_from_the_command_line(two_step_run, tmp_
 
 
 @pytest.mark.parametrize("flag,value", [("--lr", "0.1"), ("--G", "5"), ("--beta", "0.5"), ("--layers", "1"),
-                                        ("--temperature", "0.7"), ("--data", "gsm8k")])
+                                        ("--temperature", "0.7"), ("--data", "gsm8k"), ("--scale-rewards", "none"),
+                                        ("--loss-agg", "seq-mean-token-sum-norm"), ("--clip-eps-high", "0.28"),
+                                        ("--importance-sampling", "sequence"), ("--mask-truncated", None)])
 def test_resume_refuses_to_change_what_the_run_learns(two_step_run, flag, value, capsys):
     with pytest.raises(SystemExit) as e:
-        mgrpo.main(["--resume", two_step_run, "--steps", "3", flag, value])
+        mgrpo.main(["--resume", two_step_run, "--steps", "3", flag] + ([value] if value else []))
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and flag in err and "checkpoint" in err
 
@@ -1036,7 +1178,7 @@ def test_layer2_trains_only_on_selected_corrections_that_carry_an_advantage(tiny
     fake_rollouts(monkeypatch, run, [W, W], [R, R, R, R, W, R, W, W])
     updates = []
     monkeypatch.setattr(mgrpo, "policy_update",
-                        lambda run, prompts, comps, adv, args: updates.append((comps, adv.tolist())) or
+                        lambda run, prompts, comps, adv, args, masked=None: updates.append((comps, adv.tolist())) or
                         {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0})
     log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
     a = 0.75 / (math.sqrt(3) / 4 + 1e-4)
@@ -1107,7 +1249,7 @@ def test_evaluation_asks_for_the_correction_with_the_first_guide(tiny, monkeypat
 
 def no_update(updates):
     """A stand-in for policy_update that records (completions, advantages) and trains nothing."""
-    return lambda run, prompts, comps, adv, args: updates.append((comps, adv.tolist())) or \
+    return lambda run, prompts, comps, adv, args, masked=None: updates.append((comps, adv.tolist())) or \
         {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0}
 
 
@@ -1751,19 +1893,24 @@ def test_families_two_step_cli_run_trains_evaluates_and_checkpoints(name, tiny, 
 # -----------------------------------------------------------------------------
 # Many GPUs: torchrun + FSDP2, tested on the CPU with the gloo backend (`pytest -k distributed`)
 
-AGGS = ["seq-mean-token-mean", "token-mean"]
+# The two paper-era aggregations, and every GRPO variant at once: Dr. GRPO's normaliser, the std over all
+# ranks' rewards, truncated completions masked, clip-higher and GSPO's sequence ratio over two passes.
+CONFIGS = {"seq-mean-token-mean": {}, "token-mean": {"loss_agg": "token-mean"},
+           "variants": {"loss_agg": "seq-mean-token-sum-norm", "scale_rewards": "batch", "mask_truncated": True,
+                        "max_new_tokens": 6, "clip_eps_high": 0.28, "importance_sampling": "sequence", "mu": 2}}
 R, W = 20, 21                               # first token of a right / wrong injected completion
 
 
-def one_step_on_injected_rollouts(tiny, agg, set_attr=setattr):
+def one_step_on_injected_rollouts(tiny, config, set_attr=setattr):
     """One MGRPO step on a global batch of 4 questions whose rollouts are fixed functions of the prompt,
     each rank on its share. Layer 1 mixes right and wrong answers; in Layer 2 (every answer gets a q')
     questions 0 and 1 get 2 right corrections of 4 and questions 2 and 3 none, so with 2 ranks, rank 0
     trains on 16 corrections (8 q' x 2) and rank 1 on none. Lengths vary, so the ranks also get different numbers
     of micro-batches. SGD (lr 1) turns the gradient itself into the weight change. Returns the full
-    weights after the step, the rollout copy's weights and the log."""
-    args = run_args(model=tiny, G=4, H=4, batch_size=4, l2_inputs="all", beta=0.04, loss_agg=agg,
-                    micro_tokens=160)
+    weights after the step, the rollout copy's weights and the log. With --mask-truncated, every second
+    sample runs to --max-new-tokens without a stop token."""
+    args = run_args(model=tiny, G=4, H=4, batch_size=4, l2_inputs="all", beta=0.04, micro_tokens=160,
+                    **CONFIGS[config])
     run = mgrpo.setup(args)
     run.opt = torch.optim.SGD(run.policy.parameters(), lr=1.0)
     run.tk.guides = [run.tk.guides[0]] * 4           # the same q' whichever guide a rank's stream picks
@@ -1777,6 +1924,9 @@ def one_step_on_injected_rollouts(tiny, agg, set_attr=setattr):
             layer2 = len(p) > len(run.tk.prompt(problems[k]["question"]))
             for j in range(n):
                 right = (k < 2 and j % 2 == 0) if layer2 else (k + j) % 3 == 0
+                if args.mask_truncated and j % 2:
+                    out.append([R if right else W] + [30 + k] * (args.max_new_tokens - 1))
+                    continue
                 out.append([R if right else W] + [30 + (7 * k + j) % 20] * (1 + (k + 2 * j) % 5) + [run.tk.stop[0]])
         return out
 
@@ -1795,7 +1945,7 @@ def distributed_worker(rank, world, port, tiny, out):
     torch.set_num_threads(1)
     # a rank that skipped a collective would leave the other waiting: fail after 2 minutes instead
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=120))
-    results = {agg: one_step_on_injected_rollouts(tiny, agg) for agg in AGGS}
+    results = {config: one_step_on_injected_rollouts(tiny, config) for config in CONFIGS}
     if rank == 0:
         torch.save(results, out)
     mgrpo.leave_distributed(0)                    # as a torchrun rank ends: no teardown for gloo's threads to meet
@@ -1812,7 +1962,7 @@ def test_distributed_step_on_two_ranks_equals_the_step_on_one(tiny, tmp_path, mo
     out = str(tmp_path / "two_ranks.pt")
     torch.multiprocessing.spawn(distributed_worker, args=(2, free_port(), tiny, out), nprocs=2)
     two = torch.load(out, weights_only=False)
-    for agg in AGGS:
+    for agg in CONFIGS:
         one = one_step_on_injected_rollouts(tiny, agg, monkeypatch.setattr)
         before = dict(mgrpo.load_model(tiny, torch.device("cpu"), torch.float32).state_dict())
         moved = max((one["weights"][k] - before[k]).abs().max().item() for k in before)
@@ -1823,7 +1973,8 @@ def test_distributed_step_on_two_ranks_equals_the_step_on_one(tiny, tmp_path, mo
         for key in ("l1_reward", "l2_groups", "l2_samples_kept", "l2_samples_trained", "l2_reward", "l1_tokens",
                     "l2_tokens", "l1_kl", "l2_kl", "l1_loss", "l2_loss", "l1_grad_norm", "l2_grad_norm"):
             assert two[agg]["log"][key] == pytest.approx(one["log"][key], rel=1e-5, abs=1e-7), key
-        assert one["log"]["l2_samples_trained"] == 16 and one["log"]["l2_groups"] == 16
+        assert one["log"]["l2_groups"] == 16 and two[agg]["log"]["l1_truncated"] == one["log"]["l1_truncated"]
+        assert one["log"]["l2_samples_trained"] == 16     # the cut-off corrections are the wrong ones
 
 
 MGRPO_PY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "mgrpo.py")
@@ -2540,7 +2691,7 @@ def test_negative_control_flipped_advantage_does_not_learn_the_toy_task(tmp_path
     # 0.35 -> 0.00 at step 10, measured), so 40 steps show it; with every answer wrong, each of its
     # steps sends all 128 answers to Layer 2 and costs ~3x a normal step.
     advantages = mgrpo.group_advantages
-    monkeypatch.setattr(mgrpo, "group_advantages", lambda r, eps=1e-4: -advantages(r, eps))
+    monkeypatch.setattr(mgrpo, "group_advantages", lambda r, eps=1e-4, **kw: -advantages(r, eps, **kw))
     r = toy.run_toy(seed=0, layers=2, steps=40, workdir=str(tmp_path), curve_every=0, log=None)
     assert r["after"]["acc_t1"] <= r["before"]["acc_t1"] - 0.1
 

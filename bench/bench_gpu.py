@@ -169,10 +169,10 @@ class Recorder:
                                   tokens=sum(map(len, out))))
             return out
 
-        def upd(run, prompts, completions, adv, args):
+        def upd(run, prompts, completions, adv, args, **kw):
             sync(self.device)
             t = time.perf_counter()
-            out = self._upd(run, prompts, completions, adv, args)
+            out = self._upd(run, prompts, completions, adv, args, **kw)
             sync(self.device)
             self.updates.append(dict(sec=time.perf_counter() - t, seqs=len(completions), pad_frac=out["pad_frac"],
                                      tokens=sum(len(p) + len(c) for p, c in zip(prompts, completions))))
