@@ -2301,7 +2301,7 @@ CONTAINERS = [  # (completion, gold, reward)
     ("8 * 1000 = 8000, and the answer is definitely \\(8000\\)", "8000", 1.0),
     ("We solve $3x = 14$. Thus the value of $x$ is $\\frac{14}{3}$", "14/3", 1.0),
     ("She starts with 4 and gets 5 more.\nTherefore, Sally has 9 books.", "9", 1.0),
-    ("In total, 5 + 7 = 12 apples.", "12", 1.0),
+    ("In total, 5 + 7 = 12 apples.", "12", 1.0), ("She has 4 and gets 8 more. So it is 12.", "12", 1.0),
     ("He buys 3 boxes of 12 eggs.", "12", 0.0),                                          # no conclusion
     ("So she had 12 apples after 3 days.", "12", 0.0),                                  # which number?
     ("So she had 12 apples after 3 days.", "3", 0.0),
@@ -2309,6 +2309,7 @@ CONTAINERS = [  # (completion, gold, reward)
     ("So far she has 12 apples.", "12", 0.0),
     ("Thus $x = 3$ and $y = 5$.", "5", 0.0),
     ("So the total is 12 after 3 days.", "12", 0.0),
+    ("So he gets 1 pound, which is 16 ounces, from the third, a total of 6+8+16=30 ounces.", "16", 0.0),
 ]
 
 
@@ -2408,8 +2409,9 @@ def test_checker_exact_and_decimal_boxes_and_kept_policies(completion, gold, exp
     "Therefore, the answer (" * 8_000,
     "So " * 60_000 + "1.",
     "So the total is " + "$1$ " * 40_000 + ".",
+    "So " + "$1$. " * 30_000 + "So it is 1.",                        # many sentences and spans at the end
     "\\boxed{3}" + "```x" * 45_000,
-    "\\boxed{2}\nsubproblem 2:" * 12_000,
+    "\\boxed{3}\nsubproblem 2:" * 8_000,
     "\\boxed{" + "A = 1/(4 - ω²), for ω² ≠ 4, " * 30 + "}",
     "\\boxed{" + ", \\omega \\neq 2" * 60 + "}",
     "\\boxed{" + "\\pm 1, " * 29 + "\\pm 2}",

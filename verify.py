@@ -478,13 +478,15 @@ def _one_value(s):
         return None
     if _starts_value(s):
         return _leading_value(s)
-    bare = re.sub(r"\\text\{[^{}]*\}|" + _SPAN, " ", s, flags=re.DOTALL)
-    if len(re.findall(r"[a-zA-Z]{3,}", bare)) < 2:           # not prose: 'Monday', 'either 3 or 5'
-        return s.strip("$ ")
     for m in re.finditer(r" (?:is|are|was|equals|=) ", s):
         rest = s[m.end():].lstrip()
         if _starts_value(rest):
-            return _spans_first(rest) or _leading_value(rest)
+            value = _spans_first(rest) or _leading_value(rest) or ""
+            # the value ends the sentence: not 'which is 16 ounces, ... a total of 6+8+16=30 ounces'
+            return value if len(re.findall(r"\d+", rest)) <= len(re.findall(r"\d+", value)) else None
+    bare = re.sub(r"\\text\{[^{}]*\}|" + _SPAN, " ", s, flags=re.DOTALL)
+    if len(re.findall(r"[a-zA-Z]{3,}", bare)) < 2:           # not prose: 'Monday', 'either 3 or 5'
+        return s.strip("$ ")
     spans = re.findall(_SPAN, s, re.DOTALL)
     if spans:
         return next(g for g in spans[0] if g).strip() if len(spans) == 1 else None
@@ -510,9 +512,13 @@ def _concluding(text):
     if not re.search(r"(?:[.!]|\$|\\[)\]])$", t):
         return None
     tail = t[-2 * MAX_ANSWER:]
-    inside = [(a, b) for a, b, _ in _math_spans(tail)]
-    ends = [m.end() for m in re.finditer(r"\n|[.!?](?=\s)", tail)
-            if not any(a <= m.start() < b for a, b in inside)]
+    spans = _math_spans(tail)
+    starts = [a for a, _, _ in spans]
+
+    def in_math(i):                                           # '$3.5 \text{ m}. $' does not end a sentence
+        k = bisect.bisect_right(starts, i) - 1
+        return k >= 0 and i < spans[k][1]
+    ends = [m.end() for m in re.finditer(r"\n|[.!?](?=\s)", tail) if not in_math(m.start())]
     if not ends and len(t) > len(tail):
         return None                                            # a 'sentence' thousands of characters long
     sentence = tail[ends[-1] if ends else 0:]
