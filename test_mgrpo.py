@@ -2271,6 +2271,8 @@ CONTAINERS = [  # (completion, gold, reward)
     ("<think>...</think> <answer>Monday</answer>", "\\text{Monday}", 1.0),
     ("<think>...</think> <answer>\\frac{3}{4}</answer>", "0.75", 1.0),
     ("<think>...</think> <answer>She buys 3 more. So she has 14 bags.</answer>", "14", 1.0),
+    ("<think>...</think> <answer>\n\\[ \\frac{14}{3} \\]\n</answer>", "14/3", 1.0),
+    ("<think>...</think> <answer>$3$ apples and $5$ pears</answer>", "3", 0.0),
     ("<think>...</think> <answer>The answer is $\\boxed{7}$.</answer>", "7", 1.0),
     ("<think>...</think> <answer>3 or 5</answer>", "5", 0.0),                           # two values
     ("<think>...</think> <answer>She has 3 apples and 5 pears</answer>", "5", 0.0),
@@ -2302,6 +2304,8 @@ CONTAINERS = [  # (completion, gold, reward)
     ("We solve $3x = 14$. Thus the value of $x$ is $\\frac{14}{3}$", "14/3", 1.0),
     ("She starts with 4 and gets 5 more.\nTherefore, Sally has 9 books.", "9", 1.0),
     ("In total, 5 + 7 = 12 apples.", "12", 1.0), ("She has 4 and gets 8 more. So it is 12.", "12", 1.0),
+    ("Therefore, she needs 20 more cups.\n\nI hope this helps!", "20", 1.0),
+    ("So she has 12 apples. Next we find how many she gives away.", "12", 0.0),     # not the last sentence
     ("He buys 3 boxes of 12 eggs.", "12", 0.0),                                          # no conclusion
     ("So she had 12 apples after 3 days.", "12", 0.0),                                  # which number?
     ("So she had 12 apples after 3 days.", "3", 0.0),
@@ -2410,6 +2414,8 @@ def test_checker_exact_and_decimal_boxes_and_kept_policies(completion, gold, exp
     "So " * 60_000 + "1.",
     "So the total is " + "$1$ " * 40_000 + ".",
     "So " + "$1$. " * 30_000 + "So it is 1.",                        # many sentences and spans at the end
+    "x" + " " * 199_990 + ".", "So" + " " * 199_990 + "1.", "A:" + " " * 199_990 + "1", "\n" * 199_000 + "So it is 1.",
+    "So it is 1." + " " * 199_000 + "I hope this helps!", "answer" + " " * 199_000 + "(x) is 1",
     "\\boxed{3}" + "```x" * 45_000,
     "\\boxed{3}\nsubproblem 2:" * 8_000,
     "\\boxed{" + "A = 1/(4 - ω²), for ω² ≠ 4, " * 30 + "}",

@@ -476,6 +476,9 @@ def _one_value(s):
     s = s.strip().rstrip(".!").strip().lstrip("=:").strip()
     if not s or len(s) > MAX_ANSWER:
         return None
+    whole = re.fullmatch(rf"(?:{_SPAN})", s, re.DOTALL)               # '\[ \frac{14}{3} \]'
+    if whole:
+        return next(g for g in whole.groups() if g).strip()
     if _starts_value(s):
         return _leading_value(s)
     for m in re.finditer(r" (?:is|are|was|equals|=) ", s):
@@ -504,11 +507,17 @@ def _container_value(content):
     return _one_value((valued or parts or [""])[-1])
 
 
+# A courtesy line after the conclusion says nothing about the answer.
+_CLOSER_LINE = re.compile(r"(?:\bI\s+)?\bhope\s+(?:this|that|it)\s+(?:helps|is\s+correct)[.!]*\Z", re.IGNORECASE)
+
+
 def _concluding(text):
     """The value of a final sentence that concludes without a marker ('So Josh made a profit of $70,000.',
     'Thus the value of $x$ is $\\frac{14}{3}$'), read by _one_value; None unless the text ends there with a full
     stop or closed math (a completion cut off mid-sentence has no answer)."""
     t = text.rstrip()
+    closer = _CLOSER_LINE.search(t[-80:])                     # 'So she needs 20 more cups. I hope this helps!'
+    t = t[:len(t) - len(t[-80:]) + closer.start()].rstrip() if closer else t
     if not re.search(r"(?:[.!]|\$|\\[)\]])$", t):
         return None
     tail = t[-2 * MAX_ANSWER:]
@@ -611,7 +620,7 @@ _UNICODE.update({c: f"\\{name} " for c, name in zip(
 _SUPERSCRIPT = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079\u207b]+")     # 'ω²', 'x⁻¹'
 _SUPERSCRIPT_DIGITS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b", "0123456789-")
 # A side condition on where a value holds ('A = 1/(4 - ω^2), for ω^2 ≠ 4') is not part of the value.
-_CONDITION = re.compile(r"(?:,|;|\\quad)?\s*(?:\\text\{\s*)?\b(?:for|where|if|when|provided|assuming)\b")
+_CONDITION = re.compile(r"\b(?:for|where|if|when|provided|assuming)\b")
 _INEQUALITY = re.compile(r"\\(?:ne|neq|le|leq|ge|geq|in)\b|[<>]")
 # ... but a condition followed by more ('3 for x > 0, and 5 for x < 0') is a piecewise answer, not a condition.
 _GOES_ON = re.compile(r"[=,;]|\\\\|\b(?:and|or|otherwise|else)\b")
@@ -727,8 +736,14 @@ def _without_condition(s):
     """'A = 1/(4 - w^2), for w^2 \\ne 4', 'A = ... \\text{ if } w \\ne 2', 'A = ..., w \\ne 2' -> 'A = ...': an
     inequality after a value, introduced by 'for', 'where', 'if', ... or by a comma after 'name = value'."""
     m = _CONDITION.search(s)
-    if m and m.start() > 0 and _INEQUALITY.search(s, m.end()) and not _GOES_ON.search(s, m.end()):
-        return s[:m.start()].rstrip(" ,;")
+    if m and _INEQUALITY.search(s, m.end()) and not _GOES_ON.search(s, m.end()):
+        head, cut = s[:m.start()], None
+        while cut != head:                                      # drop what introduces it: ', ', '\text{ ', '\quad'
+            cut, head = head, head.rstrip(" ,;")
+            head = head[:-len("\\text{")] if head.endswith("\\text{") else head
+            head = head[:-len("\\quad")] if head.endswith("\\quad") else head
+        if head:
+            return head
     head, comma, tail = s.rpartition(",")
     if comma and "=" in head and not _INEQUALITY.search(head) and re.search(r"\\neq?\b", tail) \
             and not _GOES_ON.search(tail):
