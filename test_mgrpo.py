@@ -2314,6 +2314,8 @@ CONTAINERS = [  # (completion, gold, reward)
     ("Thus $x = 3$ and $y = 5$.", "5", 0.0),
     ("So the total is 12 after 3 days.", "12", 0.0),
     ("So he gets 1 pound, which is 16 ounces, from the third, a total of 6+8+16=30 ounces.", "16", 0.0),
+    ("So x = 3, then y = 5.", "3", 0.0), ("<answer>x = 3, then y = 5</answer>", "3", 0.0),      # a value that
+    ("<answer>12, so she has 5 left</answer>", "12", 0.0), ("Thus x = 3, so y is 5.", "3", 0.0),  # does not end it
 ]
 
 
@@ -2338,6 +2340,7 @@ RUN_ONS = [  # the answer is what comes before the completion runs on
     ("```python\nprint(3 * 4)\n```\n```output\n12\n```\nSo the answer is \\boxed{12}.", "12", 1.0),
     ("So the answer is \\boxed{12}.\n```python\nprint(13)\n```\nThe code says 13, so \\boxed{13}.", "12", 0.0),
     ("So the answer is \\boxed{12}.\n```python\nprint(13)\n```\nThe code says 13, so \\boxed{13}.", "13", 0.0),
+    ("\\boxed{12}\n```python\nprint(13)\n```\n\\boxed{13}", "12, 13", 0.0),      # code between boxes is text
     ("The final answer is:\n```latex\n\\boxed{12}\n```", "12", 1.0),          # an answer only inside code still counts
 ]
 

@@ -480,13 +480,11 @@ def _one_value(s):
     if whole:
         return next(g for g in whole.groups() if g).strip()
     if _starts_value(s):
-        return _leading_value(s)
+        return _ends(_leading_value(s), s)
     for m in re.finditer(r" (?:is|are|was|equals|=) ", s):
         rest = s[m.end():].lstrip()
         if _starts_value(rest):
-            value = _spans_first(rest) or _leading_value(rest) or ""
-            # the value ends the sentence: not 'which is 16 ounces, ... a total of 6+8+16=30 ounces'
-            return value if len(re.findall(r"\d+", rest)) <= len(re.findall(r"\d+", value)) else None
+            return _ends(_spans_first(rest) or _leading_value(rest), rest)
     bare = re.sub(r"\\text\{[^{}]*\}|" + _SPAN, " ", s, flags=re.DOTALL)
     if len(re.findall(r"[a-zA-Z]{3,}", bare)) < 2:           # not prose: 'Monday', 'either 3 or 5'
         return s.strip("$ ")
@@ -495,6 +493,12 @@ def _one_value(s):
         return next(g for g in spans[0] if g).strip() if len(spans) == 1 else None
     numbers = _NUMBER.findall(s)
     return numbers[0] if len(numbers) == 1 else None
+
+
+def _ends(value, rest):
+    """The value, if nothing after it in its sentence holds a number: not 'x = 3, then y = 5', nor 'which is 16
+    ounces, ... a total of 6+8+16=30 ounces' (the value read there would be an intermediate one)."""
+    return value if value and len(re.findall(r"\d+", rest)) <= len(re.findall(r"\d+", value)) else None
 
 
 def _container_value(content):
@@ -551,7 +555,9 @@ def extract_answer(text):
     text = re.sub(r"<<[^<>\n]*>>", "", text)              # GSM8K's calculator notes: 'is <<3*4=12>>12'
     text = _ITALIC.sub(r"\1", _EMPHASIS.sub("", text))
     if "```" in text:                   # code is not a statement; only a completion with no answer outside its
-        return _read(_CODE.sub("\n\n", text)) or _read(text)   # code blocks is read with them, as before
+        # code blocks is read with them, as before. Words stand in for the code, so that boxes on both sides
+        # of it still have text between them (two different ones are a hedge, not a list).
+        return _read(_CODE.sub("\ncode omitted\n", text)) or _read(text)
     return _read(text)
 
 
