@@ -2335,6 +2335,9 @@ RUN_ONS = [  # the answer is what comes before the completion runs on
     ("The answer is 12.\nSystem: You are a helpful assistant.\nThe answer is 3.", "12", 1.0),
     ("The answer is 12.<|system|>You are a helpful assistant.<|user|>What is 1+2? The answer is 3.", "12", 1.0),
     ("Therefore, the answer (arabic numerals) is 12.\n\nQ: Tom has 3 apples. How many?\nA: The answer is 3.", "12", 1.0),
+    ("The answer is 12. Q: Tom has 3 apples. How many? A: The answer is 3.", "12", 1.0),
+    ("The answer is 12. Q: Tom has 3 apples. How many? A: The answer is 3.", "3", 0.0),
+    ("We get \\boxed{12} at the point Q: \\boxed{(1, 2)}", "12", 0.0),            # a point Q: is no new question
     ("So the answer is \\boxed{12}.\n\n```python\nprint(f\"\\\\boxed{{{3 * 5}}}\")\n```", "12", 1.0),
     ("The answer is 12.\n```python\n# the answer is x\nx = 3\nprint(x)\n```", "12", 1.0),
     ("```python\nprint(3 * 4)\n```\n```output\n12\n```\nSo the answer is \\boxed{12}.", "12", 1.0),
