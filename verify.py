@@ -44,10 +44,11 @@ Policies (what counts as equal):
     '**Final answer: 12**', '*12*', '__12__'; stars inside an expression ('2**3') stay and refuse.
   - One rule for several answers, boxes or statements alike: the answer is what the completion
     states before it runs on into a new exercise or turn of its own (a line 'Question:',
-    'Problem 2.', 'Q:', 'User:', 'System:', 'Subproblem 2:', a chat token like <|im_start|> or
-    <start_of_turn>, or a line that is only 'system' / 'user' / 'assistant' where a template's tokens
-    were decoded away, after its first answer). Code blocks (```...```) are not statements: a box
-    or answer line printed by code is not an answer ('\\boxed{12} ```print("\\boxed{15}")```' -> 12);
+    'Problem 2.', 'Q:' (also after a sentence end: '12. Q: ...'), 'User:', 'System:', 'Subproblem 2:',
+    a chat token like <|im_start|> or <start_of_turn>, or a line that is only 'system' / 'user' /
+    'assistant' where a template's tokens were decoded away, after its first answer). Code blocks
+    (```...```) are not statements: a box or answer line printed by code is not an answer
+    ('\\boxed{12} ```print("\\boxed{15}")```' -> 12; code between two boxes is text between them);
     only a completion with no answer outside its code blocks is read with them. Of what
     remains, boxes come first (a box beats an answer line, unless nothing in the box parses and the
     line's value does: '\\boxed{\\langle H \\rangle \\ll \\Delta E} ... Answer: D'); else several statements
