@@ -236,8 +236,9 @@ _CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
 # A few-shot model that goes on after its answer into a new exercise of its own ('Question: ... #### 7',
 # 'Subproblem 2:'), or a chat model into a new turn, with or without its special tokens ('<|im_start|>', a line
 # 'system' or 'assistant' where a template's tokens were decoded away): what follows is not part of its answer.
+# (Every branch begins with a fixed character, so the search skips quickly to where one may start.)
 _RUN_ON = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|system|user|assistant)\|>|</s>"
-                     r"|<start_of_turn>|\[INST\]|\bsubproblem[ \t]*\d+[ \t]*:|(?<=[.!?])[ \t]+(?:Q|Question):[ \t]"
+                     r"|<start_of_turn>|\[INST\]|subproblem[ \t]*\d+[ \t]*:|[.!?][ \t]+(?:q|question):[ \t]"
                      r"|\n[ \t#>]*(?:question|(?:sub)?problem|exercise|q|human|user|system|assistant)[ \t]*\d*[ \t]*[:.]"
                      r"|\n[ \t]*(?:system|user|assistant)[ \t]*\n", re.IGNORECASE)
 # Code is not a statement: a box or 'answer' printed by a code block is not the completion's answer.
