@@ -236,9 +236,11 @@ _CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
 # A few-shot model that goes on after its answer into a new exercise of its own ('Question: ... #### 7',
 # 'Subproblem 2:'), or a chat model into a new turn, with or without its special tokens ('<|im_start|>', a line
 # 'system' or 'assistant' where a template's tokens were decoded away): what follows is not part of its answer.
-# (Every branch begins with a fixed character, so the search skips quickly to where one may start.)
+# (Every branch begins with a rare fixed character, so the search skips quickly to where one may start.) A new
+# 'Q:' may also follow a sentence on its line ('The answer is 12. Q: ...'): searched only where 'Q:' occurs.
+_INLINE_Q = re.compile(r"[.!?][ \t]+(?:Q|Question):[ \t]")
 _RUN_ON = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|system|user|assistant)\|>|</s>"
-                     r"|<start_of_turn>|\[INST\]|subproblem[ \t]*\d+[ \t]*:|[.!?][ \t]+(?:q|question):[ \t]"
+                     r"|<start_of_turn>|\[INST\]"
                      r"|\n[ \t#>]*(?:question|(?:sub)?problem|exercise|q|human|user|system|assistant)[ \t]*\d*[ \t]*[:.]"
                      r"|\n[ \t]*(?:system|user|assistant)[ \t]*\n", re.IGNORECASE)
 # Code is not a statement: a box or 'answer' printed by a code block is not the completion's answer.
@@ -451,8 +453,11 @@ def _run_on(text, firsts):
     """Where the text runs on, after its first answer (the least of firsts, the ends of the first box, answer
     statement, answer block and 'A:' line), into a new question or turn (len(text) if it does not)."""
     first = min(firsts, default=None)
-    m = _RUN_ON.search(text, first) if first is not None else None
-    return m.start() if m else len(text)
+    if first is None:
+        return len(text)
+    m = _RUN_ON.search(text, first)
+    q = _INLINE_Q.search(text, first, m.start() if m else len(text)) if "Q:" in text or "Question:" in text else None
+    return (q or m).start() if q or m else len(text)
 
 
 def _answer_blocks(text):
