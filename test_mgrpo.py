@@ -2457,6 +2457,185 @@ def test_answer_styles_equivalence_both_ways(pred, gold, expected):
     assert is_equiv(pred, gold) is expected and is_equiv(gold, pred) is expected
 
 # -----------------------------------------------------------------------------
+# verify.py on real model outputs: the answer containers RL prompts use (<answer> tags, 'A:' lines, zero-shot
+# chain of thought, a concluding sentence), run-ons, and the equivalences graders accept. Near-misses stay 0.
+
+CONTAINERS = [  # (completion, gold, reward)
+    # (a) the R1-Zero template's <answer> block, read as a stated answer is read; nested tags are one block
+    ("<think>5 + 9 = 14</think>\n<answer>14</answer>", "14", 1.0),
+    ("<think>...</think> <answer> She can fill 14 bags </answer>", "14", 1.0),
+    ("<think>400 + 60 = 460</think> <answer>= $460.</answer>", "460", 1.0),
+    ("<think>...</think> <answer>5800+3600=9400</answer>", "9400", 1.0),
+    ("<think>...</think> <answer>42 inches</answer>", "42", 1.0),
+    ("<answer><answer>42</answer></answer>", "42", 1.0),
+    ("<think>...</think> <answer>Monday</answer>", "\\text{Monday}", 1.0),
+    ("<think>...</think> <answer>\\frac{3}{4}</answer>", "0.75", 1.0),
+    ("<think>...</think> <answer>She buys 3 more. So she has 14 bags.</answer>", "14", 1.0),
+    ("<think>...</think> <answer>\n\\[ \\frac{14}{3} \\]\n</answer>", "14/3", 1.0),
+    ("<think>...</think> <answer>$3$ apples and $5$ pears</answer>", "3", 0.0),
+    ("<think>...</think> <answer>The answer is $\\boxed{7}$.</answer>", "7", 1.0),
+    ("<think>...</think> <answer>3 or 5</answer>", "5", 0.0),                           # two values
+    ("<think>...</think> <answer>She has 3 apples and 5 pears</answer>", "5", 0.0),
+    ("<think>...</think> <answer>She has 3 apples and 5 pears</answer>", "3", 0.0),
+    ("<think>...</think> <answer>14", "14", 0.0),                                        # cut before it closed
+    ("<think>...</think> <answer>14</answer> or maybe <answer>15</answer>", "14", 0.0),  # two blocks: a hedge
+    ("<think>...</think> \\boxed{3} <answer>5</answer>", "5", 0.0),
+    ("<think>The answer is <answer>14</answer>", "14", 0.0),                             # still thinking
+    # (b) the few-shot GSM8K style: a last line 'A: 18'
+    ("Natalia sold 48 / 2 = 24 clips in May, 48 + 24 = 72 in all.\nA: 72", "72", 1.0),
+    ("He earns 1,000 + 2,000 dollars.\nA: 3,000", "3000", 1.0),
+    ("A: 18\n\nQ: Tom has 2 apples and buys 5 more. How many?\nA: 7", "18", 1.0),
+    ("A: 18\n\nQ: Tom has 2 apples and buys 5 more. How many?\nA: 7", "7", 0.0),
+    ("A: She has 3 apples.\nShe buys 15 more, 18 in all.", "18", 0.0),                  # 'A:' in the working
+    ("A: She has 3 apples.\nShe buys 15 more, 18 in all.", "3", 0.0),
+    ("A: 3\nThen she buys 15 more and has", "3", 0.0),
+    ("A: 3\nA: 5", "5", 0.0),                                                             # two values
+    # (c) zero-shot chain of thought's second stage and its variants
+    ("Let's think step by step. 4 * 30 = 120.\nTherefore, the answer (arabic numerals) is 120.", "120", 1.0),
+    ("Therefore, the answer (arabic numerals) is 1600*3.5 = $5600", "5600", 1.0),
+    ("Therefore, the answer (arabic numerals) is x = 9. Sally has 9 books.", "9", 1.0),
+    ("Therefore, the answer (arabic numerals) is 25%. The answer (as a fraction) is 1/4", "25", 1.0),
+    ("Therefore, the answer (arabic numerals) is 25%. The answer (as a fraction) is 1/5", "25", 0.0),
+    ("Therefore, the answer (arabic numerals) is 1600*3.5 = $5600", "1600", 0.0),
+    ("Therefore, the answer (arabic numerals) is 120.", "12", 0.0),
+    # (d) a final sentence that concludes, without a marker
+    ("He bought it for $80,000 and sold it for $150,000.\nSo Josh made a profit of $70,000.", "70000", 1.0),
+    ("8 * 1000 = 8000, and the answer is definitely \\(8000\\)", "8000", 1.0),
+    ("We solve $3x = 14$. Thus the value of $x$ is $\\frac{14}{3}$", "14/3", 1.0),
+    ("She starts with 4 and gets 5 more.\nTherefore, Sally has 9 books.", "9", 1.0),
+    ("In total, 5 + 7 = 12 apples.", "12", 1.0), ("She has 4 and gets 8 more. So it is 12.", "12", 1.0),
+    ("Therefore, she needs 20 more cups.\n\nI hope this helps!", "20", 1.0),
+    ("So she has 12 apples. Next we find how many she gives away.", "12", 0.0),     # not the last sentence
+    ("He buys 3 boxes of 12 eggs.", "12", 0.0),                                          # no conclusion
+    ("So she had 12 apples after 3 days.", "12", 0.0),                                  # which number?
+    ("So she had 12 apples after 3 days.", "3", 0.0),
+    ("So the total is 12. Next we multiply it by", "12", 0.0),                          # cut off mid-sentence
+    ("So far she has 12 apples.", "12", 0.0),
+    ("Thus $x = 3$ and $y = 5$.", "5", 0.0),
+    ("So the total is 12 after 3 days.", "12", 0.0),
+    ("So he gets 1 pound, which is 16 ounces, from the third, a total of 6+8+16=30 ounces.", "16", 0.0),
+    ("So x = 3, then y = 5.", "3", 0.0), ("<answer>x = 3, then y = 5</answer>", "3", 0.0),      # a value that
+    ("<answer>12, so she has 5 left</answer>", "12", 0.0), ("Thus x = 3, so y is 5.", "3", 0.0),  # does not end it
+]
+
+
+@pytest.mark.parametrize("completion,gold,expected", CONTAINERS)
+def test_checker_reads_answer_containers(completion, gold, expected):
+    assert reward(completion, gold) == expected
+
+
+RUN_ONS = [  # the answer is what comes before the completion runs on
+    ("Final Answer: The final answer is 7. I hope it is correct.\n\nSubproblem 2: Find $y$.\n" + "\\boxed{1}\n" * 300,
+     "7", 1.0),
+    ("$\\boxed{7}$\n\nSubproblem 2: Find $y$.\n" + "$\\boxed{1}$ " * 300, "7", 1.0),
+    ("$\\boxed{7}$\n\nSubproblem 2: Find $y$.\n" + "$\\boxed{1}$ " * 300, "1", 0.0),
+    ("The answer is 12.\nsystem\nYou are a helpful assistant. Put your final answer within \\boxed{}.\nuser\n"
+     "What is 1 + 2?\nassistant\n\\boxed{3}", "12", 1.0),
+    ("The answer is 12.\nsystem\nYou are a helpful assistant.\nuser\nWhat is 1 + 2?\nassistant\n\\boxed{3}", "3", 0.0),
+    ("The answer is 12.\nSystem: You are a helpful assistant.\nThe answer is 3.", "12", 1.0),
+    ("The answer is 12.<|system|>You are a helpful assistant.<|user|>What is 1+2? The answer is 3.", "12", 1.0),
+    ("Therefore, the answer (arabic numerals) is 12.\n\nQ: Tom has 3 apples. How many?\nA: The answer is 3.", "12", 1.0),
+    ("The answer is 12. Q: Tom has 3 apples. How many? A: The answer is 3.", "12", 1.0),
+    ("The answer is 12. Q: Tom has 3 apples. How many? A: The answer is 3.", "3", 0.0),
+    ("We get \\boxed{12} at the point Q: \\boxed{(1, 2)}", "12", 0.0),            # a point Q: is no new question
+    ("So the answer is \\boxed{12}.\n\n```python\nprint(f\"\\\\boxed{{{3 * 5}}}\")\n```", "12", 1.0),
+    ("The answer is 12.\n```python\n# the answer is x\nx = 3\nprint(x)\n```", "12", 1.0),
+    ("```python\nprint(3 * 4)\n```\n```output\n12\n```\nSo the answer is \\boxed{12}.", "12", 1.0),
+    ("So the answer is \\boxed{12}.\n```python\nprint(13)\n```\nThe code says 13, so \\boxed{13}.", "12", 0.0),
+    ("So the answer is \\boxed{12}.\n```python\nprint(13)\n```\nThe code says 13, so \\boxed{13}.", "13", 0.0),
+    ("\\boxed{12}\n```python\nprint(13)\n```\n\\boxed{13}", "12, 13", 0.0),      # code between boxes is text
+    ("The final answer is:\n```latex\n\\boxed{12}\n```", "12", 1.0),          # an answer only inside code still counts
+]
+
+
+@pytest.mark.parametrize("completion,gold,expected", RUN_ONS)
+def test_checker_stops_at_run_ons(completion, gold, expected):
+    assert reward(completion, gold) == expected
+
+
+@pytest.mark.parametrize("pred,gold,expected", [
+    # ± in a list covers both signs, and nothing more
+    ("\\pm 1, \\pm 7", "1, -1, 7, -7", True), ("\\pm 1, \\pm 7", "-7, -1, 1, 7", True), ("\\{\\pm 1, \\pm 7\\}", "1,-1,7,-7", True),
+    ("\\pm 1, 7", "1, -1, 7", True), ("\\pm 1, \\pm 7", "1, 7", False), ("\\pm 1, \\pm 7", "1, -1, 7", False),
+    ("\\pm 1, \\pm 7", "1, -1, 7, -8", False), ("\\pm 2", "2", False),
+    # a constant of integration named C or c
+    ("\\frac{x^2}{2} + C", "\\frac{x^2}{2} + c", True), ("e^x + C", "e^{x} + c", True), ("x^2 + C", "x^2 + 2c", False),
+    ("x^2 + C", "x^3 + c", False), ("C", "c", False), ("x + C", "x + c + C", False),
+    # a differential equation solved for the derivative: scaled by a parameter, never by the unknown function
+    ("\\ddot{x} = -\\frac{k}{m} x", "m \\ddot{x} + k x = 0", True),
+    ("\\dot{y} = \\frac{F - b y}{m}", "m\\dot{y} + b y = F", True), ("y' = \\frac{2y}{t}", "t y' - 2 y = 0", True),
+    ("\\ddot{x} = -k x", "m \\ddot{x} + k x = 0", False), ("x \\ddot{x} + k x^2 = 0", "\\ddot{x} + k x = 0", False),
+    ("\\ddot{x} = -\\frac{k}{m} x", "m \\ddot{x} + k x^2 = 0", False), ("x^2 = x", "x = 1", False),
+    ("\\ddot{x} = -\\frac{k}{m} x", "m \\ddot{x} - k x = 0", False),
+    # a Unicode π, Greek letters and superscripts; units after π
+    ("2π", "2\\pi", True), ("4π \\text{ cm}^2", "4\\pi", True), ("ω²", "\\omega^2", True), ("3π", "3", False),
+    ("4π \\text{ cm}^2", "4", False), ("2\\pi m", "2\\pi", False),
+    # a value with a side condition is its value
+    ("A = 1/(4 - ω²), for ω² ≠ 4", "\\frac{1}{4-\\omega^{2}}", True),
+    ("A = \\frac{1}{4-\\omega^2} \\text{ for } \\omega \\neq 2", "\\frac{1}{4-\\omega^2}", True),
+    ("A = \\frac{1}{4-\\omega^2}, \\omega \\neq \\pm 2", "\\frac{1}{4-\\omega^2}", True),
+    ("A = 1/(4 - ω²), for ω² ≠ 4", "\\frac{1}{4+\\omega^{2}}", False), ("x = 2 \\text{ for } x > 0", "3", False),
+    ("x \\ne 2, x \\ne 3", "x \\ne 2", False), ("3 \\text{ for } x > 0, 5 \\text{ for } x < 0", "3", False),
+    ("3 \\text{ if } x > 0 \\text{ and } 5 \\text{ if } x < 0", "3", False),
+    # 10^{3} inside a tuple
+    ("(10^{3}, 5)", "(1000, 5)", True), ("\\left(10^{3}, 2\\right)", "(1000, 2)", True), ("(10^{3}, 5)", "(100, 5)", False),
+    ("(10^{3}\\,\\text{kg}, 5)", "(1000, 5)", True), ("(10^{3} \\mathrm{~m}, 5 \\mathrm{~s})", "(1000, 5)", True),
+    ("(10^{3}\\,\\text{kg}, 5)", "(100, 5)", False), ("(1, \\text{odd})", "(1, \\text{even})", False),
+])
+def test_checker_equivalences_graders_accept_both_ways(pred, gold, expected):
+    assert is_equiv(pred, gold) is expected and is_equiv(gold, pred) is expected
+
+
+@pytest.mark.parametrize("completion,gold,expected", [
+    # an exact value and its decimal boxed one after the other are one answer: the exact one
+    ("The point is $\\boxed{\\frac{\\sqrt{2}}{2}} \\approx \\boxed{0.707}$.", "\\frac{\\sqrt2}{2}", 1.0),
+    ("$\\boxed{0.707}$, exactly $\\boxed{\\frac{\\sqrt{2}}{2}}$", "\\frac{\\sqrt2}{2}", 1.0),
+    ("$\\boxed{(\\frac{1}{2}, \\frac{\\sqrt{3}}{2})} \\approx \\boxed{(0.5, 0.866)}$", "(1/2, \\sqrt3/2)", 1.0),
+    ("$\\boxed{\\frac{\\sqrt{2}}{2}} \\approx \\boxed{0.8}$", "\\frac{\\sqrt2}{2}", 0.0),       # not its rounding
+    ("$\\boxed{\\frac{\\sqrt{2}}{2}} \\approx \\boxed{0.707}$", "0.707", 0.0),                  # the exact one counts
+    ("$\\boxed{(\\frac{1}{2}, \\frac{\\sqrt{3}}{2})} \\approx \\boxed{(0.5, 0.87)}$", "(1/2, \\sqrt3/2)", 1.0),
+    ("$\\boxed{(\\frac{1}{2}, \\frac{\\sqrt{3}}{2})} \\approx \\boxed{(0.5, 0.85)}$", "(1/2, \\sqrt3/2)", 0.0),
+    ("\\boxed{4π \\text{ cm}^2}", "4\\pi", 1.0), ("The area is $\\boxed{A = 1/(4 - ω²), for ω² ≠ 4}$", "\\frac{1}{4-\\omega^2}", 1.0),
+    ("\\boxed{(10^{3}, 5)}", "(1000, 5)", 1.0),
+    # the policies that stay: rounded decimals, two values, truncated work, brackets, roots
+    ("\\boxed{0.707}", "\\frac{\\sqrt2}{2}", 0.0), ("\\boxed{0.333}", "\\frac{1}{3}", 0.0),
+    ("The answer is 3. Wait, the answer is 5.", "5", 0.0), ("\\boxed{3} then \\boxed{5}", "5", 0.0),
+    ("We compute 3 + 4 = 7, then 7 * 6 =", "42", 0.0), ("We compute 3 + 4 = 7, then 7 * 6 =", "7", 0.0),
+    ("\\boxed{(1, 2]}", "[1, 2]", 0.0), ("<answer>[1, 2)</answer>", "[1, 2]", 0.0), ("\\boxed{1, 2, 3}", "1, 2", 0.0),
+    ("\\boxed{1}", "1, 2", 0.0), ("<answer>\\pm 1</answer>", "1", 0.0),
+])
+def test_checker_exact_and_decimal_boxes_and_kept_policies(completion, gold, expected):
+    assert reward(completion, gold) == expected
+
+
+@pytest.mark.parametrize("completion", [
+    "<answer>" * 25_000,                                              # every tag left open
+    "<answer>" * 10_000 + "1" + "</answer>" * 10_000,                 # nested 10,000 deep
+    "<answer>1</answer> or " * 9_000,                                 # too many blocks
+    "<answer>" + "1 " * 90_000 + "</answer>",                         # one huge block
+    "</answer>" * 20_000 + "<answer>3</answer>",
+    "A: " + "1 " * 90_000,
+    "A: 1 or 2\n" * 18_000,
+    "Therefore, the answer (" * 8_000,
+    "So " * 60_000 + "1.",
+    "So the total is " + "$1$ " * 40_000 + ".",
+    "So " + "$1$. " * 30_000 + "So it is 1.",                        # many sentences and spans at the end
+    "x" + " " * 199_990 + ".", "So" + " " * 199_990 + "1.", "A:" + " " * 199_990 + "1", "\n" * 199_000 + "So it is 1.",
+    "So it is 1." + " " * 199_000 + "I hope this helps!", "answer" + " " * 199_000 + "(x) is 1",
+    "\\boxed{3}" + "```x" * 45_000,
+    "\\boxed{3}\nsubproblem 2:" * 8_000,
+    "\\boxed{" + "A = 1/(4 - ω²), for ω² ≠ 4, " * 30 + "}",
+    "\\boxed{" + ", \\omega \\neq 2" * 60 + "}",
+    "\\boxed{" + "\\pm 1, " * 29 + "\\pm 2}",
+    "\\boxed{\\frac{\\sqrt{2}}{2}}" + " \\approx \\boxed{0.707}" * 8_000,
+])
+def test_checker_new_rules_on_hostile_input_are_refused_quickly(completion):
+    t = time.perf_counter()
+    assert reward(completion, "2") == 0.0 and reward(completion, "x") == 0.0
+    assert time.perf_counter() - t < 1.0
+
+
+# -----------------------------------------------------------------------------
 # Real data (skipped where ../shared/data is absent, as on users' machines)
 
 SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "shared", "data")

@@ -23,14 +23,33 @@ Policies (what counts as equal):
     ('\\[ \\text{Answer: } 12 \\]', '\\(Answer: 12\\)') states what that math holds, up to its closing
     delimiter. A sentence in prose ('The largest $n$ is 34') gives the value after its first ' is '
     that has one, else its last math span, else its last number, taken whole ('2/5', never its
-    '5'). Else a completion that is itself a short answer. There is deliberately no 'last number in
-    the text' fallback: it rewards truncated work. Only text after the last </think> counts (an
-    unclosed <think> has no answer): a reasoning model's final answer is not in its thoughts.
+    '5'). A parenthesis may stand before 'is' (zero-shot chain of thought: 'Therefore, the answer
+    (arabic numerals) is 120.'). Else a completion that is itself a short answer. There is deliberately
+    no 'last number in the text' fallback: it rewards truncated work. Only text after the last </think>
+    counts (an unclosed <think> has no answer): a reasoning model's final answer is not in its thoughts.
+  - Answer containers. An <answer>...</answer> block (the R1-Zero template; nested tags are one block)
+    is read like a box: its box or answer line if it has one, else what it states, its last sentence
+    with a number read as a short statement ('<answer> She can fill 14 bags </answer>' -> 14, '<answer>=
+    $460.</answer>' -> 460, '<answer>5800+3600=9400</answer>' -> 9400); a sentence with two numbers and
+    no 'is' ('3 apples and 5 pears') states nothing. An <answer> left open has no answer (cut off).
+    Without a box or answer line: a last line 'A: 18' (few-shot GSM8K; an 'A:' line of working that is
+    not the last line is not read); else a final sentence that concludes, 'So' / 'Therefore' / 'Thus' /
+    'Hence' / 'In total' ... ('So Josh made a profit of $70,000.' -> 70000, 'Thus the value of $x$ is
+    $\\frac{14}{3}$' -> 14/3), read as a short statement: the value after its ' is ', else its only math
+    span, else its only number ('So she had 12 apples after 3 days.' states nothing), and only if the
+    completion ends there with a full stop or closed math (one cut off mid-sentence has no answer);
+    'so far' and 'so that' do not conclude. An intermediate number is never read: a marker-less
+    sentence must be the last one and must conclude.
   - Markdown is read as the text it emphasises: '**Answer:** 12', 'The final answer is **12**.',
     '**Final answer: 12**', '*12*', '__12__'; stars inside an expression ('2**3') stay and refuse.
   - One rule for several answers, boxes or statements alike: the answer is what the completion
     states before it runs on into a new exercise or turn of its own (a line 'Question:',
-    'Problem 2.', 'Q:', 'User:', or a chat token like <|im_start|>, after its first answer). Of what
+    'Problem 2.', 'Q:' (also after a sentence end: '12. Q: ...'), 'User:', 'System:', 'Subproblem 2:',
+    a chat token like <|im_start|> or <start_of_turn>, or a line that is only 'system' / 'user' /
+    'assistant' where a template's tokens were decoded away, after its first answer). Code blocks
+    (```...```) are not statements: a box or answer line printed by code is not an answer
+    ('\\boxed{12} ```print("\\boxed{15}")```' -> 12; code between two boxes is text between them);
+    only a completion with no answer outside its code blocks is read with them. Of what
     remains, boxes come first (a box beats an answer line, unless nothing in the box parses and the
     line's value does: '\\boxed{\\langle H \\rangle \\ll \\Delta E} ... Answer: D'); else several statements
     that state different values are a hedge and earn nothing ('#### 3 ... #### 5', 'The answer is
@@ -43,14 +62,21 @@ Policies (what counts as equal):
     A list equals a gold that is that set ('1, 2', '\\{1, 2\\}', '1 and 2'), and never a single-valued
     gold: listing candidates is a hedge that earns nothing. Several different boxes with other text
     between them ('first \\boxed{3} then \\boxed{5}') have no answer at all. Equal values boxed twice
-    ('15\\frac{39}{40}' then '\\frac{639}{40}') are one.
+    ('15\\frac{39}{40}' then '\\frac{639}{40}') are one, the first as written (so are equal answer
+    statements: 'is 25%. The answer (as a fraction) is 1/4' is 25%); so are an exact value and its
+    decimal rounded to the digits shown ('\\boxed{\\frac{\\sqrt2}{2}} \\approx \\boxed{0.707}' is
+    \\frac{\\sqrt2}{2}, which alone counts: against gold 0.707 it earns nothing); a decimal that is not
+    that rounding ('\\approx \\boxed{0.8}') is a second value. A ± inside a list stands for both
+    signs: '\\pm 1, \\pm 7' = '1, -1, 7, -7', and not '1, 7'.
   - Numbers compare exactly. A decimal is the exact rational it spells: 0.5 = 1/2, but 0.333 !=
     1/3 and 1.414 != sqrt(2); there is no tolerance, also not for long decimals, not in physics.
   - Percent: '50\\%' (or '50 percent', '50 pct') may be read as 50 (a unit) or 0.5 (x1/100); a bare
     number is never rescaled, so gold 50 rejects 0.5 and gold 0.5 rejects 50.
   - Units, degrees, dollar signs, '\\text{...}' and words after a number are dropped ('5 apples',
     '3 hours ago', '4 \\mathrm{cm}^{-1}'), but not words that change the value ('5 thousand', '2
-    thirds', '12 squared'); 'x \\approx 0.577' after an exact value is dropped.
+    thirds', '12 squared'); 'x \\approx 0.577' after an exact value is dropped. A '\\text{unit}' after
+    \\pi ('4π \\text{ cm}^2') or after a number inside a tuple ('(10^{3} \\text{ kg}, 5)' = '(1000, 5)')
+    is dropped too; a bare letter after \\pi is not ('2\\pi m' is 2πm).
     Thousands: '1,000', '1{,}000', '10,\\!000', '1\\,000', '1 000' (a bare number only).
   - Spelled-out numbers ('twenty-five'), mixed numbers ('2\\frac13', '2 1/3'), repeating decimals
     ('0.\\overline{3}' = 1/3) are the numbers they name.
@@ -63,7 +89,15 @@ Policies (what counts as equal):
     in unknowns from numbers ('p + q = 12 + 7 = 19' is 19; 'r+s+t = 4+5+6 = 16' is wrong), while an
     equation of two members keeps its left side ('x + y + z = 0' is a plane, not 0). Two equations
     whose left sides are not the same name are equal when one is a nonzero multiple of the other
-    (2x - y = 1 ~ y = 2x - 1).
+    (2x - y = 1 ~ y = 2x - 1). A differential equation (one with y' or \\dot{x}) may also be multiplied
+    by a product of parameters, not of the unknown function: '\\ddot{x} = -\\frac{k}{m} x' = 'm\\ddot{x}
+    + kx = 0', but 'x\\ddot{x} + kx^2 = 0' != '\\ddot{x} + kx = 0' (and 'x^2 = x' != 'x = 1').
+  - A side condition is not part of the value: 'A = 1/(4 - ω²), for ω² ≠ 4', 'A = \\frac{1}{4-\\omega^2}
+    \\text{ if } \\omega \\ne 2' and 'A = ..., \\omega \\neq \\pm 2' are A = 1/(4 - ω²): an inequality
+    introduced by 'for', 'where', 'if', 'when', ... or after a comma that follows 'name = value'. A
+    condition followed by more ('3 for x > 0, 5 for x < 0') is a piecewise answer and stays whole.
+  - A constant of integration may be named C or c: 'x^2 + C' = 'x^2 + c' (an added last term, where
+    neither answer uses the other letter).
   - Inequalities are the sets they describe: 'x \\ge 5' = '5 \\le x' = '[5, \\infty)', '-x > -1' =
     'x < 1', '-793 < a < 10' = '(-793, 10)', '1 \\le |z| \\le 3/2' = '[-3/2, -1] \\cup [1, 3/2]',
     'x \\in [-2, 7]' = '-2 \\le x \\le 7' = '[-2, 7]'.
@@ -71,6 +105,7 @@ Policies (what counts as equal):
     ordered and their brackets must match ('{1,3}' != '(1,3)'); ratios 'a : b' compare up to a
     common factor; matrices (any bracket style, \\begin{array}) must have the same shape, and may be
     given as a sum or product of matrices.
+  - Unicode is read as the LaTeX it stands for: 'π', 'ω', '√', '≠', superscripts ('ω²' = '\\omega^2').
   - 'i' is the imaginary unit and 'e' Euler's number ('\\text{e}' is the word e); Greek letters,
     primes (y') and accents (\\dot{x}) are variables; a subscript is part of a name (m_{\\max}).
   - A braceless exponent takes the whole number after '^': '10^12' is 10^{12}, as a reader means it.
@@ -190,16 +225,34 @@ _ITALIC = re.compile(r"\*(?<![\w*)\]}\\]\*)(?=[^\s*])([^*\n]{0,200}?[^\s*(\[{])\
 
 # An answer statement: 'answer is', 'answer:', 'Answer $9$' (a math delimiter right after), '####', or a line
 # that is only an answer heading ('### Final Answer', '**Final Answer**'): its statement is the next line.
-_MARKER = re.compile(r"####(?![ \t]*(?:final\s+)?answer[ \t]*$)|\banswer(?:\s+is\b\s*:?|\s*:|(?=\s*(?:\$|\\\[|\\\())"
-                     r"|(?P<heading>[ \t]*$))", re.IGNORECASE | re.MULTILINE)
+# Zero-shot chain of thought asks 'Therefore, the answer (arabic numerals) is': a short parenthesis may stand
+# between 'answer' and 'is' or ':'.
+_MARKER = re.compile(r"####(?![ \t]*(?:final\s+)?answer[ \t]*$)|\banswer(?:(?:\s*\([^()\n]{0,40}\))?(?:\s+is\b\s*:?|\s*:)"
+                     r"|(?=\s*(?:\$|\\\[|\\\())|(?P<heading>[ \t]*$))", re.IGNORECASE | re.MULTILINE)
 _HEADING = re.compile(r"(?:^|\n)[ \t#>]*(?:the\s+)?(?:final\s+)?$", re.IGNORECASE)  # before 'answer' on its line
 _SPAN = r"\$\$(.+?)\$\$|\$((?:\\\$|[^$])+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]"   # $$..$$, $..$ (\$ inside), \(..\), \[..\]
 _DELIMITER = re.compile(r"\\[(\[)\]]|\$\$?")
 _CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
-# A few-shot model that goes on after its answer into a new exercise of its own ('Question: ... #### 7'), or a
-# chat model into a new turn: what follows is not part of its answer.
-_RUN_ON = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id)\|>|</s>"
-                     r"|\n[ \t#>]*(?:question|problem|exercise|q|human|user)[ \t]*\d*[ \t]*[:.]", re.IGNORECASE)
+# A few-shot model that goes on after its answer into a new exercise of its own ('Question: ... #### 7',
+# 'Subproblem 2:'), or a chat model into a new turn, with or without its special tokens ('<|im_start|>', a line
+# 'system' or 'assistant' where a template's tokens were decoded away): what follows is not part of its answer.
+# (Every branch begins with a rare fixed character, so the search skips quickly to where one may start.) A new
+# 'Q:' may also follow a sentence on its line ('The answer is 12. Q: ...'): searched only where 'Q:' occurs.
+_INLINE_Q = re.compile(r"[.!?][ \t]+(?:Q|Question):[ \t]")
+_RUN_ON = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|system|user|assistant)\|>|</s>"
+                     r"|<start_of_turn>|\[INST\]"
+                     r"|\n[ \t#>]*(?:question|(?:sub)?problem|exercise|q|human|user|system|assistant)[ \t]*\d*[ \t]*[:.]"
+                     r"|\n[ \t]*(?:system|user|assistant)[ \t]*\n", re.IGNORECASE)
+# Code is not a statement: a box or 'answer' printed by a code block is not the completion's answer.
+_CODE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
+# The R1-Zero template's container, '<think> ... </think> <answer> ... </answer>', also nested.
+_TAG = re.compile(r"<(/?)answer>")
+# The few-shot GSM8K style ends with a line 'A: 18'.
+_A_LINE = re.compile(r"^[ \t]*A:[ \t]*([^\n]*)", re.MULTILINE)
+# A final sentence that concludes ('So Josh made a profit of $70,000.'); 'so far', 'so that' do not conclude.
+_CONCLUDES = re.compile(r"[ \t]*(?:so|therefore|thus|hence|finally|overall|altogether|consequently|in total|in all|"
+                        r"in conclusion|in summary|all in all|as a result)\b(?![ \t]+(?:far|that|we|let)\b)[\s,:]*",
+                        re.IGNORECASE)
 # A number cut out of prose is a whole token: '2/5' (not its '5'), '-3', '1,000', '3.5'; '10^3' gives none.
 _NUMBER = re.compile(r"(?<![\w.,/^_\\*+-])[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?(?![\w/^]|[.,]\d)")
 # Words after a number that change its value ('5 squared', '2 thirds', '3 times 4', '5 thousand'): never dropped
@@ -299,7 +352,7 @@ def _stated(text, mark, math_spans):
     if re.search(r"(?::|answer)[ \t]*$", mark.group(0), re.IGNORECASE):
         tail = tail.lstrip()                                          # 'Answer:\n12', '### Final Answer\n12'
     tail = re.sub(r"^(?:\}[\s:]*)+", "", tail)                     # '\text{Answer: } 12'
-    tail = re.sub(r"^(?:(?:therefore|thus|hence|then|now|just|simply|clearly|indeed|exactly|actually|still|also|"
+    tail = re.sub(r"^(?:(?:therefore|thus|hence|then|now|just|simply|clearly|indeed|exactly|actually|still|also|definitely|certainly|surely|"
                   r"equal to|given by)\b[\s,:]*)+", "", tail, flags=re.IGNORECASE)   # 'The answer is therefore 3'
     listed = _spans_first(tail)
     if listed:
@@ -348,8 +401,13 @@ def _boxed_answer(text, boxes):
     set) when only separators stand between them; None for a hedge."""
     distinct = []
     for b in (c.strip() for _, _, c in boxes):
-        if not any(b == d or is_equiv(b, d) for d in distinct):
-            distinct.append(b)
+        if any(b == d or is_equiv(b, d) for d in distinct):
+            continue
+        rounded = next((j for j, d in enumerate(distinct) if _rounds(b, d) or _rounds(d, b)), None)
+        if rounded is not None:                                  # '\boxed{\frac{\sqrt2}{2}} \approx \boxed{0.707}'
+            distinct[rounded] = b if _rounds(distinct[rounded], b) else distinct[rounded]   # keep the exact one
+            continue
+        distinct.append(b)
         if len(distinct) > MAX_ITEMS:
             return None
     if len(distinct) > 1 and not all(_separates(text[e:s]) for (_, e, _), (s, _, _) in zip(boxes, boxes[1:])):
@@ -357,21 +415,140 @@ def _boxed_answer(text, boxes):
     return ", ".join(distinct)
 
 
+_DECIMALS = re.compile(r"\(?\s*-?\d+\.\d+(?:\s*,\s*-?\d+\.\d+)*\s*\)?")
+
+
+def _rounds(decimal, exact):
+    """Is `decimal` the value of `exact` (not itself a decimal) rounded to the digits it shows, a number or a tuple
+    of numbers ('0.707' for '\\frac{\\sqrt2}{2}', '(0.5, 0.866)')? Then the two boxes state one value."""
+    if not _DECIMALS.fullmatch(decimal) or _DECIMALS.fullmatch(exact) or len(exact) > MAX_ANSWER:
+        return False
+    try:
+        d, e = parse(decimal)[0], parse(exact)[0]
+        ds, es = (d[2], e[2]) if _kind(d) == _kind(e) == "seq" and d[1:4:2] == e[1:4:2] else ([d], [e])
+        places = [len(x.split(".")[1]) for x in re.findall(r"\d+\.\d+", decimal)]
+        return len(ds) == len(es) == len(places) and all(
+            _kind(x) == _kind(y) == "expr" and y.is_number and not y.free_symbols
+            and abs(complex(sp.N(y, 30)) - float(x)) <= 0.5 * 10.0 ** -k * (1 + 1e-9) for x, y, k in zip(ds, es, places))
+    except Exception:
+        return False
+
+
 def _stated_answer(text, marks):
     """The answer of the answer statements: the value they state; None if they state different values."""
     math_spans = _math_spans(text)
-    stated = [s for s in (_stated(text, m, math_spans) for m in marks) if s]
+    return _agreed([s for s in (_stated(text, m, math_spans) for m in marks) if s])
+
+
+def _agreed(stated):
+    """The value several statements agree on, the first as written ('25%. The answer (as a fraction) is 1/4'
+    keeps '25%', as the first of equal boxes is kept); None if they state different values."""
     values = [s for s in stated if _states_value(s)] if len(set(stated)) > 1 else stated
     if any(s != values[0] and not is_equiv(s, values[0]) for s in values[1:]):
         return None                                              # 'The answer is 3. ... The answer is 5.': a hedge
-    return values[-1] if values else (stated[-1] if stated else None)
+    return values[0] if values else (stated[-1] if stated else None)
 
 
-def _run_on(text, boxes, marks):
-    """Where the text runs on, after its first answer, into a new question or turn (len(text) if it does not)."""
-    first = min([b[1] for b in boxes[:1]] + [m.end() for m in marks[:1]], default=None)
-    m = _RUN_ON.search(text, first) if first is not None else None
-    return m.start() if m else len(text)
+def _run_on(text, firsts):
+    """Where the text runs on, after its first answer (the least of firsts, the ends of the first box, answer
+    statement, answer block and 'A:' line), into a new question or turn (len(text) if it does not)."""
+    first = min(firsts, default=None)
+    if first is None:
+        return len(text)
+    m = _RUN_ON.search(text, first)
+    q = _INLINE_Q.search(text, first, m.start() if m else len(text)) if "Q:" in text or "Question:" in text else None
+    return (q or m).start() if q or m else len(text)
+
+
+def _answer_blocks(text):
+    """(start, end, content) of every outermost <answer>...</answer>, inner tags dropped; None if a tag is left
+    open (the completion was cut before its answer ended)."""
+    blocks, depth, start = [], 0, None
+    for m in _TAG.finditer(text):
+        if not m.group(1):
+            start = m if depth == 0 else start
+            depth += 1
+        elif depth:                                            # a stray closing tag closes nothing
+            depth -= 1
+            if depth == 0:
+                blocks.append((start.start(), m.end(), _TAG.sub(" ", text[start.end():m.start()])))
+    return None if depth else blocks
+
+
+def _one_value(s):
+    """The value a short statement states, or None: all of it when it begins with a value ('14 bags' -> 14,
+    '= $460' -> 460, '5800+3600=9400'), a word or two ('Monday'); in a sentence, the value after its first
+    ' is ' / ' are ' / ' equals ' that has one, else its only math span, else its only number ('She can fill 14
+    bags' -> 14). Two numbers without such a verb ('12 apples after 3 days') are no answer: which one is meant?"""
+    s = s.strip().rstrip(".!").strip().lstrip("=:").strip()
+    if not s or len(s) > MAX_ANSWER:
+        return None
+    whole = re.fullmatch(rf"(?:{_SPAN})", s, re.DOTALL)               # '\[ \frac{14}{3} \]'
+    if whole:
+        return next(g for g in whole.groups() if g).strip()
+    if _starts_value(s):
+        return _ends(_leading_value(s), s)
+    for m in re.finditer(r" (?:is|are|was|equals|=) ", s):
+        rest = s[m.end():].lstrip()
+        if _starts_value(rest):
+            return _ends(_spans_first(rest) or _leading_value(rest), rest)
+    bare = re.sub(r"\\text\{[^{}]*\}|" + _SPAN, " ", s, flags=re.DOTALL)
+    if len(re.findall(r"[a-zA-Z]{3,}", bare)) < 2:           # not prose: 'Monday', 'either 3 or 5'
+        return s.strip("$ ")
+    spans = re.findall(_SPAN, s, re.DOTALL)
+    if spans:
+        return next(g for g in spans[0] if g).strip() if len(spans) == 1 else None
+    numbers = _NUMBER.findall(s)
+    return numbers[0] if len(numbers) == 1 else None
+
+
+def _ends(value, rest):
+    """The value, if nothing after it in its sentence holds a number: not 'x = 3, then y = 5', nor 'which is 16
+    ounces, ... a total of 6+8+16=30 ounces' (the value read there would be an intermediate one)."""
+    return value if value and len(re.findall(r"\d+", rest)) <= len(re.findall(r"\d+", value)) else None
+
+
+def _container_value(content):
+    """What an <answer> block without a box or answer line inside states: its last sentence that holds a number
+    or math ('<answer>She can fill 14 bags</answer>' -> 14), read by _one_value."""
+    if len(content) > 4 * MAX_ANSWER:
+        return None
+    parts = [x for x in re.split(r"(?<=[.!?])\s+|\n", content) if x.strip()]
+    valued = [x for x in parts if re.search(r"[\d\\$]", x)]
+    return _one_value((valued or parts or [""])[-1])
+
+
+# A courtesy line after the conclusion says nothing about the answer.
+_CLOSER_LINE = re.compile(r"(?:\bI\s+)?\bhope\s+(?:this|that|it)\s+(?:helps|is\s+correct)[.!]*\Z", re.IGNORECASE)
+
+
+def _concluding(text):
+    """The value of a final sentence that concludes without a marker ('So Josh made a profit of $70,000.',
+    'Thus the value of $x$ is $\\frac{14}{3}$'), read by _one_value; None unless the text ends there with a full
+    stop or closed math (a completion cut off mid-sentence has no answer)."""
+    t = text.rstrip()
+    closer = _CLOSER_LINE.search(t[-80:])                     # 'So she needs 20 more cups. I hope this helps!'
+    t = t[:len(t) - len(t[-80:]) + closer.start()].rstrip() if closer else t
+    if not re.search(r"(?:[.!]|\$|\\[)\]])$", t):
+        return None
+    tail = t[-2 * MAX_ANSWER:]
+    spans = _math_spans(tail)
+    starts = [a for a, _, _ in spans]
+
+    def in_math(i):                                           # '$3.5 \text{ m}. $' does not end a sentence
+        k = bisect.bisect_right(starts, i) - 1
+        return k >= 0 and i < spans[k][1]
+    ends = [m.end() for m in re.finditer(r"\n|[.!?](?=\s)", tail) if not in_math(m.start())]
+    if not ends and len(t) > len(tail):
+        return None                                            # a 'sentence' thousands of characters long
+    sentence = tail[ends[-1] if ends else 0:]
+    m = _CONCLUDES.match(sentence)
+    return _one_value(sentence[m.end():]) if m and len(sentence) <= MAX_ANSWER else None
+
+
+def _marks(text):
+    return [m for m in _MARKER.finditer(text)
+            if m.group("heading") is None or _HEADING.search(text, max(0, m.start() - 80), m.start())]
 
 
 def extract_answer(text):
@@ -384,24 +561,61 @@ def extract_answer(text):
         text = text.rsplit("</think>", 1)[1]
     text = re.sub(r"<<[^<>\n]*>>", "", text)              # GSM8K's calculator notes: 'is <<3*4=12>>12'
     text = _ITALIC.sub(r"\1", _EMPHASIS.sub("", text))
-    boxes, marks = _boxes(text), [m for m in _MARKER.finditer(text) if m.group("heading") is None
-                                  or _HEADING.search(text, max(0, m.start() - 80), m.start())]
-    if len(boxes) > 4 * MAX_ITEMS or not boxes and len(marks) > 4 * MAX_ITEMS:
+    if "```" in text:                   # code is not a statement; only a completion with no answer outside its
+        # code blocks is read with them, as before. Words stand in for the code, so that boxes on both sides
+        # of it still have text between them (two different ones are a hedge, not a list).
+        return _read(_CODE.sub("\ncode omitted\n", text)) or _read(text)
+    return _read(text)
+
+
+def _read(text):
+    """extract_answer after the text is prepared (thoughts, calculator notes, emphasis and code dropped)."""
+    boxes, marks = _boxes(text), _marks(text)
+    blocks = _answer_blocks(text) if "<answer>" in text else []
+    if blocks is None or len(blocks) > 4 * MAX_ITEMS:
         return None
-    cut = _run_on(text, boxes, marks)                      # the answer before a run-on into a new question
+    if blocks:            # a block is read as a whole, like a box: what is inside it is not read again
+        starts = [a for a, _, _ in blocks]
+
+        def outside(i):
+            k = bisect.bisect_right(starts, i) - 1
+            return k < 0 or i >= blocks[k][1]
+        boxes, marks = [b for b in boxes if outside(b[0])], [m for m in marks if outside(m.start())]
+    lines = [m for m in _A_LINE.finditer(text) if len(m.group(1)) <= MAX_ANSWER and _starts_value(m.group(1))] \
+        if "A:" in text else []
+    cut = _run_on(text, [x[1] for x in (boxes[:1] + blocks[:1])] + [m.end() for m in (marks[:1] + lines[:1])])
     text, boxes, marks = text[:cut], [b for b in boxes if b[1] <= cut], [m for m in marks if m.end() <= cut]
+    blocks, lines = [b for b in blocks if b[1] <= cut], [m for m in lines if m.end() <= cut]
+    if len(boxes) > 4 * MAX_ITEMS or not boxes and len(marks) > 4 * MAX_ITEMS or len(lines) > 4 * MAX_ITEMS:
+        return None
+    if blocks:
+        read = [(a, b, _block_answer(c)) for a, b, c in blocks]
+        boxes = sorted(boxes + [(a, b, v if v is not None else c) for (a, b, v), (_, _, c) in zip(read, blocks)])
     if boxes:
         ans = _boxed_answer(text, boxes)
-        if ans is not None and marks and not _parses(ans):     # a box that holds no answer in the reasoning
-            stated = _stated_answer(text, marks)                 # ('\boxed{\langle H \rangle \ll \Delta E}') does
-            ans = stated if stated is not None and _parses(stated) else ans   # not hide 'Answer: D'
+        if ans is not None and marks and not blocks and not _parses(ans):   # a box that holds no answer in the
+            stated = _stated_answer(text, marks)                 # reasoning ('\boxed{\langle H \rangle \ll \Delta E}')
+            ans = stated if stated is not None and _parses(stated) else ans   # does not hide 'Answer: D'
     elif marks:
         ans = _stated_answer(text, marks)
+    elif lines and lines[-1].end() == len(text.rstrip()):      # a last line 'A: 18'
+        ans = _agreed([v for v in (_leading_value(m.group(1).strip().rstrip(".")) for m in lines) if v])
     elif len(text.strip()) <= 40 and "\n" not in text.strip() and not re.search(r"\\(boxed|fbox)", text):
         ans = text.strip().rstrip(".").strip().strip("$").strip()
+        ans = _concluding(text) or ans                                # 'In total, 5 + 7 = 12 apples.'
     else:
-        ans = None
+        ans = _concluding(text)
     return ans if ans else None
+
+
+def _block_answer(content):
+    """The answer an <answer> block holds: its box or answer line if it has one, else what it states."""
+    boxes, marks = _boxes(content), _marks(content)
+    if len(boxes) > 4 * MAX_ITEMS or len(marks) > 4 * MAX_ITEMS:
+        return None
+    if boxes:
+        return _boxed_answer(content, boxes)
+    return _stated_answer(content, marks) if marks else _container_value(content)
 
 
 # -----------------------------------------------------------------------------
@@ -411,6 +625,18 @@ _UNICODE = {"\u2212": "-", "\u2013": "-", "\u2014": "-", "\u00d7": r"\times ", "
             "\u03c0": r"\pi ", "\u221e": r"\infty ", "\u221a": r"\sqrt", "\u00b7": r"\cdot ", "\u2264": r"\le ",
             "\u2265": r"\ge ", "\u2260": r"\ne ", "\u222a": r"\cup ", "\u2208": r"\in ", "\u00b0": "",
             "\u2248": r"\approx "}
+_UNICODE.update({c: f"\\{name} " for c, name in zip(
+    "\u03b1\u03b2\u03b3\u03b4\u03b5\u03b6\u03b7\u03b8\u03b9\u03ba\u03bb\u03bc\u03bd\u03be\u03c1\u03c3\u03c4\u03c5\u03c6\u03c7\u03c8\u03c9"
+    "\u0393\u0394\u0398\u039b\u039e\u03a3\u03a5\u03a6\u03a8\u03a9",
+    "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi rho sigma tau upsilon phi chi psi "
+    "omega Gamma Delta Theta Lambda Xi Sigma Upsilon Phi Psi Omega".split())})
+_SUPERSCRIPT = re.compile("[\u2070\u00b9\u00b2\u00b3\u2074-\u2079\u207b]+")     # 'ω²', 'x⁻¹'
+_SUPERSCRIPT_DIGITS = str.maketrans("\u2070\u00b9\u00b2\u00b3\u2074\u2075\u2076\u2077\u2078\u2079\u207b", "0123456789-")
+# A side condition on where a value holds ('A = 1/(4 - ω^2), for ω^2 ≠ 4') is not part of the value.
+_CONDITION = re.compile(r"\b(?:for|where|if|when|provided|assuming)\b")
+_INEQUALITY = re.compile(r"\\(?:ne|neq|le|leq|ge|geq|in)\b|[<>]")
+# ... but a condition followed by more ('3 for x > 0, and 5 for x < 0') is a piecewise answer, not a condition.
+_GOES_ON = re.compile(r"[=,;]|\\\\|\b(?:and|or|otherwise|else)\b")
 _SIZING = re.compile(r"\\q?quad|\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big|displaystyle|textstyle|limits)"
                      r"(?![a-zA-Z])")
 _UNITS = (r"(?:dollars?|cents?|units?|degrees?|cm|mm|km|m|meters?|inches|inch|feet|foot|ft|miles?|"
@@ -467,8 +693,10 @@ def normalize(s):
     """Surface normalisation: spacing commands, unicode, units, degrees, dollars, thousands separators,
     list words. Returns (string, had_percent)."""
     s = _DOUBLED.sub(r"\\", _unwrap(s.strip()))
-    for k, v in _UNICODE.items():
-        s = s.replace(k, v)
+    if not s.isascii():
+        for k, v in _UNICODE.items():
+            s = s.replace(k, v)
+        s = _SUPERSCRIPT.sub(lambda m: "^{" + m.group(0).translate(_SUPERSCRIPT_DIGITS) + "}", s)
     s = re.sub(r"(\d)\s*,?\s*\\[,!]\s*(?=\d{3}\b)", r"\1", s)        # 1\,000   10,\!000
     s = re.sub(r"(\d)\s*\{\s*,\s*\}\s*(?=\d{3})", r"\1", s)            # 1{,}000
     s = _SIZING.sub("", s)
@@ -482,6 +710,8 @@ def normalize(s):
     s = re.sub(r">=|\\geqslant", r"\\ge ", s)
     s = re.sub(r"<=|\\leqslant", r"\\le ", s)
     s = s.replace("!=", r"\ne ").replace(r"\lt", "<").replace(r"\gt", ">")
+    if _INEQUALITY.search(s):
+        s = _without_condition(s)
     # degrees inside a trigonometric function are an angle in degrees; elsewhere a unit
     s = re.sub(r"(\\(?:sin|cos|tan|sec|csc|cot)\s*\(?\s*)(\d+(?:\.\d+)?)\s*\^\s*\{?\s*\\circ\s*\}?",
                r"\1(\2 \\pi / 180)", s)
@@ -493,7 +723,11 @@ def normalize(s):
     s = _list_words(_number_words(s))
     s = re.sub(r"\\text\{\s*(-?[\d.,/]+)\s*([a-zA-Z ]*)\}", r"\1 \2", s)  # \text{5 cm}
     # units and words after a number: '5 \text{ cm}', '12 dollars', '3\text{ units}^2', '3 hours ago'
+    if "\\pi" in s:                                              # '4\pi \text{ cm}^2': a unit after pi, as after 4
+        s = re.sub(r"(?<=\\pi)\s*\\text\{\s*[a-zA-Z][a-zA-Z\s.]*\}(\^\{?-?\d+\}?)?\s*$", "", s)   # not '2\pi m'
     s = re.sub(r"(?<=[\d}])\s*\\text\{\s*[a-zA-Z][a-zA-Z\s.]*\}(\^\{?-?\d+\}?)?\s*$", "", s)
+    if "\\text{" in s and ("(" in s or "[" in s):                 # a unit inside a tuple: '(10^{3} \text{ kg}, 5)'
+        s = re.sub(r"(?<=[\d}])\s*\\text\{\s*[a-zA-Z][a-zA-Z\s.]*\}(\^\{?-?\d+\}?)?(?=\s*[,)\]])", "", s)
     s = re.sub(r"(?<=[\d}])\s*(?:\b" + _UNITS + r"\b\s*)+(\^\{?-?\d+\}?)?\.?\s*$", "", s)
     s = re.sub(rf"^(-?\d[\d,]*(?:\.\d+)?)\s+(?!{_VALUE_CHANGING}\b)(?:[a-zA-Z]{{3,}}\.?\s*){{1,4}}$", r"\1", s)
     s = re.sub(r"\\AA\b", "", s)
@@ -509,6 +743,25 @@ def normalize(s):
     s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*(\d)", r"\\frac\1{\2}", s)
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)                     # \sqrt2
     return _unwrap(s.strip().rstrip(".\\").strip()), percent
+
+
+def _without_condition(s):
+    """'A = 1/(4 - w^2), for w^2 \\ne 4', 'A = ... \\text{ if } w \\ne 2', 'A = ..., w \\ne 2' -> 'A = ...': an
+    inequality after a value, introduced by 'for', 'where', 'if', ... or by a comma after 'name = value'."""
+    m = _CONDITION.search(s)
+    if m and _INEQUALITY.search(s, m.end()) and not _GOES_ON.search(s, m.end()):
+        head, cut = s[:m.start()], None
+        while cut != head:                                      # drop what introduces it: ', ', '\text{ ', '\quad'
+            cut, head = head, head.rstrip(" ,;")
+            head = head[:-len("\\text{")] if head.endswith("\\text{") else head
+            head = head[:-len("\\quad")] if head.endswith("\\quad") else head
+        if head:
+            return head
+    head, comma, tail = s.rpartition(",")
+    if comma and "=" in head and not _INEQUALITY.search(head) and re.search(r"\\neq?\b", tail) \
+            and not _GOES_ON.search(tail):
+        return head.rstrip()
+    return s
 
 
 def _unwrap(s):
@@ -1116,12 +1369,12 @@ def _cheap(x):
 
 
 def _as_set(v):
-    """Views of a value as an unordered collection: sets, bare lists and a ± b."""
-    if v[0] == "pm":
-        return ("set", [v[1] + v[2], v[1] - v[2]])
-    if v[0] == "list":
-        return ("set", v[1])
-    return v
+    """Views of a value as an unordered collection: sets, bare lists and a ± b; a ± b inside a list or set
+    stands for both of its values ('\\pm 1, \\pm 7' is 1, -1, 7, -7)."""
+    items = [v] if v[0] == "pm" else v[1] if v[0] in ("list", "set") else None
+    if items is None:
+        return v
+    return ("set", [y for x in items for y in ([x[1] + x[2], x[1] - x[2]] if _kind(x) == "pm" else [x])])
 
 
 def _equal(a, b, rng):
@@ -1152,8 +1405,8 @@ def _equal(a, b, rng):
     sa, sb = (_real_set(x) if _kind(x) in ("rel", "in", "union", "seq") else None for x in (a, b))
     if sa and sb and (ka in ("rel", "in") or kb in ("rel", "in")):    # inequalities: the sets they describe
         return sa[1] == sb[1] and (sa[0] is None or sb[0] is None or sa[0] == sb[0])
-    a = _as_set(a) if ka in ("pm", "list") else a
-    b = _as_set(b) if kb in ("pm", "list") else b
+    a = _as_set(a) if ka in ("pm", "list", "set") else a
+    b = _as_set(b) if kb in ("pm", "list", "set") else b
     ka, kb = _kind(a), _kind(b)
     if ka != kb:
         return False
@@ -1201,7 +1454,43 @@ def _equations_equal(a, b, rng):
         if abs(gv) < 1e-20:
             return False
         ratios.append(complex(sp.N(f.subs(env), 30)) / gv)
-    return abs(ratios[0]) > 1e-12 and all(abs(r - ratios[0]) < 1e-10 * abs(ratios[0]) for r in ratios)
+    if abs(ratios[0]) > 1e-12 and all(abs(r - ratios[0]) < 1e-10 * abs(ratios[0]) for r in ratios):
+        return True
+    return _scaled_by_parameters(f, g)
+
+
+def _scaled_by_parameters(f, g):
+    """A differential equation solved for its derivative ('\\ddot{x} = -kx/m' against 'm\\ddot{x} + kx = 0') is
+    the same equation multiplied by a product of parameters. Only where there is a derivative (y', \\dot{x}) can
+    the unknown be told from the parameters, and the factor may not hold the unknown: 'x^2 = x' is not 'x = 1'."""
+    unknowns = set()
+    for x in f.free_symbols:
+        m = re.fullmatch(r"d+ot\((.+)\)|(.+?)'+", x.name)
+        if m:
+            unknowns |= {x.name, m.group(1) or m.group(2)}
+    if not unknowns or not (_cheap(f) and _cheap(g)):
+        return False
+    r = sp.cancel(f / g)
+    coeff, rest = r.as_coeff_Mul()
+    return coeff != 0 and rest != 1 and all(
+        isinstance(b, sp.Symbol) and b.name not in unknowns and e.is_Integer for b, e in rest.as_powers_dict().items())
+
+
+_ADDED_CONSTANT = re.compile(r"[+-]\s*([Cc])\s*$")
+_LETTER_C = re.compile(r"(?<![\\\w])C(?!\w)")
+
+
+def _one_constant(pred, gold):
+    """'x^2 + C' and 'x^2 + c': one constant of integration, named in two cases. Only an added last term, and only
+    where neither answer also uses the other letter."""
+    m, n = _ADDED_CONSTANT.search(pred), _ADDED_CONSTANT.search(gold)
+    if not (m and n and m.group(1) != n.group(1)):
+        return pred, gold
+    upper, lower = (pred, gold) if m.group(1) == "C" else (gold, pred)
+    if re.search(r"(?<![\\\w])c(?!\w)", upper) or _LETTER_C.search(lower):
+        return pred, gold
+    upper = _LETTER_C.sub("c", upper)
+    return (upper, lower) if m.group(1) == "C" else (lower, upper)
 
 
 def is_equiv(pred, gold):
@@ -1212,6 +1501,8 @@ def is_equiv(pred, gold):
         return False
     if pred.strip() == gold.strip():
         return True
+    if pred.rstrip()[-1:] in ("C", "c") and gold.rstrip()[-1:] in ("C", "c"):
+        pred, gold = _one_constant(pred, gold)
     try:
         a, pa = parse(pred)
         b, pb = parse(gold)
