@@ -57,6 +57,7 @@ Deliberate choices (the reason is at the code; README.md, "Choices the paper lea
 
 import argparse
 import contextlib
+import difflib
 import errno
 import glob
 import json
@@ -66,6 +67,7 @@ import random
 import shutil
 import signal
 import sys
+import tempfile
 import time
 import urllib.request
 from types import SimpleNamespace
@@ -903,16 +905,33 @@ def layer2_log(log, r2, trained, correct_before, corrections, truncated, args):
 # Models: loading, and the namespace `run` that Part I passes around.
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
 def from_pretrained(cls, name, **kw):
-    """cls.from_pretrained(name, **kw), or one clear line saying why it cannot be loaded."""
+    """cls.from_pretrained(name, **kw), or one clear line saying why it cannot be loaded: a local directory
+    without the files a model needs is named as such before transformers is asked."""
     is_dir = os.path.isdir(name)
     if not is_dir and (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1):
         die(f"model directory not found: {name}")            # a path, and not a Hub id ('org/name')
+    if is_dir and not os.path.isfile(os.path.join(name, "config.json")):
+        die(f"{name} is not a model directory: it has no config.json (save_pretrained writes one)")
+    if is_dir and cls.__name__ == "AutoTokenizer" and not any(os.path.isfile(os.path.join(name, f))
+                                                              for f in TOKENIZER_FILES):
+        die(f"{name} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): save the tokenizer beside the "
+            "model (tokenizer.save_pretrained)")
     try:
         return cls.from_pretrained(name, **kw)
     except Exception as e:                      # the Hub and the loaders raise many kinds of errors
-        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        where = "" if is_dir else " (no such local directory; offline, HF_HUB_OFFLINE=1 skips the Hub's retries)"
+        why = " ".join(str(e).split()) or type(e).__name__          # one line, however many the library wrote
+        why = why if len(why) <= 300 else why[:300] + " ..."
+        if is_dir:
+            where = ""
+        elif os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+            where = (" (no such local directory, and HF_HUB_OFFLINE is set, so only the Hugging Face cache was "
+                     "searched: pass a local directory, or unset HF_HUB_OFFLINE to download it)")
+        else:
+            where = " (no such local directory; offline, pass a local directory and set HF_HUB_OFFLINE=1)"
         die(f"cannot load '{name}'{where}: {why}")
 
 
@@ -995,12 +1014,16 @@ CACHE_DIR = os.environ.get("MGRPO_CACHE", os.path.join(os.path.expanduser("~"), 
 def download(url, path, offline_hint):
     """Fetch url to path once; later runs read the cached file offline."""
     if not os.path.exists(path):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        folder = os.path.dirname(path)
+        created = not os.path.exists(folder)
+        os.makedirs(folder, exist_ok=True)
         print(f"downloading {url}")
         try:
             with urllib.request.urlopen(url, timeout=60) as r:
                 data = r.read()
         except OSError as e:
+            if created and not os.listdir(folder):
+                os.rmdir(folder)                       # a failed download leaves no empty cache folder
             die(f"could not download {url} ({e}); to run offline, {offline_hint}")
         tmp = f"{path}.{os.getpid()}.tmp"  # never a half-written cache file, even with several ranks at once
         with open(tmp, "wb") as f:
@@ -1051,7 +1074,7 @@ def load_problems(spec, split):
             except Exception as e:
                 die(f"could not fetch MATH-500 from the Hugging Face Hub ({type(e).__name__}); to run offline, put "
                     f"its test.jsonl in {os.path.dirname(path)} or pass a local .jsonl instead")
-    elif spec.endswith(".jsonl") or os.path.sep in spec:
+    elif spec.endswith(".jsonl") or os.path.sep in spec or os.path.isfile(spec):
         path = spec
         if not os.path.isfile(path):
             die(f"data file not found: {path}")
@@ -1066,6 +1089,12 @@ def load_problems(spec, split):
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict) and is_json_array(path):
+                die(f"{path} is one JSON array; the data must be JSON Lines, one object per line (convert it with: "
+                    f"python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\" "
+                    f"< {path} > {os.path.splitext(path)[0]}.jsonl)")
+            if row is None:
                 die(f"{path} line {n}: not valid JSON")
             q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
             gold = gold_of(row) if isinstance(row, dict) else None
@@ -1082,6 +1111,15 @@ def load_problems(spec, split):
     if not problems:
         die(f"{path} holds no problems")
     return problems
+
+
+def is_json_array(path):
+    """Whether the whole file is one JSON array (a common mistake for JSON Lines)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return isinstance(json.load(f), list)
+    except (ValueError, OSError):
+        return False
 
 
 def batch_indices(step, batch_size, n, seed):
@@ -1265,6 +1303,11 @@ def restore_checkpoint(run, rng, ckpt, state):
 
 def checkpoints(out_dir):
     return sorted(d for d in glob.glob(os.path.join(out_dir, "step-*")) if not d.endswith(".tmp"))
+
+
+def checkpoint_step(path):
+    """The step of a checkpoint directory step-NNNNNN."""
+    return int(os.path.basename(path).split("-")[1])
 
 
 def find_checkpoint(path):
@@ -1529,7 +1572,15 @@ def build_parser():
       "the run goes on with the checkpoint's settings")
     a("--seed", type=int, default=0, help="seeds data order, sampling and guide choice")
     a("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda if available)")
-    p.error = lambda msg: die(msg)  # one line and exit code 2, like every other bad input
+
+    def error(msg):      # one line and exit code 2, like every other bad input; a mistyped flag gets a hint
+        if msg.startswith("unrecognized arguments:"):
+            words = [w.split("=")[0] for w in msg.split(":", 1)[1].split() if w.startswith("--")]
+            hints = [f"{w}: did you mean {m[0]}?" for w in words
+                     if (m := difflib.get_close_matches(w, p._option_string_actions, n=1))]
+            msg += "".join(f" ({h})" for h in hints)
+        die(msg)
+    p.error = error
     return p
 
 
@@ -1681,12 +1732,50 @@ def check_fresh_output_dir(path, eval_only_names=None):
             f"continue it with --resume {path}, or choose a new --output-dir")
 
 
+def make_output_dir(path):
+    """Create the output directory (and its parents) now, before anything is loaded, and prove that it takes a
+    file: a run must not find out after a whole step that it cannot write (one line, exit 2). Returns whether
+    this call created it, so that a run that fails before writing anything can remove it again."""
+    created = not os.path.exists(path)
+    try:
+        os.makedirs(path, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
+        os.close(fd)
+        os.remove(probe)
+    except OSError as e:
+        if created and os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+        die(f"--output-dir {path}: cannot write there ({e.strerror or type(e).__name__})")
+    return created
+
+
+def continue_here(args, ckpt, state):
+    """A resumed run continues in args.output_dir. In the checkpoint's own directory it must be the latest
+    checkpoint: resuming an older one would redo its later steps over a log and checkpoints that still
+    hold them, so it is refused. In another directory (--output-dir) the new branch starts with the log
+    lines up to the checkpoint, and the directory must hold no other run."""
+    step = state["step"]
+    if os.path.abspath(args.output_dir) == os.path.dirname(os.path.abspath(ckpt)):
+        newer = [os.path.basename(c) for c in checkpoints(args.output_dir) if checkpoint_step(c) > step]
+        if newer:
+            die(f"--resume {ckpt}: {args.output_dir} holds later checkpoints ({', '.join(newer[:3])}"
+                f"{', ...' if len(newer) > 3 else ''}) and their log lines, which going on from step {step} would "
+                f"cut off: resume the latest (--resume {args.output_dir}), or branch off from step {step} into a "
+                f"new directory (--resume {ckpt} --output-dir NEW_DIR)")
+        return
+    check_fresh_output_dir(args.output_dir)
+    source = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "log.jsonl")
+    if is_main() and os.path.isfile(source):
+        os.makedirs(args.output_dir, exist_ok=True)
+        shutil.copyfile(source, os.path.join(args.output_dir, "log.jsonl"))   # trim_log keeps steps <= step
+
+
 def main(argv=None, reward=None):
     """The command line (argv: its arguments, default sys.argv[1:]); reward: a reward function to use instead
     of rule_reward (see cli). Returns the last step's log, or the metrics of --eval-only."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
-    state = None
+    state = ckpt = None
     if args.resume:
         args, state, ckpt = resolve_resume(args, given_flags(argv))
         if state["step"] >= args.steps and not args.eval_only:
@@ -1704,9 +1793,20 @@ def main(argv=None, reward=None):
         check_fresh_output_dir(args.output_dir, eval_specs)
     elif not args.resume:
         check_fresh_output_dir(args.output_dir)
+    else:
+        continue_here(args, ckpt, state)
+    created = make_output_dir(args.output_dir)
+    try:
+        return run_main(args, state, ckpt, eval_spec, eval_specs, reward)
+    finally:
+        if created and is_main() and os.path.isdir(args.output_dir) and not os.listdir(args.output_dir):
+            os.rmdir(args.output_dir)          # a run that failed before writing anything leaves nothing behind
+
+
+def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
+    """main() once the input is checked: load, then evaluate (--eval-only) or train."""
     with ends_cleanly(args) as progress:
         init_distributed(args)
-        os.makedirs(args.output_dir, exist_ok=True)
         random.seed(args.seed + rank())
         np.random.seed(args.seed + rank())
         torch.manual_seed(args.seed + rank())   # each rank samples its own rollouts

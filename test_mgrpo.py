@@ -831,9 +831,112 @@ def test_bad_rows_exit_2_naming_the_line(tmp_path, capsys):
     assert e.value.code == 2 and "line 2" in capsys.readouterr().err
 
 
+def test_a_hub_id_that_cannot_be_fetched_online_says_how_to_run_offline(monkeypatch, capsys):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    class Unreachable:
+        @staticmethod
+        def from_pretrained(name, **kw):
+            raise OSError("We couldn't connect to 'https://huggingface.co' to load the files, and couldn't find them\n"
+                          "in the cached files.\nCheck your internet connection.")
+
+    with pytest.raises(SystemExit) as e:
+        mgrpo.from_pretrained(Unreachable, "org/model")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert "pass a local directory and set HF_HUB_OFFLINE=1" in err and "Check your internet connection" in err
+
+
+@pytest.mark.parametrize("files,needle", [((), "has no config.json"), (("config.json",), "has no tokenizer files")])
+def test_a_directory_that_is_not_a_model_says_what_is_missing(files, needle, toy_data, tmp_path, capsys):
+    folder = tmp_path / "not-a-model"
+    folder.mkdir()
+    for f in files:
+        (folder / f).write_text("{}")
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", str(folder), "--data", toy_data, "--device", "cpu", "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and needle in err and str(folder) in err
+    assert not os.path.exists(tmp_path / "o")           # a failed run leaves no empty output directory
+
+
+def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_loads(toy_data, tmp_path, capsys,
+                                                                             monkeypatch):
+    a_file = tmp_path / "taken"
+    a_file.write_text("x")
+    for out in (str(a_file), str(a_file / "run")):     # the path is a file; a parent is a file
+        with pytest.raises(SystemExit) as e:
+            mgrpo.main(["--model", "nobody/no-such-model", "--data", toy_data, "--device", "cpu", "--output-dir", out])
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and f"--output-dir {out}: cannot write" in err
+
+    def read_only(*a, **kw):                              # root writes through permission bits: simulate it
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(mgrpo.tempfile, "mkstemp", read_only)
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", "nobody/no-such-model", "--data", toy_data, "--device", "cpu",
+                    "--output-dir", str(tmp_path / "ro")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and "cannot write there (Permission denied)" in err and "no-such-model" not in err
+    assert not os.path.exists(tmp_path / "ro")
+
+
+def test_a_json_array_file_named_without_a_path_is_read_and_explained(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    with open("eval_array.json", "w") as f:
+        json.dump([{"question": "q", "gold": "1"}], f)
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems("eval_array.json", "test")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert "eval_array.json is one JSON array" in err and "JSON Lines" in err and "unknown dataset" not in err
+    with open("rows.json", "w") as f:                    # JSON Lines under another extension, no slash: read
+        f.write(json.dumps({"question": "q", "gold": "1"}) + "\n")
+    assert mgrpo.load_problems("rows.json", "train") == [{"question": "q", "gold": "1"}]
+
+
+def test_a_failed_download_leaves_no_empty_cache_folder(tmp_path, monkeypatch, capsys):
+    def offline(*a, **kw):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(mgrpo.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(mgrpo, "CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems("minerva_math", "test")
+    assert e.value.code == 2 and "could not download" in capsys.readouterr().err
+    assert not os.path.exists(tmp_path / "cache" / "minerva_math")
+
+
+def test_a_mistyped_flag_gets_the_flag_it_meant(capsys):
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", "x", "--lrr", "0.1", "--max-new-tokes", "8"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert "--lrr: did you mean --lr?" in err and "--max-new-tokes: did you mean --max-new-tokens?" in err
+
+
+def test_resuming_an_older_checkpoint_beside_newer_ones_is_refused_and_loses_nothing(two_step_run, tmp_path,
+                                                                                     capsys):
+    b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=2)
+    before = open(os.path.join(b, "log.jsonl")).read()
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--resume", os.path.join(b, "step-000001"), "--steps", "3"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "step-000002" in err
+    assert f"--resume {b}" in err and "--output-dir" in err
+    assert open(os.path.join(b, "log.jsonl")).read() == before and os.path.isdir(os.path.join(b, "step-000002"))
+    # the other way on: branch off from step 1 into a new directory, which starts with step 1's log line
+    c = str(tmp_path / "c")
+    mgrpo.main(["--resume", os.path.join(b, "step-000001"), "--steps", "2", "--output-dir", c])
+    assert [x["step"] for x in read_log(c)] == [1, 2] and open(os.path.join(b, "log.jsonl")).read() == before
+    assert read_log(c)[0] == read_log(b)[0]
+
+
 @pytest.mark.parametrize("model,needles", [("{tmp}/no-model", ["directory", "{tmp}/no-model", "not found"]),
                                            ("./no-model", ["directory", "not found"]),
-                                           ("nobody/no-such-model", ["nobody/no-such-model", "HF_HUB_OFFLINE=1"])])
+                                           ("nobody/no-such-model", ["nobody/no-such-model", "HF_HUB_OFFLINE is set",
+                                                                     "pass a local directory"])])
 def test_a_model_that_cannot_be_loaded_is_named_in_one_line(model, needles, toy_data, tmp_path, capsys,
                                                             monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -1872,6 +1975,22 @@ def test_families_a_run_that_cannot_fit_the_context_is_refused_at_start(tiny, to
     monkeypatch.setattr(mgrpo, "load_model", real_load)
     log = mgrpo.main(cli_args(model, toy_data, str(tmp_path / "fits"), "--steps", "1", "--max-new-tokens", "20"))
     assert log["step"] == 1 and log["l2_groups"] > 0
+
+
+def test_families_the_context_check_counts_evaluations_t2_when_training_runs_one_layer(tiny, toy_data, tmp_path,
+                                                                                       monkeypatch, capsys):
+    # --layers 1 trains on prompt + answer only, but evaluation still builds q' + correction for every set
+    from transformers import AutoTokenizer
+    tk = mgrpo.Tokens(AutoTokenizer.from_pretrained(tiny))
+    p = max(len(tk.prompt(json.loads(x)["question"])) for x in open(toy_data))
+    ctx = p + 2 * 20 + max(map(len, tk.guides)) - 1      # prompt + answer fits; prompt + answer + guide + correction not
+    model = family_dir(tmp_path / "gpt2", "gpt2", tiny, n_positions=ctx)
+    capsys.readouterr()
+    monkeypatch.setattr(mgrpo, "load_model", lambda *a, **kw: pytest.fail("loaded before the context check"))
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(cli_args(model, toy_data, str(tmp_path / "out"), "--layers", "1", "--max-new-tokens", "20"))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and f"context of {ctx}" in err and "guide + correction" in err
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
