@@ -23,10 +23,11 @@ Equations and the function that computes each, in the order Part I defines them:
   selection: corrections with r >= CORRECT and A > 0              select_corrections()
   ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)     grpo_loss()
   KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)       grpo_loss()
-  J = 1/G Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}];  loss = -J    grpo_loss()
-      G: the sequences one update trains on, B·G in Layer 1, the selected corrections in Layer 2;
-      1/G spans every micro-batch and rank                        micro_batch_weight()
-  q = the chat template's user turn with the question            layer1_prompt()
+  J = 1/N Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}];  loss = -J    grpo_loss()
+      N: the sequences one update trains on, B·G in Layer 1 (B questions, G answers each; the paper's
+      1/G per question), the selected corrections in Layer 2; 1/N spans every micro-batch and rank
+                                                                  micro_batch_weight()
+  q = template(user: question + INSTRUCTION) + generation prompt  layer1_prompt()
   q' = q + o + p_guide                                            build_correction_prompt()
   r = reward(completion, problem) in [0, 1]                       score()
   Layer 1; Layer 2; the update of either                          train_step(), correction_layer(), policy_update()
@@ -48,9 +49,10 @@ Deliberate choices (the reason is at the code; README.md, "Choices the paper lea
   - q' reuses o's sampled token ids, never re-tokenised text, and keeps o as sampled even where a chat
     template would rewrite an earlier turn (build_correction_prompt).
   - Population std, eps added to it; an all-equal group gets advantage 0 (group_advantages).
-  - With --mu 1, πθ_old is πθ detached: ρ = 1, and the gradient is the plain policy gradient (policy_update).
+  - With --mu 1, πθ_old is πθ detached: ρ = 1, and the gradient is the policy gradient (plus the KL term's)
+    (policy_update).
   - Log-probs at the sampling temperature, from the model's own output logits, so ρ, the KL and the
-    gradient refer to the distribution the rollouts came from (token_logprobs); dropout is off.
+    gradient refer to the distribution the rollouts came from (token_logprobs); dropout is off (load_model).
   - fp32 master weights; bf16 autocast and a bf16 rollout copy on CUDA; πref is the initial --model.
   - A reward is a number in [0, 1]; one threshold, CORRECT, decides what is correct everywhere.
 """
@@ -82,6 +84,15 @@ from verify import last_boxed, reward
 # =============================================================================
 # PART I: THE ALGORITHM
 # =============================================================================
+# Part I uses a few names from Part II; what each is, so that you need not look:
+#   run       the trainer's state (setup): run.policy πθ (fp32, trained), run.rollout (the copy that samples),
+#             run.ref πref (frozen), run.opt (AdamW), run.tk (token ids: tk.prompt(question) is q,
+#             tk.guides the wrapped guides, tk.stop the stop ids), run.reward
+#   args      the command line's flags (build_parser: --G, --H, --beta, --clip-eps, --mu, ...)
+#   sample(run, prompts, n, args)    n completions per prompt: id lists, group-major, stop token kept
+#   phase(log, name, args)           times a block into log["sec_" + name]; out of memory -> one clear line
+#   all_reduce, std_over_ranks, my_share, gather   sums / stds / shares over ranks (torchrun); no-ops alone
+#   plan_micro_batches, frozen_logprobs, accumulate_gradient, optimizer_step   the update's machinery
 
 # -----------------------------------------------------------------------------
 # The GRPO maths: pure functions of tensors.
@@ -274,8 +285,8 @@ def score(run, completions, problems):
 
 
 def is_truncated(completions, stop, max_new_tokens):
-    """completions: n id lists as sampled, each ending at its stop token (cut_at_stop) -> [n] bool: the
-    ones cut off at --max-new-tokens before a stop token. They are scored like any other; with
+    """completions: n id lists as sampled, each cut after its first stop token if it has one (cut_at_stop)
+    -> [n] bool: the ones cut off at --max-new-tokens before a stop token. They are scored like any other; with
     --mask-truncated they get no policy-gradient or KL term (DAPO's overlong filtering, arXiv 2503.14476)."""
     return torch.tensor([len(c) >= max_new_tokens and not (c and c[-1] in stop) for c in completions],
                         dtype=torch.bool)
@@ -340,7 +351,9 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log):
     at all; it still takes part in every collective, or the other ranks would wait for it forever."""
     tk, G, H = run.tk, args.G, args.H
     chosen = [i for i in range(len(answers)) if args.l2_inputs == "all" or not correct1[i]]      # 1.
-    if not begin_layer2_log(log, len(chosen)):                        # no q' on any rank
+    (n_q,) = all_reduce([len(chosen)])                                  # q' on all ranks
+    begin_layer2_log(log, n_q)
+    if not n_q:
         return
     q_prime = [build_correction_prompt(prompts[i // G], tk.strip_stop(answers[i]),                # 2.
                                        tk.guides[rng.randrange(len(tk.guides))]) for i in chosen]
@@ -353,8 +366,9 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log):
     cut2 = is_truncated(corrections, tk.stop, args.max_new_tokens).view(-1, H)     # [len(chosen), H]
     selected = select_corrections(r2, A2, args.l2_select, cut2 if args.mask_truncated else None)  # 5.
     trained = selected.flatten().nonzero().flatten().tolist()                     # rows of `corrections`
-    layer2_log(log, r2, trained, correct1[chosen], corrections, cut2, args)
-    if log["l2_samples_trained"]:                                       # over all ranks              # 6.
+    (n_trained,) = all_reduce([len(trained)])                          # on all ranks
+    layer2_log(log, r2, n_trained, correct1[chosen], corrections, cut2, args)
+    if n_trained:                                                                                 # 6.
         with phase(log, "update2", args):
             st2 = policy_update(run, [q_prime[j // H] for j in trained], [corrections[j] for j in trained],
                                 A2.flatten()[trained], args,
@@ -481,7 +495,7 @@ def evaluate(run, problems, args, path):
     for i, p in enumerate(mine):
         a, b = [tk.text(o) for o in t1[i * K:(i + 1) * K]], [tk.text(o) for o in t2[i * K:(i + 1) * K]]
         ok_a, ok_b = ok1[i * K:(i + 1) * K], ok2[i * K:(i + 1) * K]
-        if greedy:                                       # one answer: plain values, as the file always had
+        if greedy:                                       # one answer: plain values, not lists of one
             a, b, ok_a, ok_b = a[0], b[0], ok_a[0], ok_b[0]
         rows.append({"question": p["question"], "gold": p["gold"], "t1": a, "t2": b, "correct_t1": ok_a,
                      "correct_t2": ok_b})
@@ -871,28 +885,26 @@ def update_log(layer, stats):
             f"{layer}_skipped": stats["skipped"] if stats else 0}
 
 
-def begin_layer2_log(log, n_chosen):
-    """Every l2_* entry of correction_layer, counts 0 and the rest null, then l2_groups: the q' of all
-    ranks (n_chosen: this rank's). Returns l2_groups (0: no rank has a q', and Layer 2 stops there)."""
+def begin_layer2_log(log, n_q):
+    """Every l2_* entry of correction_layer: counts 0, the rest null, and l2_groups = n_q (the q' of all
+    ranks), so that every step logs the same keys whatever Layer 2 finds to do."""
     log.update(dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "sec_gen2", "sec_reward2",
                               "sec_update2"]),
                l2_groups=0, l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0, l2_tokens=0,
                l2_truncated=0, **update_log("l2", None))
-    (n,) = all_reduce([n_chosen])
-    log["l2_groups"] = int(n)
-    return log["l2_groups"]
+    log["l2_groups"] = int(n_q)
 
 
-def layer2_log(log, r2, trained, correct_before, corrections, truncated, args):
+def layer2_log(log, r2, n_trained, correct_before, corrections, truncated, args):
     """Layer 2's statistics over all ranks, into `log`. r2: [n, H] rewards of this rank's corrections;
-    trained: indices of the trained ones; correct_before: [n] bool, whether the answer in each q' was
+    n_trained: the corrections trained on all ranks; correct_before: [n] bool, whether the answer in each q' was
     correct (the correction rate counts only the q' of wrong answers); corrections: the n*H id lists;
     truncated: [n, H] bool, the corrections cut off at --max-new-tokens."""
     # kept: what selection keeps before its A > 0 filter (the correct corrections; with 'all', every one)
     kept = is_correct(r2) if args.l2_select == "successful" else torch.ones_like(r2, dtype=torch.bool)
     of_wrong = r2[~correct_before]                       # [n', H] rewards of the corrections of wrong answers
-    r2_sum, groups_kept, n_kept, n_trained, tok2, fixed, n_of_wrong, n_cut = all_reduce(
-        [r2.sum(), kept.any(-1).sum(), kept.sum(), len(trained), sum(map(len, corrections)),
+    r2_sum, groups_kept, n_kept, tok2, fixed, n_of_wrong, n_cut = all_reduce(
+        [r2.sum(), kept.any(-1).sum(), kept.sum(), sum(map(len, corrections)),
          is_correct(of_wrong).sum(), of_wrong.numel(), truncated.sum()])
     n_chosen = log["l2_groups"]
     log.update(l2_reward=r2_sum / (n_chosen * r2.shape[1]), l2_groups_kept=int(groups_kept),

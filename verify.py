@@ -22,7 +22,7 @@ Policies (what counts as equal):
     more', '5 squared' stay whole and so earn nothing). A marker inside display or inline math
     ('\\[ \\text{Answer: } 12 \\]', '\\(Answer: 12\\)') states what that math holds, up to its closing
     delimiter. A sentence in prose ('The largest $n$ is 34') gives the value after its first ' is '
-    that has one, else its last math span, else its last number, taken whole ('2/5', never its
+    that has one, else its last math span, else that sentence's last number, taken whole ('2/5', never its
     '5'). A parenthesis may stand before 'is' (zero-shot chain of thought: 'Therefore, the answer
     (arabic numerals) is 120.'). Else a completion that is itself a short answer. There is deliberately
     no 'last number in the text' fallback: it rewards truncated work. Only text after the last </think>
