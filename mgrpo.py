@@ -940,8 +940,9 @@ def from_pretrained(cls, name, **kw):
         if is_dir:
             where = ""
         elif os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
-            where = (" (no such local directory, and HF_HUB_OFFLINE is set, so only the Hugging Face cache was "
-                     "searched: pass a local directory, or unset HF_HUB_OFFLINE to download it)")
+            die(f"cannot load '{name}': no such local directory, and HF_HUB_OFFLINE is set, so only the Hugging "
+                "Face cache was searched, and it is not there: pass a local directory, or unset HF_HUB_OFFLINE "
+                "to download it")            # the library's own text would advise going offline
         else:
             where = " (no such local directory; offline, pass a local directory and set HF_HUB_OFFLINE=1)"
         die(f"cannot load '{name}'{where}: {why}")
@@ -1027,15 +1028,19 @@ def download(url, path, offline_hint):
     """Fetch url to path once; later runs read the cached file offline."""
     if not os.path.exists(path):
         folder = os.path.dirname(path)
-        created = not os.path.exists(folder)
+        created = [folder]                              # the folders this call creates, innermost first
+        while not os.path.exists(os.path.dirname(created[-1])):
+            created.append(os.path.dirname(created[-1]))
+        created = created if not os.path.exists(folder) else []
         os.makedirs(folder, exist_ok=True)
         print(f"downloading {url}")
         try:
             with urllib.request.urlopen(url, timeout=60) as r:
                 data = r.read()
         except OSError as e:
-            if created and not os.listdir(folder):
-                os.rmdir(folder)                       # a failed download leaves no empty cache folder
+            for d in created:                          # a failed download leaves no empty cache folder
+                if not os.listdir(d):
+                    os.rmdir(d)
             die(f"could not download {url} ({e}); to run offline, {offline_hint}")
         tmp = f"{path}.{os.getpid()}.tmp"  # never a half-written cache file, even with several ranks at once
         with open(tmp, "wb") as f:

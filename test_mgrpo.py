@@ -905,7 +905,7 @@ def test_a_failed_download_leaves_no_empty_cache_folder(tmp_path, monkeypatch, c
     with pytest.raises(SystemExit) as e:
         mgrpo.load_problems("minerva_math", "test")
     assert e.value.code == 2 and "could not download" in capsys.readouterr().err
-    assert not os.path.exists(tmp_path / "cache" / "minerva_math")
+    assert not os.path.exists(tmp_path / "cache")            # nor the cache folder above it, which it created
 
 
 def test_a_mistyped_flag_gets_the_flag_it_meant(capsys):
