@@ -420,6 +420,19 @@ def test_select_successful_skips_truncated_corrections_when_given():
     assert select_corrections(r, group_advantages(r), "successful", cut).tolist() == [[False, True, False]]
 
 
+def test_the_variants_experiment_runs_every_variant_through_the_toy_task(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(HERE, "examples"))
+    import variants
+    threads = torch.get_num_threads()
+    try:
+        variants.main(["--steps", "1", "--n-eval", "10", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    runs = json.load(open(tmp_path / "variants.json"))["runs"]
+    assert list(runs) == list(variants.VARIANTS) and all(r["optimizer_steps"] >= 1 for r in runs.values())
+    assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]) == 2 + len(runs)
+
+
 # -----------------------------------------------------------------------------
 # self_correction_metrics
 
