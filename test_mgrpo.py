@@ -12,6 +12,7 @@ import random
 import shutil
 import signal
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -461,21 +462,25 @@ def test_gpu_benchmark_smoke_mode_runs_mgrpos_own_step_on_cpu(tmp_path):
     sweep = report["update_sweep"]
     assert [(p["micro_tokens"], p["grad_checkpointing"]) for p in sweep] == [(32, False), (32, True)]
     assert all(p["tok_per_s"] > 0 and 0 <= p["pad_frac"] < 1 for p in sweep)
-    assert json.load(open(tmp_path / "bench_gpu.json"))["results"][0]["config"].startswith("smoke")
+    assert json.load(open(tmp_path / "bench_gpu-smoke.json"))["results"][0]["config"].startswith("smoke")
+    assert not os.path.exists(tmp_path / "bench_gpu.json")          # the name a GPU measurement has
 
 
-def test_gpu_benchmark_writes_into_bench_results_by_default_wherever_it_is_run(tmp_path, monkeypatch):
+def test_gpu_benchmark_smoke_run_never_writes_where_gpu_measurements_live(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("bench_gpu", os.path.join(os.path.dirname(__file__), "bench",
                                                                             "bench_gpu.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    # a GPU run writes into bench/results wherever it is run from; a smoke run into the temporary folder
     assert bench.RESULTS == os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench", "results")
+    assert bench.SMOKE_OUT.startswith(tempfile.gettempdir())
     monkeypatch.setattr(bench, "RESULTS", str(tmp_path / "results"))     # the test writes nothing into the repo
+    monkeypatch.setattr(bench, "SMOKE_OUT", str(tmp_path / "smoke"))
     os.makedirs(tmp_path / "cwd")
     monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setenv("OUT", str(tmp_path / "env"))                      # an unrelated variable changes nothing
     bench.main(["--smoke", "--skip-sweep", "--skip-default", "--rounds", "0"])
-    assert os.listdir(tmp_path / "results") == ["bench_gpu.json"]
+    assert os.listdir(tmp_path / "smoke") == ["bench_gpu-smoke.json"] and not os.path.exists(tmp_path / "results")
     assert not os.listdir(tmp_path / "cwd") and not os.path.exists(tmp_path / "env")
 
 
@@ -2557,3 +2562,80 @@ def test_mgrpo_learns_the_addition_task_from_its_warm_start(tmp_path, monkeypatc
         torch.set_num_threads(threads)
     assert r["after"]["acc_t1"] - r["before"]["acc_t1"] >= 0.15
     assert r["sampled_corr_after"] > r["sampled_corr_before"] + 0.05
+
+
+# -----------------------------------------------------------------------------
+# The examples as a new user runs them: their own thread count, a run folder of their own, Ctrl-C
+
+
+def stub_experiment(monkeypatch, seen):
+    """ablations' compute stubbed out: records the thread count it runs under and returns an empty table."""
+    import ablations
+
+    def compute(opts, work):
+        seen.append(torch.get_num_threads())
+        return {"methods": {}}, "a table"
+    monkeypatch.setattr(ablations, "compute", compute)
+    return ablations
+
+
+def test_the_examples_set_their_own_thread_count_record_it_and_give_the_callers_back(tmp_path, monkeypatch):
+    seen = []
+    ablations = stub_experiment(monkeypatch, seen)
+    torch.set_num_threads(2)
+    try:
+        result = ablations.main(["compute", "--out", str(tmp_path / "a")])
+        assert seen == [1] and result["threads"] == 1 and torch.get_num_threads() == 2
+        assert "1 torch thread " in open(tmp_path / "a" / "compute.md").read()
+        ablations.main(["compute", "--out", str(tmp_path / "b"), "--threads", "2"])
+        assert seen == [1, 2]
+        monkeypatch.setattr(toy, "write_task", lambda *a: seen.append(torch.get_num_threads()) or 0)
+        toy.main(["write", str(tmp_path / "w")])
+        assert seen == [1, 2, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(2 if os.cpu_count() >= 2 else 1)
+
+
+def test_ablations_write_a_run_folder_by_default_and_the_committed_results_only_when_asked(tmp_path, monkeypatch):
+    import subprocess
+    ablations = stub_experiment(monkeypatch, [])
+    here = os.path.dirname(os.path.abspath(__file__))
+    assert ablations.RUNS == os.path.join(here, "examples", "runs")
+    # the default folder is ignored by git, so following the docs leaves the checkout clean
+    if shutil.which("git") and os.path.isdir(os.path.join(here, ".git")) or os.path.isfile(os.path.join(here, ".git")):
+        assert subprocess.run(["git", "check-ignore", "-q", "examples/runs/compute-x/compute.json"], cwd=here).returncode == 0
+    committed = {f: os.path.getmtime(os.path.join(here, "examples", "results", f))
+                 for f in os.listdir(os.path.join(here, "examples", "results"))}
+    monkeypatch.setattr(ablations, "RUNS", str(tmp_path / "runs"))
+    ablations.main(["compute"])
+    (run,) = os.listdir(tmp_path / "runs")
+    assert run.startswith("compute-") and {"compute.json", "compute.md"} <= set(os.listdir(tmp_path / "runs" / run))
+    assert committed == {f: os.path.getmtime(os.path.join(here, "examples", "results", f)) for f in committed}
+
+
+@pytest.mark.parametrize("argv,needle", [(["plot"], "plot needs --out DIR"), (["compute", "--threads", "0"],
+                                                                              "--threads must be >= 1")])
+def test_ablations_refuse_a_plot_without_a_folder_and_zero_threads_in_one_line(argv, needle, capsys):
+    import ablations
+    with pytest.raises(SystemExit) as e:
+        ablations.main(argv)
+    assert e.value.code == 2 and needle in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_ctrl_c_on_ablations_is_one_line_exit_130_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import ablations
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(toy, "run_toy", interrupted)
+    old = tmp_path / "old"
+    os.makedirs(old)
+    (old / "compute.json").write_text("earlier results")
+    for out in (tmp_path / "new", old):
+        with pytest.raises(SystemExit) as e:
+            ablations.cli(["compute", "--seeds", "0", "--out", str(out)])
+        # the run's own progress bar (leave=False: a terminal clears it) aside, one line and no traceback
+        err = [x for x in capsys.readouterr().err.splitlines() if x.strip() and "it/s]" not in x]
+        assert e.value.code == 130 and err == ["interrupted: no results written"]
+    assert not os.path.exists(tmp_path / "new") and os.listdir(old) == ["compute.json"]
+    assert (old / "compute.json").read_text() == "earlier results"

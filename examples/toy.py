@@ -5,6 +5,9 @@ The toy tasks of the examples: MGRPO learning on a laptop CPU, through mgrpo.tra
     python examples/toy.py write DIR    # the digits task as files for the command line: DIR/model
                                         # (warm-started), DIR/train.jsonl and DIR/test.jsonl (held out)
 
+`write` runs on one torch thread unless --threads says otherwise: the warm start's float sums, and so the
+model it writes, depend on the thread count, and one thread was also the fastest on 2 cores (docs/toy.md).
+
 The digits task ("digits"): "What is the largest digit in 3 8 1 5?" -> \\boxed{8}. The maximum is drawn
 uniformly from 0..9 and the other three digits below it (with four uniform digits '9' would be right 34% of
 the time and RL learns to always say 9). Problems never repeat, and that skews the maximum upwards: one
@@ -350,15 +353,27 @@ def write_task(folder, seed=0, warm_target=0.25):
     return steps
 
 
-if __name__ == "__main__":
+def main(argv=None):
     p = argparse.ArgumentParser(description="Write the toy task (warm-started tiny model and data) for mgrpo.py.")
     p.add_argument("command", choices=["write"])
     p.add_argument("folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warm-target", type=float, default=0.25, help="greedy accuracy that ends the warm start")
-    opts = p.parse_args()
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the model written depends on it)")
+    opts = p.parse_args(argv)
     if os.path.exists(opts.folder) and os.listdir(opts.folder):
         p.error(f"{opts.folder} is not empty")
-    warm = write_task(opts.folder, opts.seed, opts.warm_target)
+    if opts.threads < 1:
+        p.error("--threads must be >= 1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(opts.threads)
+    try:
+        warm = write_task(opts.folder, opts.seed, opts.warm_target)
+    finally:
+        torch.set_num_threads(threads)              # a caller's process (a test, a notebook) keeps its own
     print(f"wrote {opts.folder}/model (after {warm} warm-start steps), {opts.folder}/train.jsonl, "
           f"{opts.folder}/test.jsonl")
+
+
+if __name__ == "__main__":
+    main()
