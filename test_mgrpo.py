@@ -2639,3 +2639,74 @@ def test_ctrl_c_on_ablations_is_one_line_exit_130_and_writes_nothing(tmp_path, m
         assert e.value.code == 130 and err == ["interrupted: no results written"]
     assert not os.path.exists(tmp_path / "new") and os.listdir(old) == ["compute.json"]
     assert (old / "compute.json").read_text() == "earlier results"
+
+
+@SLOW
+def test_the_committed_quick_result_is_what_the_code_gives_today(tmp_path):
+    # examples/results/quick/ is the short configuration of the committed results (GRPO and MGRPO, seed 0,
+    # 20 steps, one thread: about a minute). Rerun as recorded, it must give every number again, so that a
+    # change of code path cannot leave the committed tables stale unnoticed (issue 29). Wall time and load
+    # are the only fields that may differ.
+    import ablations
+    here = os.path.dirname(os.path.abspath(__file__))
+    committed = json.load(open(os.path.join(here, "examples", "results", "quick", "compute.json")))
+    argv = committed["command"].split()[2:]
+    argv[argv.index("--out") + 1] = str(tmp_path)
+    rerun = json.loads(json.dumps(ablations.main(argv)))
+
+    def numbers(result):
+        result = {k: v for k, v in result.items() if k not in ("seconds", "load", "command")}
+        for method in result["methods"].values():
+            method["runs"] = [{k: v for k, v in r.items() if k != "seconds"} for r in method["runs"]]
+        return result
+    assert committed["threads"] == 1 and numbers(rerun) == numbers(committed)
+
+
+def test_answer_first_work_puts_the_box_first_and_the_sums_digits_ones_first_last():
+    assert toy.answer_first_work(347, 258) == "\\boxed{605}. Check: 7+8=15, 4+5+1=10, 3+2+1=6, ones first 506."
+    assert toy.answer_first_work(947, 858) == "\\boxed{1805}. Check: 7+8=15, 4+5+1=10, 9+8+1=18, ones first 5081."
+    assert toy.answer_first_work(12, 34, boxed=99) == "\\boxed{99}. Check: 2+4=6, 1+3=4, ones first 64."
+    from verify import reward
+    assert reward(toy.answer_first_work(347, 258, boxed=615), "615") == 1.0      # the reward reads the box only
+    rng = random.Random(0)
+    for number in ("605", "1805", "10"):
+        off = [toy.one_digit_off(number, rng) for _ in range(200)]
+        assert all(len(o) == len(number) and o[0] != "0" and sum(a != b for a, b in zip(o, number)) == 1 for o in off)
+    train, held_out = toy.split(0, task="answer_first")
+    assert [p["key"] for p in held_out] == [p["key"] for p in toy.split(0, task="addition")[1]]   # the same sums
+    assert all(p["work"] == toy.answer_first_work(*p["key"]) for p in train + held_out)
+
+
+def test_the_answer_first_warm_start_never_boxes_a_wrong_answer_nor_shows_a_correction(tmp_path, monkeypatch):
+    # Its first phase gives half its first turns a box one digit off as part of the prompt, followed by the
+    # right check, so that the check comes from the question and not from the box. No target ever boxes
+    # anything but the sum, and every second turn shows the right first answer and repeats it: whatever the
+    # model learns about correcting a wrong box, it learns in RL.
+    import re
+    path = toy.build_task_model(str(tmp_path / "m"), "answer_first")
+    args = toy.toy_args("answer_first", model=path)
+    run = mgrpo.setup(args)
+    train = toy.split(0, task="answer_first")[0][:64]
+    packed, pack = [], mgrpo.pack
+    monkeypatch.setattr(mgrpo, "pack", lambda p, t, *a: packed.append((p, t)) or pack(p, t, *a))
+    monkeypatch.setattr(toy, "greedy_check_accuracy", lambda *a: 0.0)     # both phases run their 2 steps
+    monkeypatch.setattr(toy, "greedy_repeat_rate", lambda *a: 0.0)
+    assert toy.warm_start(run, train, args, target=0.5, max_steps=2, batch=8, task="answer_first") == 4
+    decode = run.tk.tok.decode
+    kinds = []
+    for prompts, targets in packed:
+        for p, t in zip(prompts, targets):
+            prompt, target = decode(p), decode(t[:-1])
+            a, b = map(int, re.search(r"What is (\d+) \+ (\d+)\?", prompt).groups())
+            work = toy.answer_first_work(a, b)
+            assert re.findall(r"boxed\{(\d+)", target) in ([], [str(a + b)])
+            if any(g in prompt for g in mgrpo.GUIDES):                    # a second turn
+                assert re.findall(r"boxed\{(\d+)", prompt) == [str(a + b)] and work in prompt and target == work
+                kinds.append("second turn")
+            elif target == work:
+                kinds.append("first turn")
+            else:                                                         # a misleading box, then the check
+                box = re.search(r"boxed\{(\d+)$", prompt).group(1)
+                assert box != str(a + b) and target.startswith("}.") and toy.answer_first_work(a, b, box).endswith(target)
+                kinds.append("misleading box")
+    assert kinds.count("second turn") == 8 and kinds.count("misleading box") == 8 and kinds.count("first turn") == 16

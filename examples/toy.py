@@ -41,6 +41,7 @@ import io
 import json
 import os
 import random
+import re
 import sys
 import time
 from types import SimpleNamespace
@@ -79,10 +80,10 @@ def best_constant_accuracy(problems):
     return max(map(golds.count, set(golds))) / len(golds)
 
 
-def make_additions(n, seed, exclude=(), n_digits=3):
+def make_additions(n, seed, exclude=(), n_digits=3, work=None):
     """n distinct problems "What is 347 + 258?" (two n_digits-digit numbers), none of whose (a, b) is in
-    `exclude`; gold is the sum and "work" the written column addition that the warm start shows (see
-    column_work)."""
+    `exclude`; gold is the sum and "work" the written answer that the warm start shows (column_work, or
+    the function `work`(a, b))."""
     rng = random.Random(seed)
     seen, out = set(exclude), []
     lo, hi = 10 ** (n_digits - 1), 10 ** n_digits
@@ -92,7 +93,7 @@ def make_additions(n, seed, exclude=(), n_digits=3):
             continue
         seen.add((a, b))
         out.append({"question": f"What is {a} + {b}?", "gold": str(a + b), "key": (a, b),
-                    "work": column_work(a, b)})
+                    "work": (work or column_work)(a, b)})
     return out
 
 
@@ -109,6 +110,30 @@ def column_work(a, b):
     return ", ".join(cols) + f". \\boxed{{{a + b}}}"
 
 
+def answer_first_work(a, b, boxed=None):
+    """The answer first, then the work that checks it: answer_first_work(347, 258) =
+    '\\boxed{605}. Check: 7+8=15, 4+5+1=10, 3+2+1=6, ones first 506.' The check ends with the sum's digits
+    in the order the columns produce them (ones first), so a check can be read off without redoing any
+    column: reversed, its last number is the sum. `boxed` puts another number in the box (a wrong first
+    answer, for measuring what a second turn can learn)."""
+    xs, ys = str(a)[::-1], str(b)[::-1]
+    carry, cols, digits = 0, [], ""
+    for x, y in zip(xs, ys):
+        total = int(x) + int(y) + carry
+        cols.append(f"{x}+{y}" + ("+1" if carry else "") + f"={total}")
+        digits += str(total % 10)
+        carry = total // 10
+    digits += "1" if carry else ""
+    return f"\\boxed{{{a + b if boxed is None else boxed}}}. Check: " + ", ".join(cols) + f", ones first {digits}."
+
+
+def one_digit_off(number, rng):
+    """`number` (a string) with one digit changed, never to a leading zero."""
+    i = rng.randrange(len(number))
+    digits = [d for d in "0123456789" if d != number[i] and (i or d != "0")]
+    return number[:i] + rng.choice(digits) + number[i + 1:]
+
+
 # A task: how its problems are drawn, what the warm start writes after the prompt, how long an answer may
 # be, and the model that learns it (examples/ablations.py --task NAME).
 TASKS = {
@@ -116,13 +141,23 @@ TASKS = {
         problems=lambda n, seed, exclude=(): make_problems(n, seed, exclude),
         key=lambda p: p["digits"], work=lambda p: f"\\boxed{{{p['gold']}}}",
         max_new_tokens=8, layers=2, hidden=64, split_digits=False, second_turn=False, warm_target=0.25,
+        misleading_boxes=False, warm_max_steps=None,
         steps=150, flags={}),
     "addition": SimpleNamespace(
         problems=lambda n, seed, exclude=(): make_additions(n, seed, exclude, ADD_DIGITS),
         key=lambda p: p["key"], work=lambda p: p["work"],
         max_new_tokens=40, layers=2, hidden=64, split_digits=True, second_turn=True, warm_target=0.5,
+        misleading_boxes=False, warm_max_steps=None,
         # answers of 20-30 tokens: at temperature 1 this model gets 1 in 10 right and its RL falls apart
         # (two-digit sums, measured: held-out Acc@t1 0.50 -> 0.12 in 40 steps); at 0.5 it learns
+        steps=100, flags=dict(temperature=0.5, lr=3e-4)),
+    "answer_first": SimpleNamespace(
+        problems=lambda n, seed, exclude=(): make_additions(n, seed, exclude, ADD_DIGITS, answer_first_work),
+        key=lambda p: p["key"], work=lambda p: p["work"],
+        max_new_tokens=48, layers=2, hidden=64, split_digits=True, second_turn=True,
+        # the warm start ends when greedy checks read the right sum on 75% of 128 training problems (the box
+        # itself stays near 0: measured, seed 0, 0.005 after 700 steps); the checks need 500-700 steps
+        misleading_boxes=True, warm_target=0.75, warm_max_steps=1000,
         steps=100, flags=dict(temperature=0.5, lr=3e-4)),
 }
 
@@ -193,7 +228,21 @@ def greedy_repeat_rate(run, problems, args):
     return sum(tk.text(a) == tk.text(b) for a, b in zip(t1, t2)) / len(problems)
 
 
-def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=32, task="digits",
+def greedy_check_accuracy(run, problems, args):
+    """answer_first: the fraction of greedy first answers whose check, read off (its last number reversed),
+    is the sum, whatever their box says."""
+    outs = mgrpo.generate(run.rollout, [run.tk.prompt(p["question"]) for p in problems], 1, run.tk,
+                          args.max_new_tokens, greedy=True, gen_batch=args.gen_batch)
+    return sum(check_reads(run.tk.text(o)) == p["gold"] for o, p in zip(outs, problems)) / len(problems)
+
+
+def check_reads(text):
+    """The sum an answer_first check states: the digits after 'ones first', reversed (None without them)."""
+    m = re.search(r"ones first (\d+)", text)
+    return m.group(1)[::-1] if m else None
+
+
+def warm_start(run, problems, args, target=0.25, max_steps=None, lr=3e-3, batch=32, task="digits",
                repeat_target=0.9):
     """Supervised steps on the task's worked answer ('\\boxed{gold}' for digits) + <eos> after the Layer-1
     prompt, stopped as soon as greedy accuracy on 128 training problems reaches `target`: a weak policy that
@@ -206,7 +255,12 @@ def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=3
     `repeat_target` of the 128 problems (at most max_steps more steps). A pretrained model asked to re-check
     mostly repeats itself; a tiny model never trained on a second turn writes noise there instead. Every
     first answer shown is right, so this teaches the form of a second turn and never a correction: what to
-    change in a wrong answer is left to Layer 2."""
+    change in a wrong answer is left to Layer 2.
+
+    answer_first (misleading_boxes): the first phase runs until greedy checks, not boxes, read the right sum
+    on `target` of the probe problems (at most the task's warm_max_steps), and half of its first turns give a
+    box one digit off as part of the prompt, followed by the right check (examples_with_misleading_boxes says
+    why). No target boxes anything but the sum (a test checks)."""
     rng = random.Random(args.seed)
     tk, t = run.tk, TASKS[task]
     probe = problems[:128]
@@ -226,9 +280,27 @@ def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=3
         return ([tk.prompt(p["question"]) for p in batch_p],
                 [tk.tok.encode(t.work(p), add_special_tokens=False) + [tk.stop[0]] for p in batch_p])
 
+    def examples_with_misleading_boxes():
+        # Half the batch opens with a box one digit off, given as part of the prompt (so never learnt as an
+        # answer) and followed by the right check: without them the model learns to derive the check from
+        # the box it has just written (box and check always agree in the data, and copying is easier than
+        # adding), so a wrong box brings a wrong check and there is no evidence left to read.
+        prompts, targets = examples()
+        for i in range(batch // 2):
+            p = rng.choice(problems)
+            ids = tk.tok.encode(answer_first_work(*p["key"], boxed=one_digit_off(p["gold"], rng)),
+                                add_special_tokens=False)
+            k = next(j for j, x in enumerate(ids) if tk.tok.decode([x]).startswith("}"))
+            prompts[i], targets[i] = tk.prompt(p["question"]) + ids[:k], ids[k:] + [tk.stop[0]]
+        return prompts, targets
+
     steps = 0
-    while steps < max_steps and not (steps % 5 == 0 and greedy_accuracy(run, probe, args) >= target):
-        sft(*examples())
+    first_turns = examples_with_misleading_boxes if t.misleading_boxes else examples
+    score = greedy_check_accuracy if t.misleading_boxes else greedy_accuracy
+    first_max = max_steps or t.warm_max_steps or 400
+    max_steps = max_steps or 400
+    while steps < first_max and not (steps % 5 == 0 and score(run, probe, args) >= target):
+        sft(*first_turns())
         steps += 1
     if not t.second_turn or target <= 0:       # target 0: no warm start at all (the smoke tests)
         return steps
