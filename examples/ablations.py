@@ -177,7 +177,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="MGRPO ablations on the toy task (CPU).")
     p.add_argument("experiment", choices=["compute", "hsweep", "plot"])
     p.add_argument("--task", default="digits", choices=list(toy.TASKS),
-                   help="digits: largest digit, answer only; addition: column addition with the work shown")
+                   help="digits: largest digit, answer only; addition: column addition with the work shown; "
+                        "answer_first: the sum boxed first, then the column check")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one seed is the quick mode")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the task's, 150 for digits)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="compute only")

@@ -141,13 +141,13 @@ TASKS = {
         problems=lambda n, seed, exclude=(): make_problems(n, seed, exclude),
         key=lambda p: p["digits"], work=lambda p: f"\\boxed{{{p['gold']}}}",
         max_new_tokens=8, layers=2, hidden=64, split_digits=False, second_turn=False, warm_target=0.25,
-        misleading_boxes=False, warm_max_steps=None,
+        misleading_boxes=False, warm_max_steps=None, probe_every=None,
         steps=150, flags={}),
     "addition": SimpleNamespace(
         problems=lambda n, seed, exclude=(): make_additions(n, seed, exclude, ADD_DIGITS),
         key=lambda p: p["key"], work=lambda p: p["work"],
         max_new_tokens=40, layers=2, hidden=64, split_digits=True, second_turn=True, warm_target=0.5,
-        misleading_boxes=False, warm_max_steps=None,
+        misleading_boxes=False, warm_max_steps=None, probe_every=None,
         # answers of 20-30 tokens: at temperature 1 this model gets 1 in 10 right and its RL falls apart
         # (two-digit sums, measured: held-out Acc@t1 0.50 -> 0.12 in 40 steps); at 0.5 it learns
         steps=100, flags=dict(temperature=0.5, lr=3e-4)),
@@ -157,7 +157,8 @@ TASKS = {
         max_new_tokens=48, layers=2, hidden=64, split_digits=True, second_turn=True,
         # the warm start ends when greedy checks read the right sum on 75% of 128 training problems (the box
         # itself stays near 0: measured, seed 0, 0.005 after 700 steps); the checks need 500-700 steps
-        misleading_boxes=True, warm_target=0.75, warm_max_steps=1000,
+        # (probed every 20 steps, not 5: a probe is a greedy pass over 128 problems, and 1,000 steps need few)
+        misleading_boxes=True, warm_target=0.75, warm_max_steps=1000, probe_every=20,
         steps=100, flags=dict(temperature=0.5, lr=3e-4)),
 }
 
@@ -299,13 +300,14 @@ def warm_start(run, problems, args, target=0.25, max_steps=None, lr=3e-3, batch=
     score = greedy_check_accuracy if t.misleading_boxes else greedy_accuracy
     first_max = max_steps or t.warm_max_steps or 400
     max_steps = max_steps or 400
-    while steps < first_max and not (steps % 5 == 0 and score(run, probe, args) >= target):
+    every = t.probe_every or 5
+    while steps < first_max and not (steps % every == 0 and score(run, probe, args) >= target):
         sft(*first_turns())
         steps += 1
     if not t.second_turn or target <= 0:       # target 0: no warm start at all (the smoke tests)
         return steps
     for k in range(max_steps):
-        if k % 5 == 0 and greedy_repeat_rate(run, probe, args) >= repeat_target:
+        if k % every == 0 and greedy_repeat_rate(run, probe, args) >= repeat_target:
             break
         prompts, targets = examples()
         h = batch // 2      # half first turns, or the model forgets how to answer without an answer to repeat
