@@ -34,6 +34,13 @@ The addition task ("addition") is built so that there is: "What is 347 + 258?" -
 3+2+1=6. \\boxed{605}', every column written out with the carry it takes in, so a wrong answer sits next to
 the work that shows it. Its tokenizer writes one token per digit. Its warm start stops at 50% greedy
 accuracy and then teaches the form of a second turn (see warm_start); RL samples at temperature 0.5.
+
+The answer_first task ("answer_first") turns the addition task around so that a wrong answer carries the
+evidence of its own error and reading it off is easy: "What is 347 + 258?" -> '\\boxed{605}. Check: 7+8=15,
+4+5+1=10, 3+2+1=6, ones first 506.' The box comes before the work, so a first answer must add three-digit
+numbers in one go (this model almost never can); the check after it adds column by column (it learns to),
+and ends with the sum's digits in the order the columns produce them. A second turn that reverses the
+first answer's last number into its box is right whenever the check was. The reward reads the box only.
 """
 import argparse
 import contextlib
@@ -159,7 +166,10 @@ TASKS = {
         # itself stays near 0: measured, seed 0, 0.005 after 700 steps); the checks need 500-700 steps
         # (probed every 20 steps, not 5: a probe is a greedy pass over 128 problems, and 1,000 steps need few)
         misleading_boxes=True, warm_target=0.75, warm_max_steps=1000, probe_every=20,
-        steps=100, flags=dict(temperature=0.5, lr=3e-4)),
+        # β = 0.1 and lr 1e-4: with the addition task's β = 0 and lr 3e-4 the checks, which the reward never
+        # reads, drift (seed 0: right on 0.625 of held-out first answers, 0.215 ten MGRPO steps later) and
+        # the evidence goes with them; the KL to the warm start holds them (0.575-0.65 over 15 steps)
+        steps=30, flags=dict(temperature=0.5, lr=1e-4, beta=0.1)),
 }
 
 
