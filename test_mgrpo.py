@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 
 import pytest
 import torch
@@ -645,21 +646,25 @@ def test_gpu_benchmark_smoke_mode_runs_mgrpos_own_step_on_cpu(tmp_path):
     sweep = report["update_sweep"]
     assert [(p["micro_tokens"], p["grad_checkpointing"]) for p in sweep] == [(32, False), (32, True)]
     assert all(p["tok_per_s"] > 0 and 0 <= p["pad_frac"] < 1 for p in sweep)
-    assert json.load(open(tmp_path / "bench_gpu.json"))["results"][0]["config"].startswith("smoke")
+    assert json.load(open(tmp_path / "bench_gpu-smoke.json"))["results"][0]["config"].startswith("smoke")
+    assert not os.path.exists(tmp_path / "bench_gpu.json")          # the name a GPU measurement has
 
 
-def test_gpu_benchmark_writes_into_bench_results_by_default_wherever_it_is_run(tmp_path, monkeypatch):
+def test_gpu_benchmark_smoke_run_never_writes_where_gpu_measurements_live(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("bench_gpu", os.path.join(os.path.dirname(__file__), "bench",
                                                                             "bench_gpu.py"))
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    # a GPU run writes into bench/results wherever it is run from; a smoke run into the temporary folder
     assert bench.RESULTS == os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench", "results")
+    assert bench.SMOKE_OUT.startswith(tempfile.gettempdir())
     monkeypatch.setattr(bench, "RESULTS", str(tmp_path / "results"))     # the test writes nothing into the repo
+    monkeypatch.setattr(bench, "SMOKE_OUT", str(tmp_path / "smoke"))
     os.makedirs(tmp_path / "cwd")
     monkeypatch.chdir(tmp_path / "cwd")
     monkeypatch.setenv("OUT", str(tmp_path / "env"))                      # an unrelated variable changes nothing
     bench.main(["--smoke", "--skip-sweep", "--skip-default", "--rounds", "0"])
-    assert os.listdir(tmp_path / "results") == ["bench_gpu.json"]
+    assert os.listdir(tmp_path / "smoke") == ["bench_gpu-smoke.json"] and not os.path.exists(tmp_path / "results")
     assert not os.listdir(tmp_path / "cwd") and not os.path.exists(tmp_path / "env")
 
 
@@ -3069,3 +3074,168 @@ def test_mgrpo_learns_the_addition_task_from_its_warm_start(tmp_path, monkeypatc
         torch.set_num_threads(threads)
     assert r["after"]["acc_t1"] - r["before"]["acc_t1"] >= 0.15
     assert r["sampled_corr_after"] > r["sampled_corr_before"] + 0.05
+
+
+# -----------------------------------------------------------------------------
+# The examples as a new user runs them: their own thread count, a run folder of their own, Ctrl-C
+
+
+def stub_experiment(monkeypatch, seen):
+    """ablations' compute stubbed out: records the thread count it runs under and returns an empty table."""
+    import ablations
+
+    def compute(opts, work):
+        seen.append(torch.get_num_threads())
+        return {"methods": {}}, "a table"
+    monkeypatch.setattr(ablations, "compute", compute)
+    return ablations
+
+
+def test_the_examples_set_their_own_thread_count_record_it_and_give_the_callers_back(tmp_path, monkeypatch):
+    seen = []
+    ablations = stub_experiment(monkeypatch, seen)
+    torch.set_num_threads(2)
+    try:
+        result = ablations.main(["compute", "--out", str(tmp_path / "a")])
+        assert seen == [1] and result["threads"] == 1 and torch.get_num_threads() == 2
+        assert "1 torch thread " in open(tmp_path / "a" / "compute.md").read()
+        ablations.main(["compute", "--out", str(tmp_path / "b"), "--threads", "2"])
+        assert seen == [1, 2]
+        monkeypatch.setattr(toy, "write_task", lambda *a: seen.append(torch.get_num_threads()) or 0)
+        toy.main(["write", str(tmp_path / "w")])
+        assert seen == [1, 2, 1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(2 if os.cpu_count() >= 2 else 1)
+
+
+def test_ablations_write_a_run_folder_by_default_and_the_committed_results_only_when_asked(tmp_path, monkeypatch):
+    import subprocess
+    ablations = stub_experiment(monkeypatch, [])
+    here = os.path.dirname(os.path.abspath(__file__))
+    assert ablations.RUNS == os.path.join(here, "examples", "runs")
+    # the default folder is ignored by git, so following the docs leaves the checkout clean
+    if shutil.which("git") and os.path.isdir(os.path.join(here, ".git")) or os.path.isfile(os.path.join(here, ".git")):
+        assert subprocess.run(["git", "check-ignore", "-q", "examples/runs/compute-x/compute.json"], cwd=here).returncode == 0
+    committed = {f: os.path.getmtime(os.path.join(here, "examples", "results", f))
+                 for f in os.listdir(os.path.join(here, "examples", "results"))}
+    monkeypatch.setattr(ablations, "RUNS", str(tmp_path / "runs"))
+    ablations.main(["compute"])
+    (run,) = os.listdir(tmp_path / "runs")
+    assert run.startswith("compute-") and {"compute.json", "compute.md"} <= set(os.listdir(tmp_path / "runs" / run))
+    assert committed == {f: os.path.getmtime(os.path.join(here, "examples", "results", f)) for f in committed}
+
+
+@pytest.mark.parametrize("argv,needle", [(["plot"], "plot needs --out DIR"), (["compute", "--threads", "0"],
+                                                                              "--threads must be >= 1")])
+def test_ablations_refuse_a_plot_without_a_folder_and_zero_threads_in_one_line(argv, needle, capsys):
+    import ablations
+    with pytest.raises(SystemExit) as e:
+        ablations.main(argv)
+    assert e.value.code == 2 and needle in capsys.readouterr().err.splitlines()[-1]
+
+
+def test_ctrl_c_on_ablations_is_one_line_exit_130_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    import ablations
+
+    def interrupted(*a, **kw):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(toy, "run_toy", interrupted)
+    old = tmp_path / "old"
+    os.makedirs(old)
+    (old / "compute.json").write_text("earlier results")
+    for out in (tmp_path / "new", old):
+        with pytest.raises(SystemExit) as e:
+            ablations.cli(["compute", "--seeds", "0", "--out", str(out)])
+        # the run's own progress bar (leave=False: a terminal clears it) aside, one line and no traceback
+        err = [x for x in capsys.readouterr().err.splitlines() if x.strip() and "it/s]" not in x]
+        assert e.value.code == 130 and err == ["interrupted: no results written"]
+    assert not os.path.exists(tmp_path / "new") and os.listdir(old) == ["compute.json"]
+    assert (old / "compute.json").read_text() == "earlier results"
+
+
+@SLOW
+def test_the_committed_quick_result_is_what_the_code_gives_today(tmp_path):
+    # examples/results/quick/ is the short configuration of the committed results (GRPO and MGRPO, seed 0,
+    # 20 steps, one thread: about a minute). Rerun as recorded, it must give every number again, so that a
+    # change of code path cannot leave the committed tables stale unnoticed (issue 29). Wall time and load
+    # are the only fields that may differ.
+    import ablations
+    here = os.path.dirname(os.path.abspath(__file__))
+    committed = json.load(open(os.path.join(here, "examples", "results", "quick", "compute.json")))
+    argv = committed["command"].split()[2:]
+    argv[argv.index("--out") + 1] = str(tmp_path)
+    rerun = json.loads(json.dumps(ablations.main(argv)))
+
+    def numbers(result):
+        result = {k: v for k, v in result.items() if k not in ("seconds", "load", "command")}
+        for method in result["methods"].values():
+            method["runs"] = [{k: v for k, v in r.items() if k != "seconds"} for r in method["runs"]]
+        return result
+    assert committed["threads"] == 1 and numbers(rerun) == numbers(committed)
+
+
+def test_answer_first_work_puts_the_box_first_and_the_sums_digits_ones_first_last():
+    assert toy.answer_first_work(347, 258) == "\\boxed{605}. Check: 7+8=15, 4+5+1=10, 3+2+1=6, ones first 506."
+    assert toy.answer_first_work(947, 858) == "\\boxed{1805}. Check: 7+8=15, 4+5+1=10, 9+8+1=18, ones first 5081."
+    assert toy.answer_first_work(12, 34, boxed=99) == "\\boxed{99}. Check: 2+4=6, 1+3=4, ones first 64."
+    from verify import reward
+    assert reward(toy.answer_first_work(347, 258, boxed=615), "615") == 1.0      # the reward reads the box only
+    rng = random.Random(0)
+    for number in ("605", "1805", "10"):
+        off = [toy.one_digit_off(number, rng) for _ in range(200)]
+        assert all(len(o) == len(number) and o[0] != "0" and sum(a != b for a, b in zip(o, number)) == 1 for o in off)
+    train, held_out = toy.split(0, task="answer_first")
+    assert [p["key"] for p in held_out] == [p["key"] for p in toy.split(0, task="addition")[1]]   # the same sums
+    assert all(p["work"] == toy.answer_first_work(*p["key"]) for p in train + held_out)
+
+
+def test_the_answer_first_warm_start_never_boxes_a_wrong_answer_nor_shows_a_correction(tmp_path, monkeypatch):
+    # Its first phase gives half its first turns a box one digit off as part of the prompt, followed by the
+    # right check, so that the check comes from the question and not from the box. No target ever boxes
+    # anything but the sum, and every second turn shows the right first answer and repeats it: whatever the
+    # model learns about correcting a wrong box, it learns in RL.
+    import re
+    path = toy.build_task_model(str(tmp_path / "m"), "answer_first")
+    args = toy.toy_args("answer_first", model=path)
+    run = mgrpo.setup(args)
+    train = toy.split(0, task="answer_first")[0][:64]
+    packed, pack = [], mgrpo.pack
+    monkeypatch.setattr(mgrpo, "pack", lambda p, t, *a: packed.append((p, t)) or pack(p, t, *a))
+    monkeypatch.setattr(toy, "greedy_check_accuracy", lambda *a: 0.0)     # both phases run their 2 steps
+    monkeypatch.setattr(toy, "greedy_repeat_rate", lambda *a: 0.0)
+    assert toy.warm_start(run, train, args, target=0.5, max_steps=2, batch=8, task="answer_first") == 4
+    decode = run.tk.tok.decode
+    kinds = []
+    for prompts, targets in packed:
+        for p, t in zip(prompts, targets):
+            prompt, target = decode(p), decode(t[:-1])
+            a, b = map(int, re.search(r"What is (\d+) \+ (\d+)\?", prompt).groups())
+            work = toy.answer_first_work(a, b)
+            assert re.findall(r"boxed\{(\d+)", target) in ([], [str(a + b)])
+            if any(g in prompt for g in mgrpo.GUIDES):                    # a second turn
+                assert re.findall(r"boxed\{(\d+)", prompt) == [str(a + b)] and work in prompt and target == work
+                kinds.append("second turn")
+            elif target == work:
+                kinds.append("first turn")
+            else:                                                         # a misleading box, then the check
+                box = re.search(r"boxed\{(\d+)$", prompt).group(1)
+                assert box != str(a + b) and target.startswith("}.") and toy.answer_first_work(a, b, box).endswith(target)
+                kinds.append("misleading box")
+    assert kinds.count("second turn") == 8 and kinds.count("misleading box") == 8 and kinds.count("first turn") == 16
+
+
+@SLOW
+def test_mgrpo_raises_greedy_corrections_on_the_answer_first_task(tmp_path, monkeypatch):
+    # Two-digit sums, seed 0, 15 MGRPO steps from the warm start, one thread (as measured). Its warm start
+    # already corrects (greedy Δi→c 0.760: having seen second turns whose box and check agree, t2 often reads
+    # the check); 15 steps of MGRPO take it to 0.810 with Δc→i 0 (docs/toy.md has the seeds). The test checks
+    # the direction: Layer 2 raises greedy Δi→c and breaks no right answer.
+    monkeypatch.setattr(toy, "ADD_DIGITS", 2)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        r = toy.run_toy(seed=0, steps=15, workdir=str(tmp_path), task="answer_first", curve_every=0, log=None)
+    finally:
+        torch.set_num_threads(threads)
+    assert r["after"]["delta_i2c"] >= r["before"]["delta_i2c"] + 0.01     # seeds 0, 1, 2 rose by 0.05, 0.01, 0.075
+    assert r["after"]["delta_c2i"] <= 0.01

@@ -5,7 +5,8 @@ no download).
     python bench/bench_gpu.py --smoke         # CPU, tiny model: checks the script runs (a test runs it)
 
 Three measurements, each printed when it finishes and saved to bench_gpu.json in --out (default bench/results/,
-wherever the command is run from):
+wherever the command is run from). A --smoke run measures nothing worth keeping: it writes bench_gpu-smoke.json,
+by default in the system's temporary folder, so it can never replace a GPU measurement or dirty the checkout.
   1. Update sweep: mgrpo.policy_update alone on synthetic rollouts shaped like a realistic step's
      (256 Layer-1 sequences of 128 + 256 tokens, 256 Layer-2 ones of 128 + 256 + 40 + 256), for
      several --micro-tokens budgets, with and without gradient checkpointing, and with the decoder
@@ -29,6 +30,7 @@ import os
 import random
 import statistics
 import sys
+import tempfile
 import time
 from types import SimpleNamespace
 
@@ -38,6 +40,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import mgrpo  # noqa: E402
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")   # where the README keeps raw numbers
+SMOKE_OUT = os.path.join(tempfile.gettempdir(), "mgrpo-bench-smoke")
 
 QWEN25_05B = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                   num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
@@ -271,8 +274,11 @@ def main(argv=None):
     p.add_argument("--skip-sweep", action="store_true", help="leave out the update sweep")
     p.add_argument("--no-compile", action="store_true", help="leave the compiled-decoder points out of the sweep")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds of the rollout replay (0: no replay)")
-    p.add_argument("--out", default=RESULTS, help=f"folder for bench_gpu.json (default {RESULTS})")
+    p.add_argument("--out", default=None,
+                   help=f"folder for bench_gpu.json (default {RESULTS}; with --smoke, bench_gpu-smoke.json in {SMOKE_OUT})")
     a = p.parse_args(argv)
+    a.out = a.out or (SMOKE_OUT if a.smoke else RESULTS)
+    report_name = "bench_gpu-smoke.json" if a.smoke else "bench_gpu.json"
     os.makedirs(a.out, exist_ok=True)
     device = torch.device("cpu" if a.smoke or not torch.cuda.is_available() else "cuda")
     cfg = TINY if a.smoke else QWEN25_05B
@@ -293,7 +299,7 @@ def main(argv=None):
     report = {"info": info, "update_sweep": [], "results": []}
 
     def save():                                        # after each part, in case of a crash or a timeout
-        with open(os.path.join(a.out, "bench_gpu.json"), "w") as f:
+        with open(os.path.join(a.out, report_name), "w") as f:
             json.dump(report, f, indent=1)
 
     if not a.skip_sweep:
@@ -309,7 +315,7 @@ def main(argv=None):
         print(json.dumps({k: v for k, v in report["results"][-1].items() if k != "replay_rounds"}), flush=True)
         save()
 
-    print(f"\n{info}")
+    print(f"\n{info}\nsaved {os.path.join(a.out, report_name)}")
     for r in report["update_sweep"]:
         what = ("OOM" if r.get("oom") else r.get("error") or
                 f"{r['tok_per_s']:8.0f} tok/s, padding {100 * r['pad_frac']:4.1f}%, peak {r['peak_gib'] or 0:.2f} GiB")

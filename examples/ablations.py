@@ -5,7 +5,7 @@ The paper's own questions about MGRPO, asked on the toy task of toy.py (CPU, min
     python examples/ablations.py hsweep      # H in {2, 4, 8, 16} for MGRPO, 3 seeds
     python examples/ablations.py compute --seeds 0          # the quick mode: one seed
     python examples/ablations.py compute --methods grpo mgrpo --seeds 0   # GRPO vs MGRPO, one seed
-    python examples/ablations.py plot        # redraw the PNGs from the saved results (needs matplotlib)
+    python examples/ablations.py plot --out DIR      # redraw the PNGs from DIR's saved results (matplotlib)
     python examples/ablations.py compute --task addition --methods grpo grpo_g mgrpo   # the addition task
 
 compute: does Layer 2 make Layer 1 better, or is MGRPO's edge just more compute? MGRPO takes two
@@ -21,9 +21,14 @@ task brings its own model, warm start, sampling temperature and step count (toy.
 with the warm-started model before RL (the intrinsic baseline), and every run also records the greedy
 Δi→c and Δc→i at each curve point.
 
-Results go to --out (default examples/results/): <experiment>.json (every run), <experiment>.md (the
-table) and, with matplotlib installed (`pip install matplotlib`; only the examples use it), PNG plots; a
-task other than digits adds "-TASK" to each name. The terminal shows one progress bar per run.
+Results go to a new run folder, examples/runs/<experiment>-<date>-<time>/ (ignored by git), or to --out DIR
+(`--out examples/results` replaces the committed results): <experiment>.json (every run), <experiment>.md
+(the table) and, with matplotlib installed (`pip install matplotlib`; only the examples use it), PNG plots;
+a task other than digits adds "-TASK" to each name. The terminal shows one progress bar per run.
+
+--threads (default 1): torch's CPU thread count. The runs are deterministic for a given thread count and
+CPU kind, but a different thread count sums floats in another order and gives other numbers, so every
+result records its thread count. One thread is also the fastest on a 2-core machine (docs/toy.md).
 """
 import argparse
 import json
@@ -33,10 +38,13 @@ import sys
 import tempfile
 import time
 
+import torch
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import toy  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+RUNS = os.path.join(HERE, "runs")     # the default output: a fresh folder per call, ignored by git
 METHODS = {  # name -> (label, mgrpo flags as keywords, steps as a multiple of --steps)
     "grpo": ("GRPO (`--layers 1`)", {"layers": 1}, 1),
     "grpo_2x": ("GRPO, 2x steps", {"layers": 1}, 2),
@@ -169,7 +177,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description="MGRPO ablations on the toy task (CPU).")
     p.add_argument("experiment", choices=["compute", "hsweep", "plot"])
     p.add_argument("--task", default="digits", choices=list(toy.TASKS),
-                   help="digits: largest digit, answer only; addition: column addition with the work shown")
+                   help="digits: largest digit, answer only; addition: column addition with the work shown; "
+                        "answer_first: the sum boxed first, then the column check")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one seed is the quick mode")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: the task's, 150 for digits)")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), help="compute only")
@@ -178,32 +187,65 @@ def main(argv=None):
     p.add_argument("--n-eval", type=int, default=200, help="held-out problems")
     p.add_argument("--warm-target", type=float, default=None,
                    help="greedy accuracy that ends the warm start (default: the task's, 0.25 for digits; 0: none)")
-    p.add_argument("--out", default=os.path.join(HERE, "results"))
+    p.add_argument("--out", default=None,
+                   help="folder for the results (default: a new folder in examples/runs/; "
+                        "--out examples/results replaces the committed ones)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1; results depend on it, and it is recorded with them)")
     opts = p.parse_args(argv)
     opts.steps = toy.TASKS[opts.task].steps if opts.steps is None else opts.steps
     if opts.experiment == "compute" and "grpo_g" in opts.methods and "mgrpo" not in opts.methods:
         p.error("--methods grpo_g needs mgrpo too: its G comes from MGRPO's rollout tokens")
     if min(opts.H) < 2:
         p.error("--H must be >= 2")
-    os.makedirs(opts.out, exist_ok=True)
+    if opts.threads < 1:
+        p.error("--threads must be >= 1")
     if opts.experiment == "plot":
+        if opts.out is None:
+            p.error("plot needs --out DIR, the folder holding the saved <experiment>.json")
         return draw(opts.out)
     name = opts.experiment if opts.task == "digits" else f"{opts.experiment}-{opts.task}"
-    t0 = time.time()
+    if opts.out is None:
+        opts.out = os.path.join(RUNS, f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    made = not os.path.exists(opts.out)
+    try:
+        os.makedirs(opts.out, exist_ok=True)        # at the start: a folder that cannot be made fails in seconds
+        probe = tempfile.NamedTemporaryFile(dir=opts.out)
+        probe.close()
+    except OSError as e:
+        p.error(f"cannot write to --out {opts.out}: {e.strerror}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(opts.threads)
+    t0, load0 = time.time(), os.getloadavg()[0]
     opts.warm_cache = {}        # every method of this call starts from the same warm-started model per seed
-    with tempfile.TemporaryDirectory() as work:
-        result, md = (compute if opts.experiment == "compute" else hsweep)(opts, work)
+    try:
+        with tempfile.TemporaryDirectory() as work:
+            result, md = (compute if opts.experiment == "compute" else hsweep)(opts, work)
+    except BaseException:
+        if made and not os.listdir(opts.out):       # an interrupted call leaves no empty run folder behind
+            os.rmdir(opts.out)
+        raise
+    finally:
+        torch.set_num_threads(threads)              # a caller's process (a test, a notebook) keeps its own
     result.update(task=opts.task, seeds=opts.seeds, steps=opts.steps, curve_every=opts.curve_every,
-                  seconds=time.time() - t0,
+                  threads=opts.threads, seconds=time.time() - t0, load=[round(load0, 2), round(os.getloadavg()[0], 2)],
                   command="python examples/ablations.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-    md += f"\n\n`{result['command']}`: {result['seconds'] / 60:.1f} minutes on this machine.\n"
+    md += (f"\n\n`{result['command']}`: {result['seconds'] / 60:.1f} minutes on this machine, "
+           f"{opts.threads} torch thread{'s' if opts.threads > 1 else ''} (1-minute load average "
+           f"{result['load'][0]:.1f} at the start, {result['load'][1]:.1f} at the end).\n")
     print("\n" + md)
-    with open(os.path.join(opts.out, f"{name}.json"), "w") as f:
-        json.dump(result, f, indent=1)
-    with open(os.path.join(opts.out, f"{name}.md"), "w") as f:
-        f.write(md)
+    # each file is written whole and then renamed into place: an interrupted write leaves the old file or none
+    write_atomic(os.path.join(opts.out, f"{name}.json"), json.dumps(result, indent=1))
+    write_atomic(os.path.join(opts.out, f"{name}.md"), md)
     draw(opts.out)
+    print(f"results in {opts.out}")
     return result
+
+
+def write_atomic(path, text):
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
 
 
 def draw(out):
@@ -225,10 +267,21 @@ def draw(out):
                 if name == "hsweep" or result["curve_every"]:
                     fig = plot(plt, result)
                     fig.tight_layout()
-                    fig.savefig(os.path.join(out, f"{png}{suffix}.png"), dpi=110)
+                    fig.savefig(os.path.join(out, f"{png}{suffix}.tmp.png"), dpi=110)
+                    os.replace(os.path.join(out, f"{png}{suffix}.tmp.png"), os.path.join(out, f"{png}{suffix}.png"))
                     plt.close(fig)
                     print(f"drew {os.path.join(out, f'{png}{suffix}.png')}")
 
 
+def cli(argv=None):
+    """main for the command line: Ctrl-C ends the call with one line and exit code 130 (the shell's code for
+    SIGINT), and leaves no result file behind (they are written only at the end, each whole)."""
+    try:
+        main(argv)
+    except KeyboardInterrupt:
+        print("\ninterrupted: no results written", file=sys.stderr)
+        sys.exit(130)
+
+
 if __name__ == "__main__":
-    main()
+    cli()

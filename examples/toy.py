@@ -5,6 +5,9 @@ The toy tasks of the examples: MGRPO learning on a laptop CPU, through mgrpo.tra
     python examples/toy.py write DIR    # the digits task as files for the command line: DIR/model
                                         # (warm-started), DIR/train.jsonl and DIR/test.jsonl (held out)
 
+`write` runs on one torch thread unless --threads says otherwise: the warm start's float sums, and so the
+model it writes, depend on the thread count, and one thread was also the fastest on 2 cores (docs/toy.md).
+
 The digits task ("digits"): "What is the largest digit in 3 8 1 5?" -> \\boxed{8}. The maximum is drawn
 uniformly from 0..9 and the other three digits below it (with four uniform digits '9' would be right 34% of
 the time and RL learns to always say 9). Problems never repeat, and that skews the maximum upwards: one
@@ -31,6 +34,13 @@ The addition task ("addition") is built so that there is: "What is 347 + 258?" -
 3+2+1=6. \\boxed{605}', every column written out with the carry it takes in, so a wrong answer sits next to
 the work that shows it. Its tokenizer writes one token per digit. Its warm start stops at 50% greedy
 accuracy and then teaches the form of a second turn (see warm_start); RL samples at temperature 0.5.
+
+The answer_first task ("answer_first") turns the addition task around so that a wrong answer carries the
+evidence of its own error and reading it off is easy: "What is 347 + 258?" -> '\\boxed{605}. Check: 7+8=15,
+4+5+1=10, 3+2+1=6, ones first 506.' The box comes before the work, so a first answer must add three-digit
+numbers in one go (this model almost never can); the check after it adds column by column (it learns to),
+and ends with the sum's digits in the order the columns produce them. A second turn that reverses the
+first answer's last number into its box is right whenever the check was. The reward reads the box only.
 """
 import argparse
 import contextlib
@@ -38,6 +48,7 @@ import io
 import json
 import os
 import random
+import re
 import sys
 import time
 from types import SimpleNamespace
@@ -76,10 +87,10 @@ def best_constant_accuracy(problems):
     return max(map(golds.count, set(golds))) / len(golds)
 
 
-def make_additions(n, seed, exclude=(), n_digits=3):
+def make_additions(n, seed, exclude=(), n_digits=3, work=None):
     """n distinct problems "What is 347 + 258?" (two n_digits-digit numbers), none of whose (a, b) is in
-    `exclude`; gold is the sum and "work" the written column addition that the warm start shows (see
-    column_work)."""
+    `exclude`; gold is the sum and "work" the written answer that the warm start shows (column_work, or
+    the function `work`(a, b))."""
     rng = random.Random(seed)
     seen, out = set(exclude), []
     lo, hi = 10 ** (n_digits - 1), 10 ** n_digits
@@ -89,7 +100,7 @@ def make_additions(n, seed, exclude=(), n_digits=3):
             continue
         seen.add((a, b))
         out.append({"question": f"What is {a} + {b}?", "gold": str(a + b), "key": (a, b),
-                    "work": column_work(a, b)})
+                    "work": (work or column_work)(a, b)})
     return out
 
 
@@ -106,6 +117,30 @@ def column_work(a, b):
     return ", ".join(cols) + f". \\boxed{{{a + b}}}"
 
 
+def answer_first_work(a, b, boxed=None):
+    """The answer first, then the work that checks it: answer_first_work(347, 258) =
+    '\\boxed{605}. Check: 7+8=15, 4+5+1=10, 3+2+1=6, ones first 506.' The check ends with the sum's digits
+    in the order the columns produce them (ones first), so a check can be read off without redoing any
+    column: reversed, its last number is the sum. `boxed` puts another number in the box (a wrong first
+    answer, for measuring what a second turn can learn)."""
+    xs, ys = str(a)[::-1], str(b)[::-1]
+    carry, cols, digits = 0, [], ""
+    for x, y in zip(xs, ys):
+        total = int(x) + int(y) + carry
+        cols.append(f"{x}+{y}" + ("+1" if carry else "") + f"={total}")
+        digits += str(total % 10)
+        carry = total // 10
+    digits += "1" if carry else ""
+    return f"\\boxed{{{a + b if boxed is None else boxed}}}. Check: " + ", ".join(cols) + f", ones first {digits}."
+
+
+def one_digit_off(number, rng):
+    """`number` (a string) with one digit changed, never to a leading zero."""
+    i = rng.randrange(len(number))
+    digits = [d for d in "0123456789" if d != number[i] and (i or d != "0")]
+    return number[:i] + rng.choice(digits) + number[i + 1:]
+
+
 # A task: how its problems are drawn, what the warm start writes after the prompt, how long an answer may
 # be, and the model that learns it (examples/ablations.py --task NAME).
 TASKS = {
@@ -113,14 +148,28 @@ TASKS = {
         problems=lambda n, seed, exclude=(): make_problems(n, seed, exclude),
         key=lambda p: p["digits"], work=lambda p: f"\\boxed{{{p['gold']}}}",
         max_new_tokens=8, layers=2, hidden=64, split_digits=False, second_turn=False, warm_target=0.25,
+        misleading_boxes=False, warm_max_steps=None, probe_every=None,
         steps=150, flags={}),
     "addition": SimpleNamespace(
         problems=lambda n, seed, exclude=(): make_additions(n, seed, exclude, ADD_DIGITS),
         key=lambda p: p["key"], work=lambda p: p["work"],
         max_new_tokens=40, layers=2, hidden=64, split_digits=True, second_turn=True, warm_target=0.5,
+        misleading_boxes=False, warm_max_steps=None, probe_every=None,
         # answers of 20-30 tokens: at temperature 1 this model gets 1 in 10 right and its RL falls apart
         # (two-digit sums, measured: held-out Acc@t1 0.50 -> 0.12 in 40 steps); at 0.5 it learns
         steps=100, flags=dict(temperature=0.5, lr=3e-4)),
+    "answer_first": SimpleNamespace(
+        problems=lambda n, seed, exclude=(): make_additions(n, seed, exclude, ADD_DIGITS, answer_first_work),
+        key=lambda p: p["key"], work=lambda p: p["work"],
+        max_new_tokens=48, layers=2, hidden=64, split_digits=True, second_turn=True,
+        # the warm start ends when greedy checks read the right sum on 75% of 128 training problems (the box
+        # itself stays near 0: measured, seed 0, 0.005 after 700 steps); the checks need 500-700 steps
+        # (probed every 20 steps, not 5: a probe is a greedy pass over 128 problems, and 1,000 steps need few)
+        misleading_boxes=True, warm_target=0.75, warm_max_steps=1000, probe_every=20,
+        # β = 0.1 and lr 1e-4: with the addition task's β = 0 and lr 3e-4 the checks, which the reward never
+        # reads, drift (seed 0: right on 0.625 of held-out first answers, 0.215 ten MGRPO steps later) and
+        # the evidence goes with them; the KL to the warm start holds them (0.575-0.65 over 15 steps)
+        steps=30, flags=dict(temperature=0.5, lr=1e-4, beta=0.1)),
 }
 
 
@@ -190,7 +239,21 @@ def greedy_repeat_rate(run, problems, args):
     return sum(tk.text(a) == tk.text(b) for a, b in zip(t1, t2)) / len(problems)
 
 
-def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=32, task="digits",
+def greedy_check_accuracy(run, problems, args):
+    """answer_first: the fraction of greedy first answers whose check, read off (its last number reversed),
+    is the sum, whatever their box says."""
+    outs = mgrpo.generate(run.rollout, [run.tk.prompt(p["question"]) for p in problems], 1, run.tk,
+                          args.max_new_tokens, greedy=True, gen_batch=args.gen_batch)
+    return sum(check_reads(run.tk.text(o)) == p["gold"] for o, p in zip(outs, problems)) / len(problems)
+
+
+def check_reads(text):
+    """The sum an answer_first check states: the digits after 'ones first', reversed (None without them)."""
+    m = re.search(r"ones first (\d+)", text)
+    return m.group(1)[::-1] if m else None
+
+
+def warm_start(run, problems, args, target=0.25, max_steps=None, lr=3e-3, batch=32, task="digits",
                repeat_target=0.9):
     """Supervised steps on the task's worked answer ('\\boxed{gold}' for digits) + <eos> after the Layer-1
     prompt, stopped as soon as greedy accuracy on 128 training problems reaches `target`: a weak policy that
@@ -203,7 +266,12 @@ def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=3
     `repeat_target` of the 128 problems (at most max_steps more steps). A pretrained model asked to re-check
     mostly repeats itself; a tiny model never trained on a second turn writes noise there instead. Every
     first answer shown is right, so this teaches the form of a second turn and never a correction: what to
-    change in a wrong answer is left to Layer 2."""
+    change in a wrong answer is left to Layer 2.
+
+    answer_first (misleading_boxes): the first phase runs until greedy checks, not boxes, read the right sum
+    on `target` of the probe problems (at most the task's warm_max_steps), and half of its first turns give a
+    box one digit off as part of the prompt, followed by the right check (examples_with_misleading_boxes says
+    why). No target boxes anything but the sum (a test checks)."""
     rng = random.Random(args.seed)
     tk, t = run.tk, TASKS[task]
     probe = problems[:128]
@@ -223,14 +291,33 @@ def warm_start(run, problems, args, target=0.25, max_steps=400, lr=3e-3, batch=3
         return ([tk.prompt(p["question"]) for p in batch_p],
                 [tk.tok.encode(t.work(p), add_special_tokens=False) + [tk.stop[0]] for p in batch_p])
 
+    def examples_with_misleading_boxes():
+        # Half the batch opens with a box one digit off, given as part of the prompt (so never learnt as an
+        # answer) and followed by the right check: without them the model learns to derive the check from
+        # the box it has just written (box and check always agree in the data, and copying is easier than
+        # adding), so a wrong box brings a wrong check and there is no evidence left to read.
+        prompts, targets = examples()
+        for i in range(batch // 2):
+            p = rng.choice(problems)
+            ids = tk.tok.encode(answer_first_work(*p["key"], boxed=one_digit_off(p["gold"], rng)),
+                                add_special_tokens=False)
+            k = next(j for j, x in enumerate(ids) if tk.tok.decode([x]).startswith("}"))
+            prompts[i], targets[i] = tk.prompt(p["question"]) + ids[:k], ids[k:] + [tk.stop[0]]
+        return prompts, targets
+
     steps = 0
-    while steps < max_steps and not (steps % 5 == 0 and greedy_accuracy(run, probe, args) >= target):
-        sft(*examples())
+    first_turns = examples_with_misleading_boxes if t.misleading_boxes else examples
+    score = greedy_check_accuracy if t.misleading_boxes else greedy_accuracy
+    first_max = max_steps or t.warm_max_steps or 400
+    max_steps = max_steps or 400
+    every = t.probe_every or 5
+    while steps < first_max and not (steps % every == 0 and score(run, probe, args) >= target):
+        sft(*first_turns())
         steps += 1
     if not t.second_turn or target <= 0:       # target 0: no warm start at all (the smoke tests)
         return steps
     for k in range(max_steps):
-        if k % 5 == 0 and greedy_repeat_rate(run, probe, args) >= repeat_target:
+        if k % every == 0 and greedy_repeat_rate(run, probe, args) >= repeat_target:
             break
         prompts, targets = examples()
         h = batch // 2      # half first turns, or the model forgets how to answer without an answer to repeat
@@ -350,15 +437,27 @@ def write_task(folder, seed=0, warm_target=0.25):
     return steps
 
 
-if __name__ == "__main__":
+def main(argv=None):
     p = argparse.ArgumentParser(description="Write the toy task (warm-started tiny model and data) for mgrpo.py.")
     p.add_argument("command", choices=["write"])
     p.add_argument("folder")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--warm-target", type=float, default=0.25, help="greedy accuracy that ends the warm start")
-    opts = p.parse_args()
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: the model written depends on it)")
+    opts = p.parse_args(argv)
     if os.path.exists(opts.folder) and os.listdir(opts.folder):
         p.error(f"{opts.folder} is not empty")
-    warm = write_task(opts.folder, opts.seed, opts.warm_target)
+    if opts.threads < 1:
+        p.error("--threads must be >= 1")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(opts.threads)
+    try:
+        warm = write_task(opts.folder, opts.seed, opts.warm_target)
+    finally:
+        torch.set_num_threads(threads)              # a caller's process (a test, a notebook) keeps its own
     print(f"wrote {opts.folder}/model (after {warm} warm-start steps), {opts.folder}/train.jsonl, "
           f"{opts.folder}/test.jsonl")
+
+
+if __name__ == "__main__":
+    main()
