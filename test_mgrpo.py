@@ -3157,7 +3157,7 @@ def test_ctrl_c_on_ablations_is_one_line_exit_130_and_writes_nothing(tmp_path, m
 def test_the_committed_quick_result_is_what_the_code_gives_today(tmp_path):
     # examples/results/quick/ is the short configuration of the committed results (GRPO and MGRPO, seed 0,
     # 20 steps, one thread: about a minute). Rerun as recorded, it must give every number again, so that a
-    # change of code path cannot leave the committed tables stale unnoticed (issue 29). Wall time and load
+    # change of code path cannot leave the committed tables stale unnoticed. Wall time and load
     # are the only fields that may differ.
     import ablations
     here = os.path.dirname(os.path.abspath(__file__))
