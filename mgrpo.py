@@ -343,8 +343,8 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log):
        and with β > 0 carry the KL gradient). With --mask-truncated, `successful` also leaves out the
        corrections cut off at --max-new-tokens: a correction that never finished is no success, and a
        zero-gradient sample in the mean would shrink the others' step, as above.
-    6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's G
-       (J's 1/G) is the number of corrections trained in this step, over all ranks (token-mean: their tokens).
+    6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's N
+       (J's 1/N) is the number of corrections trained in this step, over all ranks (token-mean: their tokens).
 
     prompts: B Layer-1 prompt id lists; answers: B*G Layer-1 completion id lists, group-major; correct1:
     [B*G] bool. Writes the l2_* entries (and sec_gen2, ...) into `log`. A rank may have no q'
@@ -380,7 +380,7 @@ def policy_update(run, prompts, completions, adv, args, masked=None):
     """One layer's update: --mu optimizer steps on the same rollouts, each accumulating the gradient of
     -J over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages; masked: n bools,
     the completions whose tokens get no term in J (--mask-truncated), though they still count in its
-    1/G (token-mean: their tokens do not), as in TRL. Returns the
+    1/N (token-mean: their tokens do not), as in TRL. Returns the
     means over the steps of kl, clip_frac, loss and grad_norm, the padding fraction (pad_frac) and how
     many optimizer steps were skipped as non-finite (skipped)."""
     mbs, pad_frac = plan_micro_batches(run, prompts, completions, adv, args, masked)   # see its docstring
