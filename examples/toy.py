@@ -455,8 +455,8 @@ def main(argv=None):
         warm = write_task(opts.folder, opts.seed, opts.warm_target)
     finally:
         torch.set_num_threads(threads)              # a caller's process (a test, a notebook) keeps its own
-    print(f"wrote {opts.folder}/model (after {warm} warm-start steps), {opts.folder}/train.jsonl, "
-          f"{opts.folder}/test.jsonl")
+    print(f"wrote {os.path.join(opts.folder, 'model')} (after {warm} warm-start steps), "
+          f"{os.path.join(opts.folder, 'train.jsonl')}, {os.path.join(opts.folder, 'test.jsonl')}")
 
 
 if __name__ == "__main__":
