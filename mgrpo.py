@@ -1028,10 +1028,10 @@ def download(url, path, offline_hint):
     """Fetch url to path once; later runs read the cached file offline."""
     if not os.path.exists(path):
         folder = os.path.dirname(path)
-        created = [folder]                              # the folders this call creates, innermost first
-        while not os.path.exists(os.path.dirname(created[-1])):
-            created.append(os.path.dirname(created[-1]))
-        created = created if not os.path.exists(folder) else []
+        created, d = [], folder                         # the folders this call creates, innermost first
+        while not os.path.exists(d):
+            created.append(d)
+            d = os.path.dirname(d)
         os.makedirs(folder, exist_ok=True)
         print(f"downloading {url}")
         try:
