@@ -3036,13 +3036,16 @@ def test_column_work_writes_each_column_with_the_carry_it_takes_in():
     assert all(p["gold"] == str(sum(p["key"])) and p["work"].endswith(f"\\boxed{{{p['gold']}}}") for p in train)
 
 
+def untrained_task_run(tmp_path, task):
+    """A toy task's tiny model before any warm start, its args, and 64 of its training problems."""
+    args = toy.toy_args(task, model=toy.build_task_model(str(tmp_path / "m"), task))
+    return mgrpo.setup(args), args, toy.split(0, task=task)[0][:64]
+
+
 def test_the_warm_start_shows_only_right_first_answers_in_second_turns(tmp_path, monkeypatch):
     # The warm start may teach the form of a second turn, never a correction: every q' it trains on holds
     # the right worked answer of its own question, and the target repeats it.
-    path = toy.build_task_model(str(tmp_path / "m"), "addition")
-    args = toy.toy_args("addition", model=path)
-    run = mgrpo.setup(args)
-    train = toy.split(0, task="addition")[0][:64]
+    run, args, train = untrained_task_run(tmp_path, "addition")
     shown, build = [], mgrpo.build_correction_prompt
     monkeypatch.setattr(mgrpo, "build_correction_prompt", lambda p, o, g: shown.append((p, o)) or build(p, o, g))
     monkeypatch.setattr(toy, "greedy_accuracy", lambda *a: 1.0)       # the first-turn phase ends at once,
@@ -3176,10 +3179,7 @@ def test_the_answer_first_warm_start_never_boxes_a_wrong_answer_nor_shows_a_corr
     # anything but the sum, and every second turn shows the right first answer and repeats it: whatever the
     # model learns about correcting a wrong box, it learns in RL.
     import re
-    path = toy.build_task_model(str(tmp_path / "m"), "answer_first")
-    args = toy.toy_args("answer_first", model=path)
-    run = mgrpo.setup(args)
-    train = toy.split(0, task="answer_first")[0][:64]
+    run, args, train = untrained_task_run(tmp_path, "answer_first")
     packed, pack = [], mgrpo.pack
     monkeypatch.setattr(mgrpo, "pack", lambda p, t, *a: packed.append((p, t)) or pack(p, t, *a))
     monkeypatch.setattr(toy, "greedy_check_accuracy", lambda *a: 0.0)     # both phases run their 2 steps
