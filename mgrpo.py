@@ -136,6 +136,12 @@ def is_correct(rewards):
     return rewards >= CORRECT
 
 
+def zero_std_groups(rewards):
+    """rewards [n_groups, group_size] -> how many groups have all-equal rewards: their advantages are 0, so
+    they carry no policy gradient (TRL's frac_reward_zero_std is this count over n_groups)."""
+    return int((rewards.amax(-1) == rewards.amin(-1)).sum())
+
+
 def select_corrections(rewards, advantages, mode, truncated=None):
     """Layer-2 rewards and advantages [n_groups, H] -> bool mask [n_groups, H] of the corrections the
     update trains on. 'successful' (the paper): the correct ones (is_correct) that have a positive
@@ -315,15 +321,17 @@ def train_step(run, batch, args, rng):
     with phase(log, "update1", args):
         st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], answers, A1.flatten(), args,
                             masked=cut1.tolist() if args.mask_truncated else None)
-    r1_sum, n1, tok1, n_cut = all_reduce([r1.sum(), r1.numel(), sum(map(len, answers)), cut1.sum()])
-    log.update(l1_reward=r1_sum / n1, **update_log("l1", st1), l1_tokens=int(tok1), l1_truncated=int(n_cut))
+    r1_sum, n1, tok1, n_cut, flat1 = all_reduce([r1.sum(), r1.numel(), sum(map(len, answers)), cut1.sum(),
+                                                 zero_std_groups(r1)])
+    log.update(l1_reward=r1_sum / n1, **update_log("l1", st1), l1_tokens=int(tok1), l1_truncated=int(n_cut),
+               l1_zero_std_frac=flat1 / (n1 / G))
 
     if args.layers == 2:
-        correction_layer(run, batch, prompts, answers, is_correct(r1).flatten(), args, rng, log)
+        correction_layer(run, batch, prompts, answers, is_correct(r1).flatten(), args, rng, log, st1["N"])
     return log
 
 
-def correction_layer(run, batch, prompts, answers, correct1, args, rng, log):
+def correction_layer(run, batch, prompts, answers, correct1, args, rng, log, l1_N=None):
     """Layer 2, self-correction, on this rank's problems, after the Layer-1 update. Its decisions, and why:
 
     1. Who gets a correction round (--l2-inputs): the wrong Layer-1 answers (not is_correct); correcting
@@ -344,7 +352,8 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log):
        corrections cut off at --max-new-tokens: a correction that never finished is no success, and a
        zero-gradient sample in the mean would shrink the others' step, as above.
     6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's N
-       (J's 1/N) is the number of corrections trained in this step, over all ranks (token-mean: their tokens).
+       (J's 1/N, --l2-loss-norm): 'trained', the corrections trained in this step over all ranks (token-mean:
+       their tokens); 'batch', Layer 1's N (B·G; token-mean: Layer 1's tokens), `l1_N`, the same every step.
 
     prompts: B Layer-1 prompt id lists; answers: B*G Layer-1 completion id lists, group-major; correct1:
     [B*G] bool. Writes the l2_* entries (and sec_gen2, ...) into `log`. A rank may have no q'
@@ -372,18 +381,20 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log):
         with phase(log, "update2", args):
             st2 = policy_update(run, [q_prime[j // H] for j in trained], [corrections[j] for j in trained],
                                 A2.flatten()[trained], args,
-                                masked=cut2.flatten()[trained].tolist() if args.mask_truncated else None)
+                                masked=cut2.flatten()[trained].tolist() if args.mask_truncated else None,
+                                N=l1_N if args.l2_loss_norm == "batch" else None)
         log.update(update_log("l2", st2))
 
 
-def policy_update(run, prompts, completions, adv, args, masked=None):
+def policy_update(run, prompts, completions, adv, args, masked=None, N=None):
     """One layer's update: --mu optimizer steps on the same rollouts, each accumulating the gradient of
     -J over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages; masked: n bools,
     the completions whose tokens get no term in J (--mask-truncated), though they still count in its
-    1/N (token-mean: their tokens do not), as in TRL. Returns the
-    means over the steps of kl, clip_frac, loss and grad_norm, the padding fraction (pad_frac) and how
-    many optimizer steps were skipped as non-finite (skipped)."""
-    mbs, pad_frac = plan_micro_batches(run, prompts, completions, adv, args, masked)   # see its docstring
+    1/N (token-mean: their tokens do not), as in TRL. N: J's normaliser as (sequences, tokens) over all
+    ranks; None: this update's own. Returns the means over the steps of kl, clip_frac, loss and grad_norm,
+    the padding fraction (pad_frac), how many optimizer steps were skipped as non-finite (skipped) and
+    the N it used."""
+    mbs, pad_frac, N = plan_micro_batches(run, prompts, completions, adv, args, masked, N)   # see its docstring
     ref_lp = frozen_logprobs(run, run.ref, mbs, args) if args.beta > 0 else [None] * len(mbs)    # log πref
     old_lp = frozen_logprobs(run, run.policy, mbs, args) if args.mu > 1 else [None] * len(mbs)   # log πθ_old
 
@@ -410,7 +421,7 @@ def policy_update(run, prompts, completions, adv, args, masked=None):
 
     run.opt.zero_grad(set_to_none=True)
     sync_rollout_model(run)                                 # the next rollouts come from the updated πθ
-    return update_stats(stats, skipped, pad_frac)
+    return {**update_stats(stats, skipped, pad_frac), "N": N}
 
 
 # -----------------------------------------------------------------------------
@@ -779,12 +790,12 @@ def micro_batches(lengths, budget):
     return mbs
 
 
-def plan_micro_batches(run, prompts, completions, adv, args, masked=None):
+def plan_micro_batches(run, prompts, completions, adv, args, masked=None, N=None):
     """This rank's rollouts of one layer cut into micro-batches of at most --micro-tokens (micro_batches)
-    and packed. Returns (mbs, pad_frac): mbs a list of namespaces with ids, mask, comp, scored ([b, L] each), adv
+    and packed. Returns (mbs, pad_frac, N): mbs a list of namespaces with ids, mask, comp, scored ([b, L] each), adv
     ([b]) and weight (micro_batch_weight, with the layer's sequences and completion tokens summed over
-    all ranks) and token_share (its share of the layer's scored tokens, for the statistics); pad_frac the
-    share of the computed tokens that are padding. `scored` is comp without the masked completions: the
+    all ranks, or N = (sequences, tokens) when given) and token_share (its share of the layer's scored tokens,
+    for the statistics); pad_frac the share of the computed tokens that are padding; N the normaliser used. `scored` is comp without the masked completions: the
     tokens that have a term in J.
 
     Many GPUs: summing the normalisers over all ranks makes an update on N ranks equal one process's update
@@ -797,6 +808,7 @@ def plan_micro_batches(run, prompts, completions, adv, args, masked=None):
                                                      sum(len(mb) * lengths[mb[0]] for mb in rows)], "sum") + \
         all_reduce([len(rows)], "max")
     rows += [[]] * (int(n_mb) - len(rows))
+    N = N or (n_seq, n_tok)
     pad, mbs = run.tk.pad, []
     for mb in rows:
         ids, mask, comp = pack([prompts[i] for i in mb], [completions[i] for i in mb], pad, run.device) if mb else \
@@ -807,9 +819,9 @@ def plan_micro_batches(run, prompts, completions, adv, args, masked=None):
             scored[[j for j, i in enumerate(mb) if masked[i]]] = False
         mbs.append(SimpleNamespace(
             ids=ids, mask=mask, comp=comp, scored=scored, adv=adv[mb].to(run.device) if mb else torch.zeros(1, device=run.device),
-            weight=micro_batch_weight(len(mb), sum(counted[i] for i in mb), n_seq, n_tok, args.loss_agg),
+            weight=micro_batch_weight(len(mb), sum(counted[i] for i in mb), *N, args.loss_agg),
             token_share=sum(counted[i] for i in mb) / n_tok if n_tok else 0.0))
-    return mbs, 1 - real / computed
+    return mbs, 1 - real / computed, N
 
 
 def frozen_logprobs(run, model, mbs, args):
@@ -888,8 +900,8 @@ def update_log(layer, stats):
 def begin_layer2_log(log, n_q):
     """Every l2_* entry of correction_layer: counts 0, the rest null, and l2_groups = n_q (the q' of all
     ranks), so that every step logs the same keys whatever Layer 2 finds to do."""
-    log.update(dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "sec_gen2", "sec_reward2",
-                              "sec_update2"]),
+    log.update(dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "l2_zero_std_frac", "sec_gen2",
+                              "sec_reward2", "sec_update2"]),
                l2_groups=0, l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0, l2_tokens=0,
                l2_truncated=0, **update_log("l2", None))
     log["l2_groups"] = int(n_q)
@@ -903,11 +915,12 @@ def layer2_log(log, r2, n_trained, correct_before, corrections, truncated, args)
     # kept: what selection keeps before its A > 0 filter (the correct corrections; with 'all', every one)
     kept = is_correct(r2) if args.l2_select == "successful" else torch.ones_like(r2, dtype=torch.bool)
     of_wrong = r2[~correct_before]                       # [n', H] rewards of the corrections of wrong answers
-    r2_sum, groups_kept, n_kept, tok2, fixed, n_of_wrong, n_cut = all_reduce(
+    r2_sum, groups_kept, n_kept, tok2, fixed, n_of_wrong, n_cut, flat = all_reduce(
         [r2.sum(), kept.any(-1).sum(), kept.sum(), sum(map(len, corrections)),
-         is_correct(of_wrong).sum(), of_wrong.numel(), truncated.sum()])
+         is_correct(of_wrong).sum(), of_wrong.numel(), truncated.sum(), zero_std_groups(r2)])
     n_chosen = log["l2_groups"]
     log.update(l2_reward=r2_sum / (n_chosen * r2.shape[1]), l2_groups_kept=int(groups_kept),
+               l2_zero_std_frac=flat / n_chosen,
                l2_samples_kept=int(n_kept), l2_samples_trained=int(n_trained), l2_keep_frac=groups_kept / n_chosen,
                l2_tokens=int(tok2), l2_correction_rate=fixed / n_of_wrong if n_of_wrong else None,
                l2_truncated=int(n_cut))
@@ -1568,6 +1581,9 @@ def build_parser():
     a("--l2-select", default="successful", choices=["successful", "all"],
       help="successful: train only on corrections that are correct (the paper); all: on every correction, "
       "plain GRPO on q'")
+    a("--l2-loss-norm", default="trained", choices=["trained", "batch"],
+      help="Layer 2's N in J's 1/N: trained, the corrections trained this step (varies from step to step); batch, "
+      "Layer 1's B·G, the same every step (Dr. GRPO's constant normaliser, applied to Layer 2)")
     a("--micro-tokens", type=int, default=16384,
       help="most tokens (prompt + completion, with padding) per forward/backward; gradients are accumulated")
     a("--gen-batch", type=int, default=256, help="most sequences per generate call")
