@@ -53,7 +53,9 @@ import sys
 import time
 from types import SimpleNamespace
 
-import torch
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import numerics  # noqa: E402,F401  (before torch: pins the CPU kernels, see numerics.py)
+import torch  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import mgrpo  # noqa: E402
@@ -363,9 +365,10 @@ def run_toy(seed, steps, workdir, warm_target=None, curve_every=10, n_eval=200, 
     metrics before/after, the sampled correction rate before/after, the learning curves every
     `curve_every` steps, "curve" [(step, held-out Acc@t1, sampled correction rate)] and "curve_greedy"
     [(step, greedy Δi→c, greedy Δc→i)], the optimizer steps taken, the tokens generated in training
-    (Layer 1 and Layer 2), warm-start steps and seconds. on_step(step) is called after every step, and
-    evaluation shows no progress bars of its own when it is given (the caller shows progress). warm_cache:
-    a dict that keeps the warm-started weights per (task, seed, warm_target), so that the methods of an
+    (Layer 1 and Layer 2), warm-start steps, seconds, and "steps": the training log's STEP_KEYS, one list
+    each (one value per step). on_step(step) is called after every step, and evaluation shows no progress
+    bars of its own when it is given (the caller shows progress). warm_cache: a dict, or a folder (shared by
+    processes), that keeps the warm-started weights per (task, seed, warm_target), so that the methods of an
     experiment start from the same model without repeating its warm start (which is deterministic)."""
     t0 = time.time()
     path = build_task_model(os.path.join(workdir, f"model-{seed}"), task, seed)
@@ -376,14 +379,14 @@ def run_toy(seed, steps, workdir, warm_target=None, curve_every=10, n_eval=200, 
     held_out = held_out[:n_eval]
     warm_target = TASKS[task].warm_target if warm_target is None else warm_target
     key = (task, seed, warm_target)
-    if warm_cache is not None and key in warm_cache:
-        warm, weights = warm_cache[key]
+    cached = cached_warm_start(warm_cache, key)
+    if cached:
+        warm, weights = cached
         run.policy.load_state_dict(weights)
         mgrpo.sync_rollout_model(run)
     else:
         warm = warm_start(run, train, args, target=warm_target, task=task)
-        if warm_cache is not None:
-            warm_cache[key] = warm, {k: v.clone() for k, v in run.policy.state_dict().items()}
+        keep_warm_start(warm_cache, key, warm, run.policy)
 
     def measure(tag):
         # mgrpo.evaluate draws its own 'eval t1/t2' bars on stderr; a caller with its own bar hides them
@@ -391,7 +394,7 @@ def run_toy(seed, steps, workdir, warm_target=None, curve_every=10, n_eval=200, 
             m = mgrpo.evaluate(run, held_out, args, os.path.join(workdir, f"eval-{seed}-{tag}.jsonl"))
         return m, sampled_correction_rate(run, held_out, args)
 
-    out = {"warm_steps": warm, "optimizer_steps": 0, "l1_tokens": 0, "l2_tokens": 0}
+    out = {"warm_steps": warm, "optimizer_steps": 0, "l1_tokens": 0, "l2_tokens": 0, "steps": {k: [] for k in STEP_KEYS}}
     out["before"], out["sampled_corr_before"] = measure("before")
     out["curve"] = [(0, out["before"]["acc_t1"], out["sampled_corr_before"])]
     out["curve_greedy"] = [(0, out["before"]["delta_i2c"], out["before"]["delta_c2i"])]
@@ -404,6 +407,8 @@ def run_toy(seed, steps, workdir, warm_target=None, curve_every=10, n_eval=200, 
         out["optimizer_steps"] += 1 - st["l1_skipped"] + (st.get("l2_loss") is not None) - st.get("l2_skipped", 0)
         out["l1_tokens"] += st["l1_tokens"]
         out["l2_tokens"] += st.get("l2_tokens", 0)
+        for k in STEP_KEYS:
+            out["steps"][k].append(st.get(k))
         if on_step:
             on_step(step)
         if curve_every and step % curve_every == 0 and step < steps:
@@ -418,6 +423,29 @@ def run_toy(seed, steps, workdir, warm_target=None, curve_every=10, n_eval=200, 
     out["rollout_tokens"] = out["l1_tokens"] + out["l2_tokens"]
     out["seconds"] = time.time() - t0
     return out
+
+
+# What a toy run keeps of each step's log (run_toy's "steps"): how each layer's update went.
+STEP_KEYS = ("l1_reward", "l2_reward", "l1_grad_norm", "l2_grad_norm", "l2_samples_trained", "l1_zero_std_frac",
+             "l2_zero_std_frac")
+
+
+def cached_warm_start(cache, key):
+    """(warm-start steps, weights) from a warm_cache (dict or folder; see run_toy), or None."""
+    if isinstance(cache, dict):
+        return cache.get(key)
+    path = cache and os.path.join(cache, "warm-{}-{}-{}.pt".format(*key))
+    return torch.load(path, weights_only=True) if path and os.path.exists(path) else None
+
+
+def keep_warm_start(cache, key, steps, model):
+    weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if isinstance(cache, dict):
+        cache[key] = steps, weights
+    elif cache:                      # written whole, then renamed: another process never reads half a file
+        path = os.path.join(cache, "warm-{}-{}-{}.pt".format(*key))
+        torch.save((steps, weights), f"{path}.{os.getpid()}.tmp")
+        os.replace(f"{path}.{os.getpid()}.tmp", path)
 
 
 def write_task(folder, seed=0, warm_target=0.25):
