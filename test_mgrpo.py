@@ -1298,13 +1298,55 @@ def test_layer2_trains_only_on_selected_corrections_that_carry_an_advantage(tiny
     R, W = [20, 30, 31], [40, 41]
     fake_rollouts(monkeypatch, run, [W, W], [R, R, R, R, W, R, W, W])
     updates = []
-    monkeypatch.setattr(mgrpo, "policy_update",
-                        lambda run, prompts, comps, adv, args, masked=None: updates.append((comps, adv.tolist())) or
-                        {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0})
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates := []))
     log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
     a = 0.75 / (math.sqrt(3) / 4 + 1e-4)
     assert updates[1][0] == [R] and updates[1][1] == pytest.approx([a])
     assert log["l2_samples_kept"] == 5 and log["l2_samples_trained"] == 1 and log["l2_groups_kept"] == 2
+
+
+# Layer 2's N (--l2-loss-norm). One question, G = 2 wrong answers of 4 tokens each (Layer 1: N = B·G = 2
+# sequences, 8 tokens), so two q' with H = 4 corrections: a right one has 4 tokens, a wrong one 2. With
+# --scale-rewards none the advantages are exact: 1 right of 4 -> A = 0.75; 2 of 4 -> A = 0.5 each. At ρ = 1
+# and β = 0 the gradient of -J on each token of a trained correction c is -A / (N |c|) (token-mean: -A / N_tok).
+L2_GRADIENT = {  # (rule, agg, corrections trained) -> d(-J)/d log πθ on each of a trained correction's tokens
+    ("trained", "seq-mean-token-mean", 1): -0.75 / (1 * 4), ("batch", "seq-mean-token-mean", 1): -0.75 / (2 * 4),
+    ("trained", "token-mean", 1): -0.75 / 4, ("batch", "token-mean", 1): -0.75 / 8,
+    ("trained", "seq-mean-token-mean", 4): -0.5 / (4 * 4), ("batch", "seq-mean-token-mean", 4): -0.5 / (2 * 4),
+    ("trained", "token-mean", 4): -0.5 / 16, ("batch", "token-mean", 4): -0.5 / 8}
+
+
+@pytest.mark.parametrize("rule,agg,n_trained", list(L2_GRADIENT))
+def test_layer2_loss_norm_gives_each_trained_correction_its_hand_computed_gradient(rule, agg, n_trained, tiny,
+                                                                                  monkeypatch):
+    (run, args) = tiny_run(tiny, G=2, H=4, beta=0.0, scale_rewards="none", loss_agg=agg, l2_loss_norm=rule,
+                           micro_tokens=4096)         # one micro-batch per layer
+    R4, W2, W4 = [20, 30, 31, 32], [40, 41], [40, 41, 42, 43]
+    layer2 = [R4, W2, W2, W2] + [W2] * 4 if n_trained == 1 else [R4, R4, W2, W2] * 2     # q'1's four, q'2's four
+    fake_rollouts(monkeypatch, run, [W4, W4], layer2)
+    leaves = []        # every log πθ of an update, as a leaf whose .grad is d(-J)/d log πθ
+
+    def logprobs(model, ids, mask, comp, temperature=1.0):
+        leaves.append((torch.zeros(comp.shape, dtype=torch.float64, requires_grad=True), comp))
+        return leaves[-1][0]
+    monkeypatch.setattr(mgrpo, "token_logprobs", logprobs)
+    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+    assert log["l2_samples_trained"] == n_trained and len(leaves) == 2         # Layer 1's update, Layer 2's
+    lp, comp = leaves[1]
+    assert lp.grad[comp].tolist() == [L2_GRADIENT[rule, agg, n_trained]] * (4 * n_trained)
+    assert not lp.grad[~comp].any()
+
+
+def test_zero_std_groups_counts_the_groups_that_carry_no_policy_gradient(tiny, monkeypatch):
+    assert mgrpo.zero_std_groups(torch.tensor([[1.0, 1, 1], [0, 0, 0], [0, 1, 0], [0.5, 0.5, 0.5]])) == 3
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, batch_size=2)
+    R, W = [20, 1], [40, 1]
+    # question 1: both right; question 2: one right -> 1 of 2 groups flat in Layer 1. Layer 2: W's one q',
+    # its corrections both wrong -> 1 of 1 flat.
+    fake_rollouts(monkeypatch, run, [R, R, R, W], [W, W])
+    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}, {"question": "r", "gold": "1"}], args,
+                           random.Random(0))
+    assert log["l1_zero_std_frac"] == 0.5 and log["l2_zero_std_frac"] == 1.0 and log["l2_groups"] == 1
 
 
 def nan_loss(monkeypatch):
@@ -1370,8 +1412,8 @@ def test_evaluation_asks_for_the_correction_with_the_first_guide(tiny, monkeypat
 
 def no_update(updates):
     """A stand-in for policy_update that records (completions, advantages) and trains nothing."""
-    return lambda run, prompts, comps, adv, args, masked=None: updates.append((comps, adv.tolist())) or \
-        {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0}
+    return lambda run, prompts, comps, adv, args, masked=None, N=None: updates.append((comps, adv.tolist())) or \
+        {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0, "N": (1, 1)}
 
 
 def test_a_reward_below_full_marks_is_not_correct_so_every_answer_gets_a_correction_round(tiny, monkeypatch):
@@ -2033,6 +2075,8 @@ def test_families_two_step_cli_run_trains_evaluates_and_checkpoints(name, tiny, 
 # The two paper-era aggregations, and every GRPO variant at once: Dr. GRPO's normaliser, the std over all
 # ranks' rewards, truncated completions masked, clip-higher and GSPO's sequence ratio over two passes.
 CONFIGS = {"seq-mean-token-mean": {}, "token-mean": {"loss_agg": "token-mean"},
+           "l2-loss-norm batch": {"l2_loss_norm": "batch"},
+           "l2-loss-norm batch, token-mean": {"l2_loss_norm": "batch", "loss_agg": "token-mean"},
            "variants": {"loss_agg": "seq-mean-token-sum-norm", "scale_rewards": "batch", "mask_truncated": True,
                         "max_new_tokens": 6, "clip_eps_high": 0.28, "importance_sampling": "sequence", "mu": 2}}
 R, W = 20, 21                               # first token of a right / wrong injected completion
@@ -2108,7 +2152,8 @@ def test_distributed_step_on_two_ranks_equals_the_step_on_one(tiny, tmp_path, mo
         # the rollout copy of rank 0 holds the updated weights
         assert all(torch.equal(two[agg]["rollout"][k], two[agg]["weights"][k]) for k in before)
         for key in ("l1_reward", "l2_groups", "l2_samples_kept", "l2_samples_trained", "l2_reward", "l1_tokens",
-                    "l2_tokens", "l1_kl", "l2_kl", "l1_loss", "l2_loss", "l1_grad_norm", "l2_grad_norm"):
+                    "l2_tokens", "l1_kl", "l2_kl", "l1_loss", "l2_loss", "l1_grad_norm", "l2_grad_norm",
+                    "l1_zero_std_frac", "l2_zero_std_frac"):
             assert two[agg]["log"][key] == pytest.approx(one["log"][key], rel=1e-5, abs=1e-7), key
         assert one["log"]["l2_groups"] == 16 and two[agg]["log"]["l1_truncated"] == one["log"]["l1_truncated"]
         assert one["log"]["l2_samples_trained"] == 16     # the cut-off corrections are the wrong ones
