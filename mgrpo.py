@@ -9,12 +9,12 @@ MGRPO trains one policy πθ with two layers of GRPO in every step:
            asking to re-check the work), sample H corrections, keep the successful ones and push those
            up too -- on the same policy, with the same optimizer.
 
-One step (train_step), in pseudocode:
+One step (train_step: grpo_layer, then correction_layer), in pseudocode:
 
-  for each question q:  o_1..o_G ~ πθ(·|q),  r_i = reward(o_i),  A = group_advantages(r)      # Layer 1
-  θ <- AdamW step on -J(q, o, A)                                                             # policy_update
-  for each wrong o_i:   q' = q + o_i + p_guide,  c_1..c_H ~ πθ(·|q'),  A' = group_advantages(r')  # Layer 2
-  θ <- AdamW step on -J(q', c, A'), only the c_j that are correct with A'_j > 0             # selection
+  Layer 1:  for each question q:  o_1..o_G ~ πθ(·|q),  r_i = reward(o_i),  A = group_advantages(r)
+            θ <- AdamW step on -J(q, o, A)                                                   # policy_update
+  Layer 2:  for each wrong o_i:   q' = q + o_i + p_guide,  c_1..c_H ~ πθ(·|q'),  A' = group_advantages(r')
+            θ <- AdamW step on -J(q', c, A'), only the c_j that are correct with A'_j > 0   # selection
 
 Equations and the function that computes each, in the order Part I defines them:
 
@@ -24,13 +24,13 @@ Equations and the function that computes each, in the order Part I defines them:
   ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)     grpo_loss()
   KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)       grpo_loss()
   J = 1/N Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}];  loss = -J    grpo_loss()
-      N: the sequences one update trains on, B·G in Layer 1 (B questions, G answers each; the paper's
-      1/G per question), the selected corrections in Layer 2; 1/N spans every micro-batch and rank
+      N: B·G in Layer 1 (B questions, G answers each; the paper's 1/G per question); in Layer 2 the
+      corrections trained, or B·G again (--l2-loss-norm); 1/N spans every micro-batch and rank
                                                                   micro_batch_weight()
   q = template(user: question + INSTRUCTION) + generation prompt  layer1_prompt()
   q' = q + o + p_guide                                            build_correction_prompt()
   r = reward(completion, problem) in [0, 1]                       score()
-  Layer 1; Layer 2; the update of either                          train_step(), correction_layer(), policy_update()
+  one step; Layer 1; Layer 2; the update of either     train_step(), grpo_layer(), correction_layer(), policy_update()
   πθ(· | q, o_<t) = softmax(z / T), z the model's own logits,
       T the sampling temperature; likewise πθ_old and πref        token_logprobs()
   the training loop                                               train()
@@ -84,15 +84,21 @@ from verify import last_boxed, reward
 # =============================================================================
 # PART I: THE ALGORITHM
 # =============================================================================
-# Part I uses a few names from Part II; what each is, so that you need not look:
-#   run       the trainer's state (setup): run.policy πθ (fp32, trained), run.rollout (the copy that samples),
-#             run.ref πref (frozen), run.opt (AdamW), run.tk (token ids: tk.prompt(question) is q,
-#             tk.guides the wrapped guides, tk.stop the stop ids), run.reward
-#   args      the command line's flags (build_parser: --G, --H, --beta, --clip-eps, --mu, ...)
-#   sample(run, prompts, n, args)    n completions per prompt: id lists, group-major, stop token kept
-#   phase(log, name, args)           times a block into log["sec_" + name]; out of memory -> one clear line
-#   all_reduce, std_over_ranks, my_share, gather   sums / stds / shares over ranks (torchrun); no-ops alone
-#   plan_micro_batches, frozen_logprobs, accumulate_gradient, optimizer_step   the update's machinery
+# Part I calls these names of Part II (a test keeps this list complete); what each is, so you need not look:
+#   run     the trainer's state (setup): run.policy πθ (fp32, trained), run.rollout (the copy that samples),
+#           run.ref πref (frozen), run.opt (AdamW), run.device, run.reward (reward function), run.tk (token ids:
+#           tk.prompt(question) is q, tk.guides the wrapped guides, tk.stop the stop ids, tk.strip_stop(o) o
+#           without its stop token, tk.text(ids) the text)
+#   args    the command line's flags (build_parser: --G, --H, --beta, --clip-eps, --mu, ...)
+#   sample(run, prompts, n, args)      n completions per prompt: id lists, group-major, stop token kept
+#   phase(run, name, args)             times a block (the log's sec_*); out of GPU memory -> one clear line
+#   all_reduce, std_over_ranks, world, is_main, my_share, gather   over the ranks of torchrun; trivial alone
+#   plan_micro_batches, frozen_logprobs, guard_non_finite, sync_rollout_model, update_stats   the update's
+#           machinery, each named where it is called
+#   autocast(device)                   bf16 compute on CUDA, plain fp32 on the CPU
+#   final_hidden_states, output_logits, checkpoint   the model's own forward, its own logits, recomputation
+#   step_log, steps_with_progress, end_step    the log line, the progress bar, log.jsonl and checkpoints
+#   batch_indices, eval_sampling_rng, write_jsonl, die     data order, evaluation's own random stream, files, errors
 
 # -----------------------------------------------------------------------------
 # The GRPO maths: pure functions of tensors.
@@ -136,12 +142,6 @@ def is_correct(rewards):
     return rewards >= CORRECT
 
 
-def zero_std_groups(rewards):
-    """rewards [n_groups, group_size] -> how many groups have all-equal rewards: their advantages are 0, so
-    they carry no policy gradient (TRL's frac_reward_zero_std is this count over n_groups)."""
-    return int((rewards.amax(-1) == rewards.amin(-1)).sum())
-
-
 def select_corrections(rewards, advantages, mode, truncated=None):
     """Layer-2 rewards and advantages [n_groups, H] -> bool mask [n_groups, H] of the corrections the
     update trains on. 'successful' (the paper): the correct ones (is_correct) that have a positive
@@ -156,41 +156,43 @@ def select_corrections(rewards, advantages, mode, truncated=None):
     raise ValueError(f"unknown selection mode {mode!r}")
 
 
-def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg, clip_eps_high=None,
+def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg="seq-mean-token-mean", clip_eps_high=None,
               importance_sampling="token", max_new_tokens=None):
-    """The clipped GRPO objective with a k3 KL penalty, negated so it can be minimised.
-    logp, old_logp, ref_logp, mask: [n_seq, T]; adv: [n_seq]. ref_logp may be None when beta == 0.
-    The ratio is clipped to [1 - clip_eps, 1 + clip_eps_high] (clip_eps_high None: clip_eps; a larger
-    upper bound is DAPO's clip-higher, arXiv 2503.14476). importance_sampling 'token': one ratio per token
-    (GRPO); 'sequence': one per sequence, exp of the mean over its tokens of log πθ - log πθ_old, used for
-    each of its tokens (GSPO, arXiv 2507.18071). agg: 'seq-mean-token-mean' = 1/n Σ_i 1/|o_i| Σ_t (the
-    paper); 'token-mean' = Σ_i,t / Σ|o_i| (DAPO); 'seq-mean-token-sum-norm' = 1/n Σ_i Σ_t / max_new_tokens
-    (Dr. GRPO's constant normaliser). Returns (-J, {"kl", "clip_frac"}: 0-d means over the masked tokens).
-    Raises ValueError for an unknown agg or importance_sampling."""
+    """-J: the clipped GRPO objective with a k3 KL penalty, negated so it can be minimised.
+    logp, old_logp, ref_logp: [n_seq, T] log-probs under πθ, πθ_old, πref (ref_logp may be None when beta == 0);
+    adv: [n_seq]; mask: [n_seq, T], the tokens that have a term in J (completion tokens; padding and the
+    completions left out by --mask-truncated are 0). The defaults are the paper's objective; the last four
+    arguments are the variants of docs/variants.md (agg: 'token-mean' DAPO, 'seq-mean-token-sum-norm' Dr. GRPO;
+    clip_eps_high: DAPO's clip-higher, arXiv 2503.14476; importance_sampling 'sequence': GSPO, arXiv
+    2507.18071). Returns (-J, {"kl", "clip_frac"}: 0-d means over the masked-in tokens). Raises ValueError for
+    an unknown agg or importance_sampling."""
     mask = mask.bool()
-    # Padding may hold anything (even inf): zero the log-ratios there *before* exp, or NaN would
-    # leak into the gradient through 0 * inf in backward.
+    # Padding may hold anything (even inf): zero the log-ratios there *before* exp, or NaN would leak into
+    # the gradient through 0 * inf in backward.
     log_ratio = torch.where(mask, logp - old_logp, 0.0)                 # log ρ [n, T]
-    if importance_sampling == "sequence":
+    # ---- variants of ρ and of its clip range: a first reading can skip this block --------------------------
+    if importance_sampling == "sequence":    # GSPO: one ratio per sequence, exp of its mean token log-ratio
         per_seq = log_ratio.sum(-1, keepdim=True) / mask.sum(-1, keepdim=True).clamp(min=1)      # [n, 1]
         log_ratio = per_seq.expand_as(logp)
     elif importance_sampling != "token":
         raise ValueError(f"unknown importance sampling level {importance_sampling!r}")
-    ratio = torch.exp(log_ratio)                                        # ρ [n, T]
-    high = clip_eps if clip_eps_high is None else clip_eps_high
-    a = adv[:, None]
+    high = clip_eps if clip_eps_high is None else clip_eps_high           # DAPO's clip-higher: [1-ε, 1+ε_high]
+    # ---- end of the variants ------------------------------------------------------------------------------
+    ratio = torch.exp(log_ratio)                                        # ρ_{i,t} [n, T]
+    a = adv[:, None]                                                    # A_i [n, 1]
     surrogate = torch.minimum(ratio * a, ratio.clamp(1 - clip_eps, 1 + high) * a)
     kl = torch.zeros_like(logp)
     if beta > 0:
         d = torch.where(mask, ref_logp - logp, 0.0)                     # log(πref/πθ)
-        kl = torch.exp(d) - d - 1
-    per_token = torch.where(mask, surrogate - beta * kl, 0.0)
-    n_tok = mask.sum(-1)
+        kl = torch.exp(d) - d - 1                                       # k3: πref/πθ - log(πref/πθ) - 1
+    per_token = torch.where(mask, surrogate - beta * kl, 0.0)           # [n, T]
+    n_tok = mask.sum(-1)                                                # |o_i| [n]
+    # ---- the aggregation: the paper's 1/n Σ_i 1/|o_i| Σ_t, or a variant's ----------------------------------
     if agg == "seq-mean-token-mean":
         J = (per_token.sum(-1) / n_tok.clamp(min=1)).mean()
-    elif agg == "token-mean":
+    elif agg == "token-mean":                # DAPO: one mean over every token, Σ_i,t / Σ|o_i|
         J = per_token.sum() / n_tok.sum().clamp(min=1)
-    elif agg == "seq-mean-token-sum-norm":
+    elif agg == "seq-mean-token-sum-norm":   # Dr. GRPO: a constant in place of |o_i|
         J = (per_token.sum(-1) / max_new_tokens).mean()
     else:
         raise ValueError(f"unknown loss aggregation {agg!r}")
@@ -205,10 +207,10 @@ def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg, clip_eps
 def micro_batch_weight(n_seq, n_tok, layer_seq, layer_tok, agg):
     """grpo_loss averages over one micro-batch of n_seq sequences and n_tok completion tokens; times this
     weight it is that micro-batch's share of J's mean over the whole layer (layer_seq sequences and
-    layer_tok tokens over every micro-batch and rank), so the summed gradients equal one pass over the
-    layer: n_tok / layer_tok for 'token-mean', n_seq / layer_seq for the two means over sequences."""
+    layer_tok tokens, J's N, over every micro-batch and rank), so the summed gradients equal one pass over
+    the layer: n_tok / layer_tok for 'token-mean', n_seq / layer_seq for the two means over sequences."""
     if agg == "token-mean":
-        return n_tok / layer_tok if layer_tok else 0.0      # every token masked: nothing to train
+        return n_tok / layer_tok if layer_tok else 0.0      # every token masked out: nothing to train
     return n_seq / layer_seq
 
 
@@ -303,36 +305,35 @@ def is_truncated(completions, stop, max_new_tokens):
 
 
 def train_step(run, batch, args, rng):
-    """One MGRPO step on this rank's problems (rows of load_problems). Returns statistics for the log, over
-    all ranks, with the seconds of each phase (sec_gen1, ...; see phase()): the same keys every step (with
-    --layers 2, the l2_* ones too), null where there was nothing to measure."""
+    """One MGRPO step on this rank's problems (rows of load_problems). Returns the step's log entries over
+    all ranks (step_log): the same keys every step, with --layers 2 the l2_* ones too, null where there was
+    nothing to measure."""
+    l1 = grpo_layer(run, batch, args)                                           # Layer 1: GRPO on q
+    l2 = correction_layer(run, batch, l1, args, rng) if args.layers == 2 else None   # Layer 2: on q'
+    return step_log(run, l1, l2, args)
+
+
+def grpo_layer(run, batch, args):
+    """Layer 1, standard GRPO on q: G answers per question, their rewards and group advantages, one update.
+    Returns what it computed: prompts (B id lists), answers (B*G id lists, group-major), rewards [B, G],
+    truncated [B*G] bool and update (policy_update's statistics)."""
     tk, B, G = run.tk, len(batch), args.G
-    log = {}
-
-    # Layer 1: standard GRPO on q.
-    prompts = [tk.prompt(p["question"]) for p in batch]
-    with phase(log, "gen1", args):
-        answers = sample(run, prompts, G, args)                                     # B*G id lists, group-major
-    with phase(log, "reward1", args):
-        r1 = score(run, answers, [p for p in batch for _ in range(G)]).view(B, G)
-    A1 = group_advantages(r1, scale=args.scale_rewards,                            # [B, G]
-                          batch_std=std_over_ranks(r1) if args.scale_rewards == "batch" else None)
-    cut1 = is_truncated(answers, tk.stop, args.max_new_tokens)                      # [B*G]
-    with phase(log, "update1", args):
-        st1 = policy_update(run, [prompts[i // G] for i in range(B * G)], answers, A1.flatten(), args,
-                            masked=cut1.tolist() if args.mask_truncated else None)
-    r1_sum, n1, tok1, n_cut, flat1 = all_reduce([r1.sum(), r1.numel(), sum(map(len, answers)), cut1.sum(),
-                                                 zero_std_groups(r1)])
-    log.update(l1_reward=r1_sum / n1, **update_log("l1", st1), l1_tokens=int(tok1), l1_truncated=int(n_cut),
-               l1_zero_std_frac=flat1 / (n1 / G))
-
-    if args.layers == 2:
-        correction_layer(run, batch, prompts, answers, is_correct(r1).flatten(), args, rng, log, st1["N"])
-    return log
+    prompts = [tk.prompt(p["question"]) for p in batch]                             # q, B id lists
+    with phase(run, "gen1", args):
+        answers = sample(run, prompts, G, args)                                     # o_1..o_G per q
+    with phase(run, "reward1", args):
+        rewards = score(run, answers, [p for p in batch for _ in range(G)]).view(B, G)              # [B, G]
+    advantages = group_advantages(rewards, scale=args.scale_rewards, batch_std=std_over_ranks(rewards))  # [B, G]
+    truncated = is_truncated(answers, tk.stop, args.max_new_tokens)                 # [B*G]
+    with phase(run, "update1", args):
+        update = policy_update(run, [prompts[i // G] for i in range(B * G)], answers, advantages.flatten(), args,
+                               excluded=truncated.tolist() if args.mask_truncated else None)
+    return SimpleNamespace(prompts=prompts, answers=answers, rewards=rewards, truncated=truncated, update=update)
 
 
-def correction_layer(run, batch, prompts, answers, correct1, args, rng, log, l1_N=None):
-    """Layer 2, self-correction, on this rank's problems, after the Layer-1 update. Its decisions, and why:
+def correction_layer(run, batch, l1, args, rng):
+    """Layer 2, self-correction, on this rank's problems, after Layer 1's update. l1: what grpo_layer
+    computed. Its decisions, and why:
 
     1. Who gets a correction round (--l2-inputs): the wrong Layer-1 answers (not is_correct); correcting
        a right one teaches little and costs H rollouts. `all`: every answer, to teach "keep it right" too.
@@ -341,93 +342,92 @@ def correction_layer(run, batch, prompts, answers, correct1, args, rng, log, l1_
     3. H corrections per q', sampled from the policy that Layer 1 has just updated.
     4. Advantages over all H corrections of a q', before selection: a success counts for more in a group
        where few succeed.
-    5. Selection (select_corrections; --l2-select successful, the paper): train only on the corrections
-       that are correct, and of those only the ones with a positive advantage, which the update pushes up.
-       A group whose corrections all succeed has advantage 0: it carries no policy gradient, and counting
-       its samples in the mean would shrink every other group's step by an amount that changes from batch
-       to batch. With a 0/1 reward every other correct correction has A > 0; with a graded one (CORRECT < 1)
-       a correct answer below its group's mean has A < 0, and training on it would push a success down.
-       `all`: every correction, plain GRPO on q' as Layer 1 is on q (all-equal groups count in the mean,
-       and with β > 0 carry the KL gradient). With --mask-truncated, `successful` also leaves out the
-       corrections cut off at --max-new-tokens: a correction that never finished is no success, and a
-       zero-gradient sample in the mean would shrink the others' step, as above.
+    5. Selection (select_corrections; --l2-select successful, the paper): only the correct corrections with a
+       positive advantage, which the update pushes up. A group whose corrections all succeed has advantage 0:
+       it carries no policy gradient, and counting it in the mean would shrink every other group's step by an
+       amount that changes from batch to batch. With a graded reward (CORRECT < 1) a correct answer below its
+       group's mean has A < 0: training on it would push a success down. `all`: every correction, plain GRPO
+       on q' as Layer 1 is on q. With --mask-truncated, `successful` also leaves out the corrections cut off
+       at --max-new-tokens: one that never finished is no success.
     6. One update (policy_update) on the trained corrections, πθ_old and πref as in Layer 1. Layer 2's N
        (J's 1/N, --l2-loss-norm): 'trained', the corrections trained in this step over all ranks (token-mean:
-       their tokens); 'batch', Layer 1's N (B·G; token-mean: Layer 1's tokens), `l1_N`, the same every step.
+       their tokens), so a lone success gets the whole step's weight; 'batch', Layer 1's N (B·G; token-mean:
+       Layer 1's tokens), the same every step.
 
-    prompts: B Layer-1 prompt id lists; answers: B*G Layer-1 completion id lists, group-major; correct1:
-    [B*G] bool. Writes the l2_* entries (and sec_gen2, ...) into `log`. A rank may have no q'
-    at all; it still takes part in every collective, or the other ranks would wait for it forever."""
+    Returns what it computed: chosen (the answers that got a q'), n_q (q' on all ranks), rewards [n, H],
+    corrections (n*H id lists, group-major), truncated [n, H], n_trained (over all ranks), update (None
+    without one); None when no rank had a q'. A rank without q' still joins every collective, or the
+    others would wait for it forever."""
     tk, G, H = run.tk, args.G, args.H
-    chosen = [i for i in range(len(answers)) if args.l2_inputs == "all" or not correct1[i]]      # 1.
-    (n_q,) = all_reduce([len(chosen)])                                  # q' on all ranks
-    begin_layer2_log(log, n_q)
+    correct1 = is_correct(l1.rewards).flatten()                                     # [B*G]
+    chosen = [i for i in range(len(l1.answers)) if args.l2_inputs == "all" or not correct1[i]]      # 1.
+    (n_q,) = all_reduce([len(chosen)])                                              # q' on all ranks
     if not n_q:
-        return
-    q_prime = [build_correction_prompt(prompts[i // G], tk.strip_stop(answers[i]),                # 2.
+        return None
+    q_prime = [build_correction_prompt(l1.prompts[i // G], tk.strip_stop(l1.answers[i]),            # 2.
                                        tk.guides[rng.randrange(len(tk.guides))]) for i in chosen]
-    with phase(log, "gen2", args):                                                                # 3.
-        corrections = sample(run, q_prime, H, args)                             # len(chosen)*H, group-major
-    with phase(log, "reward2", args):
-        r2 = score(run, corrections, [batch[i // G] for i in chosen for _ in range(H)]).view(len(chosen), H)
-    A2 = group_advantages(r2, scale=args.scale_rewards,                                           # 4.
-                          batch_std=std_over_ranks(r2) if args.scale_rewards == "batch" else None)
-    cut2 = is_truncated(corrections, tk.stop, args.max_new_tokens).view(-1, H)     # [len(chosen), H]
-    selected = select_corrections(r2, A2, args.l2_select, cut2 if args.mask_truncated else None)  # 5.
-    trained = selected.flatten().nonzero().flatten().tolist()                     # rows of `corrections`
-    (n_trained,) = all_reduce([len(trained)])                          # on all ranks
-    layer2_log(log, r2, n_trained, correct1[chosen], corrections, cut2, args)
-    if n_trained:                                                                                 # 6.
-        with phase(log, "update2", args):
-            st2 = policy_update(run, [q_prime[j // H] for j in trained], [corrections[j] for j in trained],
-                                A2.flatten()[trained], args,
-                                masked=cut2.flatten()[trained].tolist() if args.mask_truncated else None,
-                                N=l1_N if args.l2_loss_norm == "batch" else None)
-        log.update(update_log("l2", st2))
+    with phase(run, "gen2", args):                                                                  # 3.
+        corrections = sample(run, q_prime, H, args)                                 # len(chosen)*H, group-major
+    with phase(run, "reward2", args):
+        rewards = score(run, corrections, [batch[i // G] for i in chosen for _ in range(H)]).view(len(chosen), H)
+    advantages = group_advantages(rewards, scale=args.scale_rewards, batch_std=std_over_ranks(rewards))  # 4.
+    truncated = is_truncated(corrections, tk.stop, args.max_new_tokens).view(-1, H)     # [len(chosen), H]
+    selected = select_corrections(rewards, advantages, args.l2_select,                              # 5.
+                                  truncated if args.mask_truncated else None)
+    trained = selected.flatten().nonzero().flatten().tolist()                       # rows of `corrections`
+    (n_trained,) = all_reduce([len(trained)])                                       # on all ranks
+    update = None
+    if n_trained:                                                                                   # 6.
+        with phase(run, "update2", args):
+            update = policy_update(run, [q_prime[j // H] for j in trained], [corrections[j] for j in trained],
+                                   advantages.flatten()[trained], args,
+                                   excluded=truncated.flatten()[trained].tolist() if args.mask_truncated else None,
+                                   N=l1.update["N"] if args.l2_loss_norm == "batch" else None)
+    return SimpleNamespace(chosen=chosen, n_q=n_q, rewards=rewards, corrections=corrections, truncated=truncated,
+                           correct_before=correct1[chosen], n_trained=n_trained, update=update)
 
 
-def policy_update(run, prompts, completions, adv, args, masked=None, N=None):
-    """One layer's update: --mu optimizer steps on the same rollouts, each accumulating the gradient of
-    -J over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages; masked: n bools,
-    the completions whose tokens get no term in J (--mask-truncated), though they still count in its
-    1/N (token-mean: their tokens do not), as in TRL. N: J's normaliser as (sequences, tokens) over all
-    ranks; None: this update's own. Returns the means over the steps of kl, clip_frac, loss and grad_norm,
-    the padding fraction (pad_frac), how many optimizer steps were skipped as non-finite (skipped) and
-    the N it used."""
-    mbs, pad_frac, N = plan_micro_batches(run, prompts, completions, adv, args, masked, N)   # see its docstring
+def policy_update(run, prompts, completions, adv, args, excluded=None, N=None):
+    """One layer's update of πθ: --mu optimizer steps on the same rollouts, each on the gradient of -J
+    accumulated over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages;
+    excluded: n bools, the completions whose tokens get no term in J (--mask-truncated), though they still
+    count in its 1/N (token-mean: their tokens do not), as in TRL; N: J's normaliser (sequences, tokens) over
+    all ranks, None for this update's own. Returns the means over the --mu steps of kl, clip_frac, loss and
+    grad_norm, the padding fraction (pad_frac), how many steps were skipped as non-finite (skipped) and N."""
+    mbs, own_N, pad_frac = plan_micro_batches(run, prompts, completions, adv, args, excluded)   # packed rows
+    # J's 1/N spans every micro-batch on every rank: each micro-batch's loss (a mean over its own sequences,
+    # or tokens) is weighted by its share of N, so that the summed gradients are one pass over the layer.
+    N = N or own_N
+    weights = [micro_batch_weight(mb.n_seq, mb.n_tok, *N, args.loss_agg) for mb in mbs]
     ref_lp = frozen_logprobs(run, run.ref, mbs, args) if args.beta > 0 else [None] * len(mbs)    # log πref
     old_lp = frozen_logprobs(run, run.policy, mbs, args) if args.mu > 1 else [None] * len(mbs)   # log πθ_old
-
-    stats = {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0}   # sums of 0-d tensors until the end
-    skipped = 0
+    passes, terms = [], []
     for _ in range(args.mu):
         run.opt.zero_grad(set_to_none=True)
         pass_loss = 0.0
-        for mb, ref, old in zip(mbs, ref_lp, old_lp):
+        for mb, w, ref, old in zip(mbs, weights, ref_lp, old_lp):
             with autocast(run.device):
                 lp = token_logprobs(run.policy, mb.ids, mb.mask, mb.comp, args.temperature)   # log πθ [b, L]
             # With mu == 1, πθ_old is the current policy: ρ == 1, and its gradient is the policy gradient.
             old = lp.detach() if old is None else old
             loss, st = grpo_loss(lp, old, ref, mb.adv, mb.scored, args.clip_eps, args.beta, args.loss_agg,
                                  args.clip_eps_high, args.importance_sampling, args.max_new_tokens)
-            accumulate_gradient(loss * mb.weight)          # this micro-batch's share of the layer's -J
-            pass_loss = pass_loss + loss.detach() * mb.weight
-            stats["kl"] += st["kl"] * mb.token_share / args.mu        # means over the layer's tokens
-            stats["clip_frac"] += st["clip_frac"] * mb.token_share / args.mu
-        norm, pass_loss, bad = optimizer_step(run, pass_loss, args)     # clip, then AdamW unless non-finite
-        skipped += bad
-        stats["grad_norm"] += norm / args.mu
-        stats["loss"] += pass_loss / args.mu
-
+            # this micro-batch's share of the layer's -J; times the ranks, since FSDP averages gradients over them
+            (loss * w * world()).backward()
+            pass_loss = pass_loss + loss.detach() * w
+            terms.append((st, mb.token_share))
+        # --max-grad-norm 0: no clipping (an infinite bound only measures the norm)
+        norm = torch.nn.utils.clip_grad_norm_(run.policy.parameters(), args.max_grad_norm or math.inf)
+        passes.append(guard_non_finite(run, norm, pass_loss))    # norm and loss over all ranks; finite?
+        if passes[-1].finite:                    # a NaN or inf (a bf16 overflow) would ruin AdamW's state
+            run.opt.step()
     run.opt.zero_grad(set_to_none=True)
-    sync_rollout_model(run)                                 # the next rollouts come from the updated πθ
-    return {**update_stats(stats, skipped, pad_frac), "N": N}
+    sync_rollout_model(run)                      # the next rollouts, Layer 2's included, come from the new πθ
+    return update_stats(passes, terms, pad_frac, N, args.mu)
 
 
 # -----------------------------------------------------------------------------
 # Log-probs: log πθ(o_t | q, o_<t) per completion token, for the rollouts, πθ_old, πref and the gradient.
-# Never fp32 logits over the whole vocabulary for a whole batch: only for `chunk` tokens at a time,
-# recomputed in backward (Part II: "Log-prob internals").
 
 
 def token_logprobs(model, ids, mask, comp, temperature=1.0, chunk=1024):
@@ -438,8 +438,15 @@ def token_logprobs(model, ids, mask, comp, temperature=1.0, chunk=1024):
     h = final_hidden_states(model, ids, mask)                                                      # [b, L, d]
     hs, ts = h[:, :-1][comp[:, 1:]], ids[comp]     # [n, d] states that predict completion tokens; [n] those tokens
     head = model.get_output_embeddings()
-    f = (lambda *x: checkpoint(_chunk_logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else _chunk_logp
-    parts = [f(head, hs[i:i + chunk], ts[i:i + chunk], temperature, model.config) for i in range(0, len(ts), chunk)]
+
+    def logp(h, t):                              # [c, d], [c] -> [c]: log softmax(z / T) at the sampled token
+        z = output_logits(head, h, model.config) / temperature                  # [c, V] fp32
+        return z.gather(-1, t[:, None]).squeeze(-1) - z.logsumexp(-1)
+
+    # fp32 logits over the whole vocabulary for `chunk` tokens at a time, never for the whole batch, and
+    # under a gradient recomputed in backward instead of kept
+    f = (lambda *x: checkpoint(logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else logp
+    parts = [f(hs[i:i + chunk], ts[i:i + chunk]) for i in range(0, len(ts), chunk)]
     out = torch.zeros(comp.shape, dtype=torch.float32, device=ids.device)
     out[comp] = torch.cat(parts)
     return out
@@ -450,33 +457,16 @@ def token_logprobs(model, ids, mask, comp, temperature=1.0, chunk=1024):
 
 
 def train(run, train_set, eval_sets, args, rng, start, progress):
-    """Steps start+1 .. --steps: each trains on --batch-size questions (this rank's share), evaluates every
-    --eval-every steps and at the end, appends one line to log.jsonl, and saves a checkpoint every
-    --save-every steps and at the end. progress['step'] is the step in progress (for a stop's message).
-    Returns the last step's log."""
-    from tqdm.auto import tqdm  # ships with transformers
-    log_path = os.path.join(args.output_dir, "log.jsonl")
-    bar = tqdm(range(start, args.steps), initial=start, total=args.steps, desc="mgrpo", dynamic_ncols=True,
-               disable=not is_main())
-    for step in bar:
-        done = progress["step"] = step + 1
-        batch = [train_set[i] for i in my_share(batch_indices(step, args.batch_size, len(train_set), args.seed))]
-        t0 = time.time()
-        log = {"step": done, **train_step(run, batch, args, rng)}
-        log.update(sec_step=round(time.time() - t0, 3), eval=None, sec_eval=None)
-        if eval_sets and ((args.eval_every and done % args.eval_every == 0) or done == args.steps):
-            with phase(log, "eval", args):
-                log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{done:06d}.jsonl")
-            if is_main():
-                for name, m in log["eval"].items():
-                    tqdm.write(f"step {done} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
-        r2 = log.get("l2_reward")
-        bar.set_postfix(r1=f"{log['l1_reward']:.2f}", r2="-" if r2 is None else f"{r2:.2f}", kl=f"{log['l1_kl']:.3f}")
-        with stop_held():               # a stop waits for the step's log line and checkpoint to be whole
-            if is_main():
-                append_log(log_path, log)
-            if (args.save_every and done % args.save_every == 0) or done == args.steps:
-                save_checkpoint(args.output_dir, done, run, rng, args)
+    """Steps start+1 .. --steps: each trains on --batch-size questions (this rank's share) and evaluates every
+    --eval-every steps and at the end; end_step writes its log line and checkpoints. progress: the step in
+    progress, for a stop's message. Returns the last step's log."""
+    for step in steps_with_progress(start, args, progress):                 # a progress bar over the steps
+        batch = [train_set[i] for i in my_share(batch_indices(step - 1, args.batch_size, len(train_set), args.seed))]
+        log = {"step": step, **train_step(run, batch, args, rng)}
+        if eval_sets and ((args.eval_every and step % args.eval_every == 0) or step == args.steps):
+            log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{step:06d}.jsonl")
+        # log.jsonl's line, then a checkpoint every --save-every steps and at the end (stop signals wait for both)
+        log = end_step(run, log, rng, args, progress)
     return log
 
 
@@ -518,8 +508,9 @@ def evaluate(run, problems, args, path):
 
 def evaluate_sets(run, eval_sets, args, filename):
     """Every evaluation set: {name: metrics}, and its per-problem file (filename with {name} filled in)."""
-    return {name: evaluate(run, problems, args, os.path.join(args.output_dir, filename.format(name=name)))
-            for name, problems in eval_sets.items()}
+    with phase(run, "eval", args):
+        return {name: evaluate(run, problems, args, os.path.join(args.output_dir, filename.format(name=name)))
+                for name, problems in eval_sets.items()}
 
 
 def self_correction_metrics(correct_t1, correct_t2):
@@ -714,11 +705,6 @@ def output_logits(head, h, config):
     return z
 
 
-def _chunk_logp(head, h, targets, temperature, config):
-    logits = output_logits(head, h, config) / temperature          # [chunk, V]
-    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(-1)
-
-
 def final_hidden_states(model, ids, mask):
     """[b, L, d] hidden states after the last layer, from the model's own forward (under FSDP its hooks
     gather the weights and reduce the gradients) with its logits cut to one position."""
@@ -790,38 +776,37 @@ def micro_batches(lengths, budget):
     return mbs
 
 
-def plan_micro_batches(run, prompts, completions, adv, args, masked=None, N=None):
+def plan_micro_batches(run, prompts, completions, adv, args, excluded=None):
     """This rank's rollouts of one layer cut into micro-batches of at most --micro-tokens (micro_batches)
-    and packed. Returns (mbs, pad_frac, N): mbs a list of namespaces with ids, mask, comp, scored ([b, L] each), adv
-    ([b]) and weight (micro_batch_weight, with the layer's sequences and completion tokens summed over
-    all ranks, or N = (sequences, tokens) when given) and token_share (its share of the layer's scored tokens,
-    for the statistics); pad_frac the share of the computed tokens that are padding; N the normaliser used. `scored` is comp without the masked completions: the
-    tokens that have a term in J.
+    and packed. Returns (mbs, N, pad_frac): mbs a list of namespaces with ids, mask, comp, scored ([b, L]
+    each), adv ([b]), n_seq and n_tok (its sequences, and the completion tokens J counts) and token_share
+    (its share of the layer's counted tokens, for the statistics); N the layer's (sequences, counted tokens)
+    over all ranks; pad_frac the share of the computed tokens that are padding. `scored` is comp without the
+    excluded completions: the tokens that have a term in J.
 
     Many GPUs: summing the normalisers over all ranks makes an update on N ranks equal one process's update
     on the union of their rollouts; and each rank runs as many micro-batches as the busiest one (FSDP would
     wait forever otherwise): the extra ones are empty, zero-weight passes on a one-token stand-in."""
     lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
-    counted = [0 if masked and masked[i] else len(c) for i, c in enumerate(completions)]   # tokens J counts
+    counted = [0 if excluded and excluded[i] else len(c) for i, c in enumerate(completions)]   # tokens J counts
     rows = micro_batches(lengths, args.micro_tokens)
     n_seq, n_tok, real, computed, n_mb = all_reduce([len(completions), sum(counted), sum(lengths),
                                                      sum(len(mb) * lengths[mb[0]] for mb in rows)], "sum") + \
         all_reduce([len(rows)], "max")
     rows += [[]] * (int(n_mb) - len(rows))
-    N = N or (n_seq, n_tok)
     pad, mbs = run.tk.pad, []
     for mb in rows:
         ids, mask, comp = pack([prompts[i] for i in mb], [completions[i] for i in mb], pad, run.device) if mb else \
             pack([[pad]], [[pad]], pad, run.device)
         scored = comp
-        if masked:                                 # log-probs are still computed, so every pass has a graph
+        if excluded:                               # log-probs are still computed, so every pass has a graph
             scored = comp.clone()
-            scored[[j for j, i in enumerate(mb) if masked[i]]] = False
+            scored[[j for j, i in enumerate(mb) if excluded[i]]] = False
+        mb_tok = sum(counted[i] for i in mb)
         mbs.append(SimpleNamespace(
             ids=ids, mask=mask, comp=comp, scored=scored, adv=adv[mb].to(run.device) if mb else torch.zeros(1, device=run.device),
-            weight=micro_batch_weight(len(mb), sum(counted[i] for i in mb), *N, args.loss_agg),
-            token_share=sum(counted[i] for i in mb) / n_tok if n_tok else 0.0))
-    return mbs, 1 - real / computed, N
+            n_seq=len(mb), n_tok=mb_tok, token_share=mb_tok / n_tok if n_tok else 0.0))
+    return mbs, (n_seq, n_tok), 1 - real / computed
 
 
 def frozen_logprobs(run, model, mbs, args):
@@ -835,37 +820,23 @@ def frozen_logprobs(run, model, mbs, args):
     return out
 
 
-def accumulate_gradient(loss):
-    """Backward of one micro-batch's weighted loss. Times the ranks, since FSDP averages gradients over
-    them and the weights already divide by the whole layer."""
-    (loss * world()).backward()
-
-
 MAX_BAD_STEPS = 5  # non-finite optimizer steps in a row before the run stops
 
 
-def optimizer_step(run, pass_loss, args):
-    """The end of one of --mu passes: clip the gradient to --max-grad-norm, sum the loss over the ranks (one
-    host sync per step), then step_unless_non_finite. Returns (grad_norm, loss, 1 if skipped else 0)."""
-    norm = torch.nn.utils.clip_grad_norm_(run.policy.parameters(), args.max_grad_norm)
-    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm      # FSDP: the global norm
-    (pass_loss,) = all_reduce([pass_loss])
-    return norm, pass_loss, step_unless_non_finite(run, norm, pass_loss)
-
-
-def step_unless_non_finite(run, grad_norm, loss):
-    """run.opt.step(), unless the loss or the gradient norm is not finite (a bf16 overflow, a corrupt batch):
-    inside AdamW one NaN would ruin the weights for good. Returns 1 for a skipped step, else 0. MAX_BAD_STEPS
-    skipped in a row end the run (exit 1) before a checkpoint can hold NaN."""
-    if torch.isfinite(grad_norm) and math.isfinite(loss):
-        run.opt.step()
-        run.bad_steps = 0
-        return 0
-    run.bad_steps += 1
+def guard_non_finite(run, norm, loss):
+    """Before one of policy_update's optimizer steps: the gradient norm over all ranks (FSDP's is a DTensor),
+    the pass's loss summed over the ranks (one host sync per step), and whether both are finite. A NaN or inf
+    (a bf16 overflow, a corrupt batch) skips the step, since inside AdamW one NaN would ruin the weights for
+    good; MAX_BAD_STEPS skipped in a row end the run (exit 1) before a checkpoint can hold NaN. Returns
+    (norm, loss, finite) as a namespace."""
+    norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+    (loss,) = all_reduce([loss])
+    finite = bool(torch.isfinite(norm)) and math.isfinite(loss)
+    run.bad_steps = 0 if finite else run.bad_steps + 1
     if run.bad_steps >= MAX_BAD_STEPS:
         die(f"{run.bad_steps} optimizer steps in a row had a non-finite loss or gradient; stopping "
             "(the checkpoints written so far are finite; resume from the last one)", code=1)
-    return 1
+    return SimpleNamespace(norm=norm, loss=loss, finite=finite)
 
 
 def sync_rollout_model(run):
@@ -878,15 +849,44 @@ def sync_rollout_model(run):
                 dst.copy_(src.to(dst.dtype).full_tensor() if hasattr(src, "full_tensor") else src)
 
 
-def update_stats(stats, skipped, pad_frac):
-    """policy_update's return: kl and clip_frac summed over the ranks, the rest as they are."""
-    kl, clip_frac = all_reduce([stats["kl"], stats["clip_frac"]])
-    return {"kl": kl, "clip_frac": clip_frac, "grad_norm": float(stats["grad_norm"]), "loss": stats["loss"],
-            "skipped": skipped, "pad_frac": pad_frac}
+def update_stats(passes, terms, pad_frac, N, mu):
+    """policy_update's return: the means over its --mu passes (guard_non_finite's) of grad_norm and loss, kl and
+    clip_frac (means over the layer's tokens: each micro-batch's weighted by its token_share, summed over the
+    ranks), skipped (the non-finite passes), pad_frac and N."""
+    kl = clip_frac = grad_norm = loss = 0.0
+    for st, share in terms:
+        kl += st["kl"] * share / mu
+        clip_frac += st["clip_frac"] * share / mu
+    for p in passes:
+        grad_norm += p.norm / mu
+        loss += p.loss / mu
+    kl, clip_frac = all_reduce([kl, clip_frac])
+    return {"kl": kl, "clip_frac": clip_frac, "grad_norm": float(grad_norm), "loss": loss,
+            "skipped": sum(not p.finite for p in passes), "pad_frac": pad_frac, "N": N}
 
 
 # -----------------------------------------------------------------------------
 # The log: the same keys every step, null where there was nothing to measure.
+
+
+def zero_std_groups(rewards):
+    """rewards [n_groups, group_size] -> how many groups have all-equal rewards: their advantages are 0, so
+    they carry no policy gradient (TRL's frac_reward_zero_std is this count over n_groups)."""
+    return int((rewards.amax(-1) == rewards.amin(-1)).sum())
+
+
+def step_log(run, l1, l2, args):
+    """train_step's log entries, over all ranks: Layer 1's (l1: what grpo_layer returned), with --layers 2
+    Layer 2's (l2: what correction_layer returned, None when no rank had a q'), then each phase's seconds."""
+    r_sum, n, tok, n_cut, flat = all_reduce([l1.rewards.sum(), l1.rewards.numel(), sum(map(len, l1.answers)),
+                                             l1.truncated.sum(), zero_std_groups(l1.rewards)])
+    log = dict(l1_reward=r_sum / n, **update_log("l1", l1.update), l1_tokens=int(tok), l1_truncated=int(n_cut),
+               l1_zero_std_frac=flat / (n / args.G))
+    phases = ["gen1", "reward1", "update1"]
+    if args.layers == 2:
+        log.update(layer2_log(l2, args))
+        phases += ["gen2", "reward2", "update2"]
+    return {**log, **{f"sec_{p}": run.seconds.pop(p, None) for p in phases}}
 
 
 def update_log(layer, stats):
@@ -897,33 +897,62 @@ def update_log(layer, stats):
             f"{layer}_skipped": stats["skipped"] if stats else 0}
 
 
-def begin_layer2_log(log, n_q):
-    """Every l2_* entry of correction_layer: counts 0, the rest null, and l2_groups = n_q (the q' of all
-    ranks), so that every step logs the same keys whatever Layer 2 finds to do."""
-    log.update(dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "l2_zero_std_frac", "sec_gen2",
-                              "sec_reward2", "sec_update2"]),
-               l2_groups=0, l2_groups_kept=0, l2_samples_kept=0, l2_samples_trained=0, l2_tokens=0,
-               l2_truncated=0, **update_log("l2", None))
-    log["l2_groups"] = int(n_q)
-
-
-def layer2_log(log, r2, n_trained, correct_before, corrections, truncated, args):
-    """Layer 2's statistics over all ranks, into `log`. r2: [n, H] rewards of this rank's corrections;
-    n_trained: the corrections trained on all ranks; correct_before: [n] bool, whether the answer in each q' was
-    correct (the correction rate counts only the q' of wrong answers); corrections: the n*H id lists;
-    truncated: [n, H] bool, the corrections cut off at --max-new-tokens."""
+def layer2_log(l2, args):
+    """Layer 2's log entries over all ranks, from what correction_layer returned; with no q' on any rank
+    (l2 None) counts 0 and the rest null, so that every step logs the same keys. l2_correction_rate counts
+    only the q' of wrong answers (l2.correct_before: whether the answer in each q' was correct)."""
+    if l2 is None:
+        return {**dict.fromkeys(["l2_reward", "l2_keep_frac", "l2_correction_rate", "l2_zero_std_frac"]),
+                **dict.fromkeys(["l2_groups", "l2_groups_kept", "l2_samples_kept", "l2_samples_trained", "l2_tokens",
+                                 "l2_truncated"], 0), **update_log("l2", None)}
+    r2 = l2.rewards                                      # [n, H]
     # kept: what selection keeps before its A > 0 filter (the correct corrections; with 'all', every one)
     kept = is_correct(r2) if args.l2_select == "successful" else torch.ones_like(r2, dtype=torch.bool)
-    of_wrong = r2[~correct_before]                       # [n', H] rewards of the corrections of wrong answers
+    of_wrong = r2[~l2.correct_before]                    # [n', H] rewards of the corrections of wrong answers
     r2_sum, groups_kept, n_kept, tok2, fixed, n_of_wrong, n_cut, flat = all_reduce(
-        [r2.sum(), kept.any(-1).sum(), kept.sum(), sum(map(len, corrections)),
-         is_correct(of_wrong).sum(), of_wrong.numel(), truncated.sum(), zero_std_groups(r2)])
-    n_chosen = log["l2_groups"]
-    log.update(l2_reward=r2_sum / (n_chosen * r2.shape[1]), l2_groups_kept=int(groups_kept),
-               l2_zero_std_frac=flat / n_chosen,
-               l2_samples_kept=int(n_kept), l2_samples_trained=int(n_trained), l2_keep_frac=groups_kept / n_chosen,
-               l2_tokens=int(tok2), l2_correction_rate=fixed / n_of_wrong if n_of_wrong else None,
-               l2_truncated=int(n_cut))
+        [r2.sum(), kept.any(-1).sum(), kept.sum(), sum(map(len, l2.corrections)),
+         is_correct(of_wrong).sum(), of_wrong.numel(), l2.truncated.sum(), zero_std_groups(r2)])
+    n_q = int(l2.n_q)
+    return {"l2_reward": r2_sum / (n_q * args.H), "l2_keep_frac": groups_kept / n_q,
+            "l2_correction_rate": fixed / n_of_wrong if n_of_wrong else None, "l2_zero_std_frac": flat / n_q,
+            "l2_groups": n_q, "l2_groups_kept": int(groups_kept), "l2_samples_kept": int(n_kept),
+            "l2_samples_trained": int(l2.n_trained), "l2_tokens": int(tok2), "l2_truncated": int(n_cut),
+            **update_log("l2", l2.update)}
+
+
+def steps_with_progress(start, args, progress):
+    """Steps start+1 .. --steps for train(), under a progress bar on rank 0 (end_step shows r1, r2 and the KL
+    on it). progress['step'] is the step in progress, for a stop's message."""
+    from tqdm.auto import tqdm  # ships with transformers
+    progress["bar"] = tqdm(range(start + 1, args.steps + 1), initial=start, total=args.steps, desc="mgrpo",
+                           dynamic_ncols=True, disable=not is_main())
+    for step in progress["bar"]:
+        progress.update(step=step, t0=time.time())
+        yield step
+
+
+def end_step(run, log, rng, args, progress):
+    """The end of a training step: its log line, with sec_step (the step without its evaluation) and
+    sec_eval; the evaluation's metrics on the terminal and the progress bar's numbers; then one line in
+    log.jsonl and, every --save-every steps and at the end, a checkpoint, both whole even if a stop signal
+    arrives meanwhile (stop_held). Returns the log line."""
+    from tqdm.auto import tqdm
+    sec_eval = run.seconds.pop("eval", None) if "eval" in log else None
+    step, sec_step = log["step"], round(time.time() - progress["t0"] - (sec_eval or 0), 3)
+    log = {**{k: v for k, v in log.items() if k != "eval"}, "sec_step": sec_step, "eval": log.get("eval"),
+           "sec_eval": sec_eval}
+    for name, m in (log["eval"] or {}).items():
+        if is_main():
+            tqdm.write(f"step {step} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+    r2 = log.get("l2_reward")
+    progress["bar"].set_postfix(r1=f"{log['l1_reward']:.2f}", r2="-" if r2 is None else f"{r2:.2f}",
+                                kl=f"{log['l1_kl']:.3f}")
+    with stop_held():               # a stop waits for the step's log line and checkpoint to be whole
+        if is_main():
+            append_log(os.path.join(args.output_dir, "log.jsonl"), log)
+        if (args.save_every and step % args.save_every == 0) or step == args.steps:
+            save_checkpoint(args.output_dir, step, run, rng, args)
+    return log
 
 
 # -----------------------------------------------------------------------------
@@ -995,7 +1024,8 @@ def setup(args, reward=None):
       device   where rollouts and forward passes run
       reward   reward(completion_text, problem_row) -> float in [0, 1]: the `reward` given, else rule_reward
       cache_len  the static KV cache's length (main sets it on CUDA), None for a dynamic cache
-      bad_steps  non-finite optimizer steps in a row (step_unless_non_finite)
+      bad_steps  non-finite optimizer steps in a row (guard_non_finite)
+      seconds  the seconds of each phase of the step in progress (phase), until the log takes them
     With several ranks, the policy and the reference are read into CPU memory and sharded onto the GPUs
     layer by layer, and every rank holds a full rollout copy."""
     import huggingface_hub
@@ -1021,7 +1051,7 @@ def setup(args, reward=None):
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     policy.train()          # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
     return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device,
-                           reward=reward or rule_reward, bad_steps=0, cache_len=None)
+                           reward=reward or rule_reward, bad_steps=0, cache_len=None, seconds={})
 
 
 # -----------------------------------------------------------------------------
@@ -1453,8 +1483,8 @@ PHASES = {"gen1": "Layer-1 rollouts", "reward1": "Layer-1 rewards", "update1": "
 
 
 @contextlib.contextmanager
-def phase(log, name, args):
-    """Times one phase into log['sec_' + name]. Running out of GPU memory in it ends the run with one
+def phase(run, name, args):
+    """Times one phase into run.seconds[name] (the log's sec_<name>). Running out of GPU memory in it ends the run with one
     line (exit 1) naming the phase and the flags that lower its memory; no checkpoint is being
     written during a phase, so the ones on disk are intact."""
     t = time.time()
@@ -1470,7 +1500,7 @@ def phase(log, name, args):
             smaller = {"gen_batch": max(args.gen_batch // 2, 1)}
         die(f"out of GPU memory in {PHASES[name]}: {lower}; {how_to_go_on(args, **smaller)}", code=1,
             every_rank=True)
-    log[f"sec_{name}"] = round(time.time() - t, 3)
+    run.seconds[name] = round(time.time() - t, 3)
 
 
 class RunStopped(BaseException):
@@ -1855,8 +1885,7 @@ def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
             run.cache_len = static_cache_len(longest_prompt, args.max_new_tokens, run.tk.guides)
 
         if args.eval_only:
-            with phase({}, "eval", args):
-                m = evaluate_sets(run, eval_sets, args, "eval_only-{name}.jsonl")
+            m = evaluate_sets(run, eval_sets, args, "eval_only-{name}.jsonl")
             if is_main():
                 print(json.dumps({"eval": m}))
             return m

@@ -97,6 +97,43 @@ def test_equation_map_names_part_one_functions_in_file_order():
     assert len(named) >= 12
 
 
+def part_two_names_missing_from_the_preamble(source):
+    """The Part II names (its functions, classes and constants), and the run.* and tk.* fields, that Part I
+    of `source` uses but its opening list does not name."""
+    import ast
+    lines = source.splitlines()
+    start = lines.index("# PART I: THE ALGORITHM")
+    end = next(i for i, line in enumerate(lines) if line.startswith("# PART II"))
+    preamble = "\n".join(line for line in lines[start + 2:] if line.startswith("#"))     # up to the first code
+    preamble = preamble[:preamble.index("# ---")]
+    part_two = set()
+    for node in ast.parse("\n".join(lines[end:])).body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            part_two.add(node.name)
+        elif isinstance(node, ast.Assign):
+            part_two.update(t.id for t in node.targets if isinstance(t, ast.Name))
+    used, fields = set(), set()
+    for node in ast.walk(ast.parse("\n".join(lines[start:end]))):
+        if isinstance(node, ast.Name):
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in ("run", "tk"):
+            fields.add(f"{node.value.id}.{node.attr}")
+        elif isinstance(node, ast.Attribute) and ast.unparse(node.value) == "run.tk":
+            fields.add(f"tk.{node.attr}")
+    missing = [n for n in sorted(used & part_two) if not re.search(rf"\b{n}\b", preamble)]
+    return missing + [f for f in sorted(fields) if f not in preamble]
+
+
+def test_part_one_opens_with_every_part_two_name_it_uses():
+    import inspect
+    source = inspect.getsource(mgrpo)
+    assert part_two_names_missing_from_the_preamble(source) == []
+    # and the check sees a new use: Part I calling a Part II function, or reading a field, it does not list
+    planted = source.replace("    return step_log(run, l1, l2, args)",
+                             "    tensor_bytes(run.scratch)\n    return step_log(run, l1, l2, args)")
+    assert planted != source and part_two_names_missing_from_the_preamble(planted) == ["tensor_bytes", "run.scratch"]
+
+
 # -----------------------------------------------------------------------------
 # group_advantages
 
@@ -387,15 +424,17 @@ def test_a_masked_truncated_completion_contributes_exactly_zero_gradient(tiny, m
     # token-mean (its tokens do not count). KL on (β > 0), so the KL term of `cut` must vanish too.
     prompts, comps, adv = [[5, 6], [7, 8, 9]], [[20, 21, 22], [23, 24, 25, 26]], torch.tensor([0.8, -1.3])
     grads = []
-    monkeypatch.setattr(mgrpo, "optimizer_step", lambda run, loss, args: grads.append(
-        [p.grad.clone() for p in run.policy.parameters()]) or (torch.tensor(0.0), loss, 0))
-    for keep, masked in ((slice(0, 2), [False, True]), (slice(0, 1), None)):
-        (run, args) = tiny_run(tiny, beta=0.04, loss_agg=agg, mask_truncated=True)
+    guard = mgrpo.guard_non_finite              # called between the backward passes and the optimizer step
+    monkeypatch.setattr(mgrpo, "guard_non_finite", lambda run, norm, loss: grads.append(
+        [p.grad.clone() for p in run.policy.parameters()]) or guard(run, norm, loss))
+    for keep, excluded in ((slice(0, 2), [False, True]), (slice(0, 1), None)):
+        # --max-grad-norm 0: no clipping, so the two gradients compare as they are
+        (run, args) = tiny_run(tiny, beta=0.04, loss_agg=agg, mask_truncated=True, max_grad_norm=0.0)
         run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
         with torch.no_grad():
             for q in run.ref.parameters():
                 q.mul_(0.9)
-        mgrpo.policy_update(run, prompts[keep], comps[keep], adv[keep], args, masked=masked)
+        mgrpo.policy_update(run, prompts[keep], comps[keep], adv[keep], args, excluded=excluded)
     share = 0.5 if agg == "seq-mean-token-mean" else 1.0
     assert max(g.abs().max().item() for g in grads[1]) > 1e-4
     for a, b in zip(grads[0], grads[1]):          # float32 on rows padded differently: rounding only
@@ -1412,7 +1451,7 @@ def test_evaluation_asks_for_the_correction_with_the_first_guide(tiny, monkeypat
 
 def no_update(updates):
     """A stand-in for policy_update that records (completions, advantages) and trains nothing."""
-    return lambda run, prompts, comps, adv, args, masked=None, N=None: updates.append((comps, adv.tolist())) or \
+    return lambda run, prompts, comps, adv, args, excluded=None, N=None: updates.append((comps, adv.tolist())) or \
         {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0, "N": (1, 1)}
 
 

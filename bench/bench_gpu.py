@@ -97,7 +97,7 @@ def build(cfg, device, args, compile_decoder=False):
     if compile_decoder:
         policy.get_decoder().compile(dynamic=True)      # in place: parameter names stay as they are
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, device=device, bad_steps=0,
+    return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, device=device, bad_steps=0, seconds={},
                            tk=fake_tokens(cfg["vocab_size"], args.prompt_len))
 
 
