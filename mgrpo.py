@@ -9,12 +9,12 @@ MGRPO trains one policy πθ with two layers of GRPO in every step:
            asking to re-check the work), sample H corrections, keep the successful ones and push those
            up too -- on the same policy, with the same optimizer.
 
-One step (train_step: grpo_layer, then correction_layer), in pseudocode:
+One step (train_step: grpo_layer, then correction_layer), in pseudocode, over a batch of B questions:
 
   Layer 1:  for each question q:  o_1..o_G ~ πθ(·|q),  r_i = reward(o_i),  A = group_advantages(r)
-            θ <- AdamW step on -J(q, o, A)                                                   # policy_update
+            then, over all B·G answers: θ <- AdamW step on -J(q, o, A), gradient clipped     # policy_update
   Layer 2:  for each wrong o_i:   q' = q + o_i + p_guide,  c_1..c_H ~ πθ(·|q'),  A' = group_advantages(r')
-            θ <- AdamW step on -J(q', c, A'), only the c_j that are correct with A'_j > 0   # selection
+            then, over the c_j that are correct with A'_j > 0: θ <- AdamW step on -J(q', c, A')   # selection
 
 Equations and the function that computes each, in the order Part I defines them:
 
@@ -24,9 +24,9 @@ Equations and the function that computes each, in the order Part I defines them:
   ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)     grpo_loss()
   KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)       grpo_loss()
   J = 1/N Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}];  loss = -J    grpo_loss()
-      N: B·G in Layer 1 (B questions, G answers each; the paper's 1/G per question); in Layer 2 the
-      corrections trained, or B·G again (--l2-loss-norm); 1/N spans every micro-batch and rank
-                                                                  micro_batch_weight()
+      N: B·G in Layer 1 (B questions over all ranks, G answers each; the paper's 1/G per question); in
+      Layer 2 the corrections trained, or B·G again (--l2-loss-norm); --loss-agg token-mean divides by the
+      tokens instead. 1/N spans every micro-batch and rank; policy_update picks N   micro_batch_weight()
   q = template(user: question + INSTRUCTION) + generation prompt  layer1_prompt()
   q' = q + o + p_guide                                            build_correction_prompt()
   r = reward(completion, problem) in [0, 1]                       score()
@@ -52,8 +52,9 @@ Deliberate choices (the reason is at the code; README.md, "Choices the paper lea
   - With --mu 1, πθ_old is πθ detached: ρ = 1, and the gradient is the policy gradient (plus the KL term's)
     (policy_update).
   - Log-probs at the sampling temperature, from the model's own output logits, so ρ, the KL and the
-    gradient refer to the distribution the rollouts came from (token_logprobs); dropout is off (load_model).
-  - fp32 master weights; bf16 autocast and a bf16 rollout copy on CUDA; πref is the initial --model.
+    gradient refer to the distribution the rollouts came from (token_logprobs), up to the bf16 rounding of
+    the rollout copy on CUDA, which --mu 1 (ρ = 1) leaves uncorrected; dropout is off (load_model).
+  - fp32 master weights; bf16 autocast, a bf16 rollout copy and a bf16 πref on CUDA; πref is the initial --model.
   - A reward is a number in [0, 1]; one threshold, CORRECT, decides what is correct everywhere.
 """
 
@@ -77,28 +78,42 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.checkpoint import checkpoint
+from torch.utils.checkpoint import checkpoint as recompute
 
 from verify import last_boxed, reward
 
 # =============================================================================
 # PART I: THE ALGORITHM
 # =============================================================================
-# Part I calls these names of Part II (a test keeps this list complete); what each is, so you need not look:
-#   run     the trainer's state (setup): run.policy πθ (fp32, trained), run.rollout (the copy that samples),
-#           run.ref πref (frozen), run.opt (AdamW), run.device, run.reward (reward function), run.tk (token ids:
-#           tk.prompt(question) is q, tk.guides the wrapped guides, tk.stop the stop ids, tk.strip_stop(o) o
-#           without its stop token, tk.text(ids) the text)
-#   args    the command line's flags (build_parser: --G, --H, --beta, --clip-eps, --mu, ...)
-#   sample(run, prompts, n, args)      n completions per prompt: id lists, group-major, stop token kept
-#   phase(run, name, args)             times a block (the log's sec_*); out of GPU memory -> one clear line
-#   all_reduce, std_over_ranks, world, is_main, my_share, gather   over the ranks of torchrun; trivial alone
-#   plan_micro_batches, frozen_logprobs, guard_non_finite, sync_rollout_model, update_stats   the update's
-#           machinery, each named where it is called
-#   autocast(device)                   bf16 compute on CUDA, plain fp32 on the CPU
-#   final_hidden_states, output_logits, checkpoint   the model's own forward, its own logits, recomputation
-#   step_log, steps_with_progress, end_step    the log line, the progress bar, log.jsonl and checkpoints
-#   batch_indices, eval_sampling_rng, write_jsonl, die     data order, evaluation's own random stream, files, errors
+# Part I calls these names of Part II (a test keeps the list complete). What each does, so you need not look:
+#   run   the trainer's state (setup): run.policy πθ, fp32 master weights; run.rollout, the copy that samples
+#         (bf16 on CUDA, refreshed after every update; on the CPU the policy itself); run.ref πref, the initial
+#         --model, frozen (bf16 on CUDA; None when β = 0); run.opt, AdamW over the policy (betas 0.9, 0.99, no
+#         weight decay, constant --lr); run.device; run.reward(text, problem); run.tk, token ids: tk.prompt(question)
+#         is q, tk.guides the guides in the chat template's turn markers, tk.stop the stop ids, tk.strip_stop(o)
+#         o without its stop token, tk.text(ids) the text
+#   args  the flags (build_parser), by default --G 8 --H 4 --lr 1e-6 --beta 0.04 --clip-eps 0.2 --mu 1
+#         --max-grad-norm 1.0 --temperature 1.0 --layers 2 (MGRPO) --l2-loss-norm trained
+#   sample(run, prompts, n, args)  n completions per prompt from run.rollout: pure samples at --temperature (no
+#         top-k, top-p or penalty), id lists, group-major, each cut after its stop token
+#   world, all_reduce, std_over_ranks, is_main, my_share, gather  the ranks of torchrun (FSDP2 shards the policy
+#         and averages gradients over them): their number, sums, std, rank 0, this rank's share of a list, all
+#         ranks' lists; in one process 1, the values themselves, ...
+#   plan_micro_batches  packs a layer's rows (prompt + completion, right-padded, longest first) into micro-batches
+#         of at most --micro-tokens tokens with padding, each with ids, mask (attention), comp (completion tokens),
+#         scored (comp without the excluded completions), adv, n_seq, n_tok (the tokens J counts) and token_share;
+#         returns them, the layer's N = (n_seq, n_tok) summed over all ranks, and the padding fraction. A rank
+#         with fewer micro-batches than the busiest gets empty stand-ins (weight 0), or FSDP would wait forever
+#   frozen_logprobs  token_logprobs without gradient for each micro-batch (log πref, log πθ_old)
+#   guard_non_finite  the gradient norm over all ranks and the loss summed over them, and whether both are
+#         finite (a NaN or inf skips the optimizer step; 5 skipped in a row end the run)
+#   sync_rollout_model, update_stats  copy πθ into run.rollout; policy_update's means over its --mu steps
+#   autocast(device)  bf16 compute on CUDA, fp32 on the CPU
+#   final_hidden_states, output_logits  the model's own forward up to its last hidden states; its own logits
+#         (lm_head, then the family's scaling or soft-cap)
+#   phase(run, name, args)  times a block (the log's sec_*); out of GPU memory: one line naming the flag to lower
+#   step_log, steps_with_progress, end_step, batch_indices, eval_sampling_rng, write_jsonl, die  the log line,
+#         the progress bar, log.jsonl and checkpoints, data order, evaluation's random stream, files, errors
 
 # -----------------------------------------------------------------------------
 # The GRPO maths: pure functions of tensors.
@@ -112,10 +127,9 @@ def group_advantages(rewards, eps=1e-4, scale="group", batch_std=None):
                std over all ranks' rewards), else that of `rewards`
       'none'   no division: Dr. GRPO (arXiv 2503.20783), since dividing by the group's std gives questions
                that are nearly always or nearly never solved the largest steps
-    Every std is a population std (no Bessel correction). A group of all-equal rewards gets exactly 0 (its
-    numerator is 0, and eps keeps the denominator positive), never NaN. Raises ValueError for another scale.
-    Example: rewards [[1, 0, 0, 0]], 'group': mean 0.25, std 0.433 -> [[1.732, -0.577, -0.577, -0.577]]
-    (to eps); 'none': [[0.75, -0.25, -0.25, -0.25]]."""
+    Population stds (no Bessel correction). An all-equal group gets exactly 0 (numerator 0, eps keeps the
+    denominator positive), never NaN. Raises ValueError for another scale. Example: rewards [[1, 0, 0, 0]],
+    'group': mean 0.25, std 0.433 -> [[1.732, -0.577, -0.577, -0.577]] (to eps); 'none': [[0.75, -0.25, ...]]."""
     r = rewards.float()
     mean = r.mean(-1, keepdim=True)                                       # [n_groups, 1]
     if scale == "group":
@@ -143,30 +157,30 @@ def is_correct(rewards):
 
 
 def select_corrections(rewards, advantages, mode, truncated=None):
-    """Layer-2 rewards and advantages [n_groups, H] -> bool mask [n_groups, H] of the corrections the
-    update trains on. 'successful' (the paper): the correct ones (is_correct) that have a positive
-    advantage, and, where `truncated` ([n_groups, H] bool) is given (--mask-truncated), that finished;
-    'all': every correction (plain GRPO on q'). correction_layer says why. Raises ValueError for another
-    mode."""
+    """Layer-2 rewards and advantages [n_groups, H] -> bool [n_groups, H], the corrections the update trains
+    on. 'successful': the paper trains on the successful corrections, read here as the correct ones
+    (is_correct) with a positive advantage and, where `truncated` ([n_groups, H] bool) is given
+    (--mask-truncated), that finished; 'all': every correction (plain GRPO on q'). correction_layer says
+    why. Raises ValueError for another mode."""
     if mode == "successful":
-        keep = is_correct(rewards) & (advantages > 0)
-        return keep if truncated is None else keep & ~truncated
+        train_on = is_correct(rewards) & (advantages > 0)
+        return train_on if truncated is None else train_on & ~truncated
     if mode == "all":
         return torch.ones_like(rewards, dtype=torch.bool)
     raise ValueError(f"unknown selection mode {mode!r}")
 
 
-def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg="seq-mean-token-mean", clip_eps_high=None,
+def grpo_loss(logp, old_logp, ref_logp, adv, scored, clip_eps, beta, agg="seq-mean-token-mean", clip_eps_high=None,
               importance_sampling="token", max_new_tokens=None):
     """-J: the clipped GRPO objective with a k3 KL penalty, negated so it can be minimised.
     logp, old_logp, ref_logp: [n_seq, T] log-probs under πθ, πθ_old, πref (ref_logp may be None when beta == 0);
-    adv: [n_seq]; mask: [n_seq, T], the tokens that have a term in J (completion tokens; padding and the
-    completions left out by --mask-truncated are 0). The defaults are the paper's objective; the last four
+    adv: [n_seq]; scored: [n_seq, T] bool, the tokens that have a term in J (completion tokens; padding and
+    the completions excluded by --mask-truncated are False). The defaults are the paper's objective; the last four
     arguments are the variants of docs/variants.md (agg: 'token-mean' DAPO, 'seq-mean-token-sum-norm' Dr. GRPO;
     clip_eps_high: DAPO's clip-higher, arXiv 2503.14476; importance_sampling 'sequence': GSPO, arXiv
-    2507.18071). Returns (-J, {"kl", "clip_frac"}: 0-d means over the masked-in tokens). Raises ValueError for
+    2507.18071). Returns (-J, {"kl", "clip_frac"}: 0-d means over the scored tokens). Raises ValueError for
     an unknown agg or importance_sampling."""
-    mask = mask.bool()
+    mask = scored.bool()
     # Padding may hold anything (even inf): zero the log-ratios there *before* exp, or NaN would leak into
     # the gradient through 0 * inf in backward.
     log_ratio = torch.where(mask, logp - old_logp, 0.0)                 # log ρ [n, T]
@@ -186,21 +200,21 @@ def grpo_loss(logp, old_logp, ref_logp, adv, mask, clip_eps, beta, agg="seq-mean
         d = torch.where(mask, ref_logp - logp, 0.0)                     # log(πref/πθ)
         kl = torch.exp(d) - d - 1                                       # k3: πref/πθ - log(πref/πθ) - 1
     per_token = torch.where(mask, surrogate - beta * kl, 0.0)           # [n, T]
-    n_tok = mask.sum(-1)                                                # |o_i| [n]
+    lengths = mask.sum(-1)                                              # |o_i| [n]
     # ---- the aggregation: the paper's 1/n Σ_i 1/|o_i| Σ_t, or a variant's ----------------------------------
     if agg == "seq-mean-token-mean":
-        J = (per_token.sum(-1) / n_tok.clamp(min=1)).mean()
+        J = (per_token.sum(-1) / lengths.clamp(min=1)).mean()
     elif agg == "token-mean":                # DAPO: one mean over every token, Σ_i,t / Σ|o_i|
-        J = per_token.sum() / n_tok.sum().clamp(min=1)
+        J = per_token.sum() / lengths.sum().clamp(min=1)
     elif agg == "seq-mean-token-sum-norm":   # Dr. GRPO: a constant in place of |o_i|
         J = (per_token.sum(-1) / max_new_tokens).mean()
     else:
         raise ValueError(f"unknown loss aggregation {agg!r}")
     clipped = ((ratio < 1 - clip_eps) & (a < 0)) | ((ratio > 1 + high) & (a > 0))
-    real = mask.sum().clamp(min=1)
+    n_scored = mask.sum().clamp(min=1)
     # 0-d tensors, not floats: .item() here would stall the GPU once per micro-batch
-    stats = {"kl": (torch.where(mask, kl, 0.0).sum() / real).detach(),
-             "clip_frac": ((clipped & mask).sum() / real).detach()}
+    stats = {"kl": (torch.where(mask, kl, 0.0).sum() / n_scored).detach(),
+             "clip_frac": ((clipped & mask).sum() / n_scored).detach()}
     return -J, stats
 
 
@@ -215,9 +229,8 @@ def micro_batch_weight(n_seq, n_tok, layer_seq, layer_tok, agg):
 
 
 # -----------------------------------------------------------------------------
-# Prompts: q and q' = q + o + p_guide. Rollouts work on token ids: q' reuses the exact sampled tokens of
-# o instead of re-tokenising decoded text (which can split differently). Tokens (Part II) turns these
-# texts into ids once: tk.prompt(question) is q, tk.guides the wrapped guides.
+# Prompts: q and q' = q + o + p_guide, on token ids: q' reuses the exact sampled tokens of o instead of
+# re-tokenising decoded text (which can split differently). Tokens (Part II) turns these texts into ids once.
 
 INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -243,20 +256,6 @@ def layer1_prompt(tok, question):
     if not getattr(tok, "chat_template", None):
         return "Question: " + content + "\nAnswer: "
     return tok.apply_chat_template([{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True)
-
-
-def guide_turn(tok, guide):
-    """p_guide as text, wrapped in the template's turn markers: what the template writes after an
-    assistant answer o in [user, assistant o, user p_guide] + generation prompt, i.e. the end of o's
-    turn, the guide's user turn and the generation prompt."""
-    if not getattr(tok, "chat_template", None):
-        return "\n\n" + guide + "\n"
-    o = "\x00O\x00"
-    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": o}, {"role": "user", "content": guide}]
-    s = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    if s.count(o) != 1:
-        die("the tokenizer's chat template does not render an assistant turn verbatim")
-    return s.split(o)[1]
 
 
 def build_correction_prompt(prompt, response, guide):
@@ -315,18 +314,18 @@ def train_step(run, batch, args, rng):
 
 def grpo_layer(run, batch, args):
     """Layer 1, standard GRPO on q: G answers per question, their rewards and group advantages, one update.
-    Returns what it computed: prompts (B id lists), answers (B*G id lists, group-major), rewards [B, G],
-    truncated [B*G] bool and update (policy_update's statistics)."""
-    tk, B, G = run.tk, len(batch), args.G
-    prompts = [tk.prompt(p["question"]) for p in batch]                             # q, B id lists
+    Returns what it computed: prompts (b id lists, b = this rank's questions), answers (b*G id lists,
+    group-major), rewards [b, G], truncated [b*G] bool and update (policy_update's statistics)."""
+    tk, b, G = run.tk, len(batch), args.G
+    prompts = [tk.prompt(p["question"]) for p in batch]                             # q, b id lists
     with phase(run, "gen1", args):
         answers = sample(run, prompts, G, args)                                     # o_1..o_G per q
     with phase(run, "reward1", args):
-        rewards = score(run, answers, [p for p in batch for _ in range(G)]).view(B, G)              # [B, G]
-    advantages = group_advantages(rewards, scale=args.scale_rewards, batch_std=std_over_ranks(rewards))  # [B, G]
-    truncated = is_truncated(answers, tk.stop, args.max_new_tokens)                 # [B*G]
+        rewards = score(run, answers, [p for p in batch for _ in range(G)]).view(b, G)              # [b, G]
+    advantages = group_advantages(rewards, scale=args.scale_rewards, batch_std=std_over_ranks(rewards))  # [b, G]
+    truncated = is_truncated(answers, tk.stop, args.max_new_tokens)                 # [b*G]
     with phase(run, "update1", args):
-        update = policy_update(run, [prompts[i // G] for i in range(B * G)], answers, advantages.flatten(), args,
+        update = policy_update(run, [prompts[i // G] for i in range(b * G)], answers, advantages.flatten(), args,
                                excluded=truncated.tolist() if args.mask_truncated else None)
     return SimpleNamespace(prompts=prompts, answers=answers, rewards=rewards, truncated=truncated, update=update)
 
@@ -356,10 +355,9 @@ def correction_layer(run, batch, l1, args, rng):
 
     Returns what it computed: chosen (the answers that got a q'), n_q (q' on all ranks), rewards [n, H],
     corrections (n*H id lists, group-major), truncated [n, H], n_trained (over all ranks), update (None
-    without one); None when no rank had a q'. A rank without q' still joins every collective, or the
-    others would wait for it forever."""
+    without one); None when no rank had a q'. A rank without q' still joins every collective."""
     tk, G, H = run.tk, args.G, args.H
-    correct1 = is_correct(l1.rewards).flatten()                                     # [B*G]
+    correct1 = is_correct(l1.rewards).flatten()                                     # [b*G]
     chosen = [i for i in range(len(l1.answers)) if args.l2_inputs == "all" or not correct1[i]]      # 1.
     (n_q,) = all_reduce([len(chosen)])                                              # q' on all ranks
     if not n_q:
@@ -391,9 +389,9 @@ def policy_update(run, prompts, completions, adv, args, excluded=None, N=None):
     """One layer's update of πθ: --mu optimizer steps on the same rollouts, each on the gradient of -J
     accumulated over micro-batches. prompts, completions: this rank's id lists; adv: [n] advantages;
     excluded: n bools, the completions whose tokens get no term in J (--mask-truncated), though they still
-    count in its 1/N (token-mean: their tokens do not), as in TRL; N: J's normaliser (sequences, tokens) over
-    all ranks, None for this update's own. Returns the means over the --mu steps of kl, clip_frac, loss and
-    grad_norm, the padding fraction (pad_frac), how many steps were skipped as non-finite (skipped) and N."""
+    count in its 1/N (token-mean: their tokens do not), as in TRL; N: J's normaliser (sequences, tokens), None
+    for this update's own, summed over all ranks. Returns the means over the --mu steps of kl, clip_frac, loss
+    (summed over ranks) and grad_norm (before clipping), pad_frac, skipped (non-finite steps) and N."""
     mbs, own_N, pad_frac = plan_micro_batches(run, prompts, completions, adv, args, excluded)   # packed rows
     # J's 1/N spans every micro-batch on every rank: each micro-batch's loss (a mean over its own sequences,
     # or tokens) is weighted by its share of N, so that the summed gradients are one pass over the layer.
@@ -412,7 +410,8 @@ def policy_update(run, prompts, completions, adv, args, excluded=None, N=None):
             old = lp.detach() if old is None else old
             loss, st = grpo_loss(lp, old, ref, mb.adv, mb.scored, args.clip_eps, args.beta, args.loss_agg,
                                  args.clip_eps_high, args.importance_sampling, args.max_new_tokens)
-            # this micro-batch's share of the layer's -J; times the ranks, since FSDP averages gradients over them
+            # this micro-batch's share of the layer's -J; × world(): FSDP2's reduce-scatter averages gradients
+            # over the ranks, and w already divides by the whole layer
             (loss * w * world()).backward()
             pass_loss = pass_loss + loss.detach() * w
             terms.append((st, mb.token_share))
@@ -445,7 +444,7 @@ def token_logprobs(model, ids, mask, comp, temperature=1.0, chunk=1024):
 
     # fp32 logits over the whole vocabulary for `chunk` tokens at a time, never for the whole batch, and
     # under a gradient recomputed in backward instead of kept
-    f = (lambda *x: checkpoint(logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else logp
+    f = (lambda *x: recompute(logp, *x, use_reentrant=False)) if torch.is_grad_enabled() else logp
     parts = [f(hs[i:i + chunk], ts[i:i + chunk]) for i in range(0, len(ts), chunk)]
     out = torch.zeros(comp.shape, dtype=torch.float32, device=ids.device)
     out[comp] = torch.cat(parts)
@@ -548,6 +547,20 @@ def pass_at_k(n, c, k):
 
 # -----------------------------------------------------------------------------
 # Rollouts: plain Hugging Face generate, all prompts of a layer in one batched call.
+
+
+def guide_turn(tok, guide):
+    """p_guide as text, wrapped in the template's turn markers: what the template writes after an
+    assistant answer o in [user, assistant o, user p_guide] + generation prompt, i.e. the end of o's
+    turn, the guide's user turn and the generation prompt."""
+    if not getattr(tok, "chat_template", None):
+        return "\n\n" + guide + "\n"
+    o = "\x00O\x00"
+    msgs = [{"role": "user", "content": "q"}, {"role": "assistant", "content": o}, {"role": "user", "content": guide}]
+    s = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    if s.count(o) != 1:
+        die("the tokenizer's chat template does not render an assistant turn verbatim")
+    return s.split(o)[1]
 
 
 class Tokens:
@@ -1609,8 +1622,8 @@ def build_parser():
     a("--l2-inputs", default="incorrect", choices=["incorrect", "all"],
       help="which Layer-1 answers get a Layer-2 correction round")
     a("--l2-select", default="successful", choices=["successful", "all"],
-      help="successful: train only on corrections that are correct (the paper); all: on every correction, "
-      "plain GRPO on q'")
+      help="successful: train only on the successful corrections, correct with a positive advantage (the paper); "
+      "all: on every correction, plain GRPO on q'")
     a("--l2-loss-norm", default="trained", choices=["trained", "batch"],
       help="Layer 2's N in J's 1/N: trained, the corrections trained this step (varies from step to step); batch, "
       "Layer 1's B·G, the same every step (Dr. GRPO's constant normaliser, applied to Layer 2)")

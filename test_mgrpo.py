@@ -3021,16 +3021,19 @@ def run_ablation(tmp_path, *argv):
 
 
 def test_compute_matched_experiment_runs_every_method_and_writes_table_and_curves(tmp_path):
-    result, md, out = run_ablation(tmp_path, "compute", "--curve-every", "1")
-    assert list(result["methods"]) == ["grpo", "grpo_2x", "grpo_g", "mgrpo", "mgrpo_select_all", "mgrpo_inputs_all"]
+    import ablations
+    result, md, out = run_ablation(tmp_path, "compute", "--curve-every", "1", "--methods", *ablations.METHODS)
+    assert list(result["methods"]) == list(ablations.METHODS)
+    assert result["methods"]["mgrpo_batch_norm"]["runs"][0]["steps"]["l2_grad_norm"] is not None
     g = result["methods"]["grpo_g"]["flags"]["G"]
     mg = result["methods"]["mgrpo"]["runs"][0]
     assert g == round(8 * mg["rollout_tokens"] / mg["l1_tokens"]) and g > 8      # rollout tokens matched
     assert result["methods"]["grpo_2x"]["runs"][0]["optimizer_steps"] == 4
     for k, m in result["methods"].items():                                              # curve points at steps
         assert [s for s, _, _ in m["runs"][0]["curve"]] == ([0, 1, 2, 3, 4] if k == "grpo_2x" else [0, 1, 2])
-    assert sum(line.startswith(("| GRPO", "| MGRPO")) for line in md.splitlines()) == 6
-    assert "±" not in md                                                                # one seed: no spread shown
+    first_table = md[:md.index("\n\n", md.index("| method"))]
+    assert sum(line.startswith(("| GRPO", "| MGRPO")) for line in first_table.splitlines()) == len(ablations.METHODS)
+    assert "±" not in md and "Paired" not in md                       # one seed: no spread, nothing to pair
     if importlib.util.find_spec("matplotlib"):
         assert os.path.getsize(os.path.join(out, "curves.png")) > 10_000
 
@@ -3049,14 +3052,14 @@ def test_compute_on_the_addition_task_writes_its_own_files_with_the_intrinsic_ro
                                    "--curve-every", "1")
     assert result["task"] == "addition" and not os.path.exists(os.path.join(out, "compute.md"))
     lines = [x for x in md.splitlines() if x.startswith("| ")]
-    assert [x.split(" | ")[0] for x in lines[2:]] == ["| warm start, before RL (intrinsic)", "| GRPO (`--layers 1`)",
-                                                      "| MGRPO"]
+    assert [x.split(" | ")[0] for x in lines[2:5]] == ["| warm start, before RL (intrinsic)", "| GRPO (`--layers 1`)",
+                                                       "| MGRPO (`--l2-loss-norm trained`)"]
     run = result["methods"]["mgrpo"]["runs"][0]
     assert [s for s, _, _ in run["curve_greedy"]] == [0, 1, 2]
     assert list(run["curve_greedy"][-1][1:]) == [run["after"]["delta_i2c"], run["after"]["delta_c2i"]]
     # one progress bar per run, named by method and seed; none from the evaluations or from transformers
     err = capsys.readouterr().err
-    assert "MGRPO, seed 0" in err and "GRPO (--layers 1), seed 0" in err
+    assert "MGRPO (--l2-loss-norm trained), seed 0" in err and "GRPO (--layers 1), seed 0" in err
     assert "eval t1" not in err and "eval t2" not in err and "Writing model shards" not in err
     if importlib.util.find_spec("matplotlib"):
         assert os.path.getsize(os.path.join(out, "curves-addition.png")) > 10_000
@@ -3154,7 +3157,7 @@ def stub_experiment(monkeypatch, seen):
 
     def compute(opts, work):
         seen.append(torch.get_num_threads())
-        return {"methods": {}}, "a table"
+        return {"methods": {}}
     monkeypatch.setattr(ablations, "compute", compute)
     return ablations
 
@@ -3166,7 +3169,7 @@ def test_the_examples_set_their_own_thread_count_record_it_and_give_the_callers_
     try:
         result = ablations.main(["compute", "--out", str(tmp_path / "a")])
         assert seen == [1] and result["threads"] == 1 and torch.get_num_threads() == 2
-        assert "1 torch thread " in open(tmp_path / "a" / "compute.md").read()
+        assert "1 torch thread," in open(tmp_path / "a" / "compute.md").read()
         ablations.main(["compute", "--out", str(tmp_path / "b"), "--threads", "2"])
         assert seen == [1, 2]
         monkeypatch.setattr(toy, "write_task", lambda *a: seen.append(torch.get_num_threads()) or 0)
@@ -3193,9 +3196,11 @@ def test_ablations_write_a_run_folder_by_default_and_the_committed_results_only_
     assert committed == {f: os.path.getmtime(os.path.join(here, "examples", "results", f)) for f in committed}
 
 
-@pytest.mark.parametrize("argv,needle", [(["plot"], "plot needs --out DIR"), (["compute", "--threads", "0"],
-                                                                              "--threads must be >= 1")])
-def test_ablations_refuse_a_plot_without_a_folder_and_zero_threads_in_one_line(argv, needle, capsys):
+@pytest.mark.parametrize("argv,needle", [(["report"], "report needs --out DIR"),
+                                         (["compute", "--threads", "0"], "--threads must be >= 1"),
+                                         (["compute", "--jobs", "0"], "--jobs must be >= 1"),
+                                         (["compute", "--seeds", "0", "0"], "each seed once")])
+def test_ablations_refuse_a_report_without_a_folder_and_bad_counts_in_one_line(argv, needle, capsys):
     import ablations
     with pytest.raises(SystemExit) as e:
         ablations.main(argv)
@@ -3219,6 +3224,85 @@ def test_ctrl_c_on_ablations_is_one_line_exit_130_and_writes_nothing(tmp_path, m
         assert e.value.code == 130 and err == ["interrupted: no results written"]
     assert not os.path.exists(tmp_path / "new") and os.listdir(old) == ["compute.json"]
     assert (old / "compute.json").read_text() == "earlier results"
+
+
+# -----------------------------------------------------------------------------
+# Evidence: paired seeds with their intervals, and numbers that do not depend on the machine
+
+
+def test_t_quantile_is_the_t_tables():
+    import ablations
+    for df, q in [(1, 12.7062), (2, 4.3027), (9, 2.2622), (19, 2.0930), (29, 2.0452)]:
+        assert ablations.t_quantile(0.975, df) == pytest.approx(q, abs=1e-4)
+
+
+def test_paired_differences_hand_computed():
+    import ablations
+    s = ablations.paired([0.1, 0.2, 0.3, 0.0])           # mean 0.15, sample std 0.1291, t(0.975, 3) = 3.1824
+    half = 3.182446 * math.sqrt(((0.05 ** 2) * 2 + (0.15 ** 2) * 2) / 3) / 2
+    assert s["mean"] == pytest.approx(0.15) and s["hi"] - s["mean"] == pytest.approx(half, rel=1e-5)
+    assert s["lo"] == pytest.approx(0.15 - half, rel=1e-5) and (s["above"], s["below"], s["n"]) == (3, 0, 4)
+
+
+def fake_result(acc):
+    """A saved compute result with one run per seed for each method of `acc` ({method: [Acc@t1 per seed]}),
+    every other metric 0 and the warm start at Acc@t1 0.1."""
+    def run(a):
+        m = {"acc_t1": a, "acc_t2": a, "delta": 0.0, "delta_i2c": 0.0, "delta_c2i": 0.0}
+        return {"before": {**m, "acc_t1": 0.1}, "after": m, "sampled_corr_before": 0.0, "sampled_corr_after": 0.0,
+                "optimizer_steps": 1, "rollout_tokens": 10, "l1_tokens": 10}
+    import ablations
+    seeds = list(range(len(next(iter(acc.values())))))
+    return {"methods": {m: {"label": ablations.METHODS[m][0], "flags": {}, "runs": [run(a) for a in accs]}
+                        for m, accs in acc.items()},
+            "task": "digits", "seeds": seeds, "steps": 5, "curve_every": 0, "threads": 1, "seconds": 60.0,
+            "load": [0.0, 0.0], "command": "python examples/ablations.py compute"}
+
+
+def test_the_table_pairs_each_method_with_its_baseline_seed_by_seed(tmp_path):
+    import ablations
+    result = fake_result({"grpo": [0.5, 0.6, 0.7], "mgrpo": [0.6, 0.6, 0.9]})   # differences 0.1, 0, 0.2
+    with open(tmp_path / "compute.json", "w") as f:
+        json.dump(result, f)
+    ablations.main(["report", "--out", str(tmp_path)])             # the tables again from the saved result
+    md = (tmp_path / "compute.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| MGRPO − GRPO |"))
+    half = ablations.t_quantile(0.975, 2) * 0.1 / math.sqrt(3)   # the differences' sample std is 0.1
+    assert row.split(" | ")[1] == f"+0.100 [{0.1 - half:+.3f}, {0.1 + half:+.3f}] 2↑ 0↓"
+    assert "| MGRPO − warm start |" in md and "| GRPO − warm start |" in md and "3 seeds (0-2)" in md
+
+
+def test_an_out_folder_inside_the_checkout_is_recorded_relative_to_it():
+    import ablations
+    inside = ablations.command_line(["compute", "--out", os.path.join(HERE, "examples", "results")])
+    assert inside == "python examples/ablations.py compute --out examples/results"
+    assert ablations.command_line(["compute", "--out", "/elsewhere/x"]).endswith("--out /elsewhere/x")
+
+
+def test_the_examples_pin_the_cpu_kernels_before_torch_loads_and_record_what_they_ran_with():
+    import numerics
+    assert numerics.numerics(1)["pinned"] is None and numerics.numerics(1)["threads"] == 1   # torch came first here
+    code = ("import sys; sys.path.insert(0, 'examples'); import numerics, torch; n = numerics.numerics(1); "
+            "print(n['cpu_capability'], n['pinned'] is not None)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=HERE, capture_output=True, text=True, check=True).stdout
+    if numerics.X86 and torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512"):
+        assert out.split() == ["AVX2", "True"]
+    else:                                         # another architecture, or no AVX2: nothing is pinned
+        assert out.split()[1] == "False"
+
+
+def test_jobs_run_seeds_in_processes_of_their_own_and_give_the_same_numbers(tmp_path):
+    import ablations
+    common = ["compute", "--methods", "grpo", "mgrpo", "--seeds", "0", "1", "--steps", "1", "--n-eval", "8",
+              "--warm-target", "0.1", "--curve-every", "0"]
+    one, two = (ablations.main([*common, "--jobs", jobs, "--out", str(tmp_path / jobs)]) for jobs in ("1", "2"))
+    assert run_numbers(one) == run_numbers(two) and one["methods"]["mgrpo"]["runs"][1]["l2_tokens"] > 0
+
+
+def run_numbers(result):
+    """Every number of every run of a saved result, without the wall times (JSON's lists for tuples)."""
+    return json.loads(json.dumps({m: [{k: v for k, v in r.items() if k != "seconds"} for r in e["runs"]]
+                                  for m, e in result["methods"].items()}))
 
 
 @SLOW

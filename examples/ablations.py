@@ -113,6 +113,8 @@ def run_plan(plan, opts, work):
     if opts.jobs == 1:
         per_seed = [run_seed(plan, s, opts, work, True) for s in opts.seeds]
     else:
+        if not numerics.PINNED_HERE:     # the processes run the kernels this one runs (see numerics.py)
+            os.environ["MGRPO_NATIVE_KERNELS"] = "1"
         ctx = multiprocessing.get_context("spawn")
         with ctx.Pool(min(opts.jobs, len(opts.seeds)), initializer=_ignore_sigint) as pool:
             per_seed = pool.starmap(run_seed, [(plan, s, opts, work, False) for s in opts.seeds], chunksize=1)
@@ -413,6 +415,7 @@ def main(argv=None):
     except OSError as e:
         p.error(f"cannot write to --out {opts.out}: {e.strerror}")
     threads = torch.get_num_threads()
+    torch.set_num_threads(opts.threads)
     t0, load0 = time.time(), os.getloadavg()[0]
     try:
         with tempfile.TemporaryDirectory() as work:     # the warm starts, shared by the methods of a seed

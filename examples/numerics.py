@@ -16,7 +16,9 @@ AMD, with or without AVX-512:
 Each is read once, when torch first loads, so this module must be imported before torch; the examples
 import it first. numerics() records what the process really runs with, and every result stores it: on an
 ARM machine, a CPU without AVX2, another torch, or in a process that had loaded torch before this module
-(a test, a notebook), the record says so and the numbers may differ.
+(a test, a notebook), the record says so and the numbers may differ. MGRPO_NATIVE_KERNELS=1 leaves the
+kernels to the libraries (faster on some CPUs; other numbers), as the processes of a process that loaded
+torch first do.
 """
 import os
 import platform
@@ -25,7 +27,7 @@ import sys
 PINNED = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 X86 = platform.machine().lower() in ("x86_64", "amd64")
 # Pinned only where these names mean the kernels above, and only if torch has not loaded yet.
-PINNED_HERE = X86 and "torch" not in sys.modules
+PINNED_HERE = X86 and "torch" not in sys.modules and os.environ.get("MGRPO_NATIVE_KERNELS") != "1"
 if PINNED_HERE:
     os.environ.update(PINNED)
 
