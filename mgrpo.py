@@ -833,9 +833,10 @@ MAX_BAD_STEPS = 5  # non-finite optimizer steps in a row before the run stops
 
 
 def optimizer_step(run, pass_loss, args):
-    """The end of one of --mu passes: clip the gradient to --max-grad-norm, sum the loss over the ranks (one
-    host sync per step), then step_unless_non_finite. Returns (grad_norm, loss, 1 if skipped else 0)."""
-    norm = torch.nn.utils.clip_grad_norm_(run.policy.parameters(), args.max_grad_norm)
+    """The end of one of --mu passes: clip the gradient to --max-grad-norm (0: no clipping, as in the HF
+    Trainer; the norm is measured either way), sum the loss over the ranks (one host sync per step), then
+    step_unless_non_finite. Returns (grad_norm before clipping, loss, 1 if skipped else 0)."""
+    norm = torch.nn.utils.clip_grad_norm_(run.policy.parameters(), args.max_grad_norm or math.inf)
     norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm      # FSDP: the global norm
     (pass_loss,) = all_reduce([pass_loss])
     return norm, pass_loss, step_unless_non_finite(run, norm, pass_loss)
@@ -1573,7 +1574,8 @@ def build_parser():
     a("--gen-batch", type=int, default=256, help="most sequences per generate call")
     a("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=True,
       help="recompute activations in backward: slower updates, a fraction of the memory (README)")
-    a("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping threshold")
+    a("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping threshold (0: no clipping, as in the "
+      "HF Trainer); the log's grad_norm is the norm before clipping")
     a("--static-cache", default="auto", choices=["auto", "on", "off"],
       help="static KV cache + compiled decode for rollouts (auto: on for CUDA)")
     a("--eval-every", type=int, default=50, help="evaluate every K steps (0: only at the end)")

@@ -977,6 +977,24 @@ def test_offline_gsm8k_error_names_both_files(tmp_path, monkeypatch, capsys):
     assert e.value.code == 2 and "train.jsonl" in err and "test.jsonl" in err and str(tmp_path) in err
 
 
+def test_max_grad_norm_0_trains_unclipped_and_logs_the_norm_before_clipping(tiny, toy_data, tmp_path, monkeypatch):
+    # HF Trainer's convention: 0 turns clipping off. It once scaled every gradient to 0: no weight moved.
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))      # both layers train
+    runs = {}
+    for norm in ("0", "1e9", "1e-4"):
+        out = str(tmp_path / norm)
+        mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "1", "--eval-every", "0", "--max-grad-norm", norm))
+        runs[norm] = (read_log(out)[0], weights(os.path.join(out, "step-000001")))
+    before = weights(tiny)
+    log0, w0 = runs["0"]
+    assert log0["l1_grad_norm"] > 1e-3 and log0["l2_grad_norm"] > 1e-3 and log0["l1_skipped"] == 0
+    assert any(not torch.equal(p, q) for p, q in zip(w0, before))                   # it trains
+    assert all(torch.equal(p, q) for p, q in zip(w0, runs["1e9"][1]))              # exactly as if unclipped
+    assert log0["l1_grad_norm"] == runs["1e9"][0]["l1_grad_norm"] == runs["1e-4"][0]["l1_grad_norm"]
+    moved = [max((p - q).abs().max().item() for p, q in zip(runs[n][1], before)) for n in ("0", "1e-4")]
+    assert moved[1] < moved[0]                                                     # clipping acts when asked
+
+
 # -----------------------------------------------------------------------------
 # How a run ends: a stop signal, out of memory, a full disk, a power cut
 
