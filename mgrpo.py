@@ -1530,8 +1530,33 @@ def ends_cleanly(args):
 # run's input before anything is loaded, and main().
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a negative number in scientific notation, or a signed inf or nan, is a flag's
+    value (`--lr -1e-3` reads as `--lr=-1e-3`), as `--lr -0.001` already is: plain argparse takes it for a
+    flag and says 'expected one argument'. The value then reaches check_args, whose line is about it."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args, joined = (sys.argv[1:] if args is None else list(args)), []
+        while args:
+            a = args.pop(0)
+            if a == "--":                          # the end of the flags: the rest stays as it is
+                joined += [a] + args
+                break
+            if a.startswith("--") and "=" not in a and args and is_negative_number(args[0]):
+                a = f"{a}={args.pop(0)}"
+            joined.append(a)
+        return super().parse_known_args(joined, namespace)
+
+
+def is_negative_number(text):
+    try:
+        return text.startswith("-") and isinstance(float(text), float)
+    except ValueError:
+        return False
+
+
 def build_parser():
-    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
+    p = Parser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
     a = p.add_argument
     a("--model", help="Hugging Face model id or local directory (policy and reference)")
     a("--data", default="gsm8k", help="training data: gsm8k, math (MATH's 7,500 training problems) or a .jsonl path")
@@ -1616,28 +1641,51 @@ def die(msg, code=2, every_rank=False, label="error: "):
     sys.exit(code)
 
 
+# The range of every numeric flag (int or float): check_args refuses a value outside it, and a float that
+# is not finite, in one line with the reason given here, before anything is downloaded or loaded. A test
+# walks every int and float flag of build_parser and fails for one that is missing here.
+RANGES = {
+    "steps": ((">=", 1), "one step is Layer 1 and Layer 2 on one batch"),
+    "batch_size": ((">=", 1), "questions per step"),
+    "G": ((">=", 2), "a group of one has no advantage"),
+    "H": ((">=", 2), "a group of one has no advantage"),
+    "mu": ((">=", 1), "optimisation passes over the same rollouts"),
+    "max_new_tokens": ((">=", 1), "the longest answer, in tokens"),
+    "micro_tokens": ((">=", 1), "tokens per forward and backward pass"),
+    "gen_batch": ((">=", 1), "sequences per generate call"),
+    "eval_every": ((">=", 0), "0 evaluates only at the end"),
+    "eval_n": ((">=", 0), "0 evaluates every problem"),
+    "eval_samples": ((">=", 1), "1 is greedy evaluation"),
+    "save_every": ((">=", 0), "0 saves only at the end"),
+    "keep_last": ((">=", 0), "0 keeps every checkpoint"),
+    "seed": ((">=", 0), ("<=", 2**32 - 1), "numpy's seed range; it seeds the data order"),
+    "layers": ((">=", 1), ("<=", 2), "2 is MGRPO, 1 plain GRPO"),
+    "lr": ((">", 0), ("<=", 1), "AdamW moves each weight by up to about lr per step (fine-tuning uses 1e-7 to 1e-3)"),
+    "beta": ((">=", 0), "the KL penalty's weight; 0 turns it off"),
+    "clip_eps": ((">", 0), ("<", 1), "the ratio is clipped to [1-ε, 1+ε], and with ε >= 1 the lower bound is <= 0, "
+                 "below which no ratio goes (--clip-eps-high widens the upper side alone)"),
+    "clip_eps_high": ((">", 0), "the upper clip bound 1+ε_high must be above 1"),
+    "temperature": ((">=", 0.01), "rollouts are sampled from softmax(z / T): below 0.01 a group's G answers are "
+                    "all the greedy one and carry no advantage, and the gradient of z / T grows as 1/T"),
+    "eval_temperature": ((">=", 0.01), "below 0.01 every sample is the greedy answer (--eval-samples 1 is greedy)"),
+    "max_grad_norm": ((">=", 0), "0 turns clipping off"),
+}
+COMPARE = {">": lambda v, x: v > x, ">=": lambda v, x: v >= x, "<": lambda v, x: v < x, "<=": lambda v, x: v <= x}
+
+
 def check_args(args):
-    if args.G < 2:
-        die(f"--G must be >= 2 (got {args.G}): a group of one has no advantage")
-    if args.layers == 2 and args.H < 2:
-        die(f"--H must be >= 2 (got {args.H}): a group of one has no advantage")
-    for name in ("steps", "batch_size", "mu", "micro_tokens", "gen_batch", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            die(f"--{name.replace('_', '-')} must be >= 1")
-    for name, zero in (("keep_last", "keeps every checkpoint"), ("save_every", "saves only at the end"),
-                       ("eval_every", "evaluates only at the end"), ("eval_n", "evaluates every problem")):
-        if getattr(args, name) < 0:
-            die(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)}; 0 {zero})")
-    if args.temperature <= 0:
-        die("--temperature must be > 0 (training rollouts are sampled from softmax(z / T))")
-    if args.eval_samples < 1:
-        die(f"--eval-samples must be >= 1 (got {args.eval_samples}; 1 is greedy evaluation)")
-    if args.eval_temperature is not None and not args.eval_temperature > 0:
-        die(f"--eval-temperature must be > 0 (got {args.eval_temperature})")
-    if args.beta < 0 or args.clip_eps <= 0:
-        die("--beta must be >= 0 and --clip-eps > 0")
-    if args.clip_eps_high is not None and not args.clip_eps_high > 0:
-        die(f"--clip-eps-high must be > 0 (got {args.clip_eps_high})")
+    """Every flag of a run that can be wrong on its own (a number out of its range, a device, the batch split
+    over the ranks), checked before anything is downloaded or loaded: one line and exit code 2."""
+    for action in build_parser()._actions:
+        name, value = action.dest, getattr(args, action.dest, None)
+        if action.type not in (int, float) or value is None or (name == "H" and args.layers == 1):
+            continue                                   # a default of None (eval_temperature, ...): not given
+        *bounds, why = RANGES.get(name, ("",))
+        finite = action.type is int or math.isfinite(value)
+        if not (finite and all(COMPARE[op](value, x) for op, x in bounds)):
+            rule = "a finite number " * (action.type is float) + " and ".join(f"{op} {x}" for op, x in bounds)
+            got = str(value) if len(str(value)) <= 24 else str(value)[:20] + "..."
+            die(f"--{name.replace('_', '-')} must be {rule.strip()} (got {got}){': ' * bool(why)}{why}")
     if args.device:  # checked before any download or model load
         try:
             device = torch.device(args.device)
@@ -1645,6 +1693,13 @@ def check_args(args):
             die(f"--device: unknown device '{args.device}' (use cuda, cpu, cuda:1, ...)")
         if device.type == "cuda" and not torch.cuda.is_available():
             die(f"--device {args.device} given but no CUDA GPU is visible")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            die(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            die(f"--device {args.device} given but no Apple GPU (MPS) is available")
+        if device.type not in ("cuda", "cpu", "mps"):
+            die(f"--device {args.device}: mgrpo.py runs on cuda, cpu or mps")
     ranks = int(os.environ.get("WORLD_SIZE", 1))
     if args.batch_size % ranks:
         die(f"--batch-size {args.batch_size} does not split evenly over {ranks} processes")

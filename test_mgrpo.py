@@ -977,6 +977,106 @@ def test_offline_gsm8k_error_names_both_files(tmp_path, monkeypatch, capsys):
     assert e.value.code == 2 and "train.jsonl" in err and "test.jsonl" in err and str(tmp_path) in err
 
 
+# Every numeric flag: checked in check_args, before any download or load, in one line (exit 2).
+
+# The issue's ranges at their edges: a value just inside each float flag's range passes check_args, and
+# the one just past it (lr 0, β < 0, T 0, ε 0, max-grad-norm < 0) is refused.
+EDGES = {"lr": (1e-9, 0.0), "beta": (0.0, -1e-3), "clip_eps": (0.2, 0.0), "clip_eps_high": (0.28, 0.0),
+         "temperature": (0.01, 0.0), "eval_temperature": (0.01, 0.0), "max_grad_norm": (0.0, -1.0)}
+
+
+def refused_before_loading(argv, monkeypatch, capsys, tmp_path):
+    """main(argv) must exit 2 with one line before reading data or a model: returns that line."""
+    def nothing_may_load(*a, **kw):
+        raise AssertionError("loaded something before the flags were checked")
+    for name in ("load_problems", "from_pretrained", "setup", "download"):
+        monkeypatch.setattr(mgrpo, name, nothing_may_load)
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", "nobody/no-such-model", "--data", "x.jsonl", "--output-dir", str(out)] + argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("mgrpo: error: "), (argv, err)
+    assert "Traceback" not in err and "expected one argument" not in err and not os.path.exists(out)
+    return err
+
+
+def out_of_range(bounds, kind):
+    """Values just outside a flag's range (RANGES): below its lower bound, above its upper one."""
+    bad = []
+    for op, x in bounds:
+        step = 1 if kind is int else max(abs(x) * 0.5, 1e-3)
+        bad.append({">": x, "<": x, ">=": x - step, "<=": x + step}[op])
+    return bad
+
+
+def numeric_flags():
+    return [(a.option_strings[0], a.dest, a.type) for a in mgrpo.build_parser()._actions if a.type in (int, float)]
+
+
+CHOICES = {a.dest for a in mgrpo.build_parser()._actions if a.type in (int, float) and a.choices}
+
+
+def test_every_int_and_float_flag_has_a_range_and_the_walk_finds_them_all():
+    flags = numeric_flags()
+    # a new numeric flag fails here until RANGES says what it accepts
+    assert {dest for _, dest, _ in flags} == set(mgrpo.RANGES)
+    floats = {dest for _, dest, kind in flags if kind is float}
+    assert floats >= {"lr", "beta", "clip_eps", "clip_eps_high", "temperature", "eval_temperature", "max_grad_norm"}
+    assert set(EDGES) == floats                   # and EDGES names its edge, for the test below
+
+
+@pytest.mark.parametrize("flag,dest,kind", numeric_flags(), ids=[f for f, _, _ in numeric_flags()])
+def test_every_numeric_flag_out_of_range_or_not_finite_is_one_line_before_anything_loads(flag, dest, kind,
+                                                                                          monkeypatch, capsys, tmp_path):
+    *bounds, why = mgrpo.RANGES[dest]
+    values = [str(v) for v in out_of_range(bounds, kind)]
+    if kind is float:
+        values += ["nan", "inf", "-inf", f"{min(-1e-3, bounds[0][1] - 1):.1e}"]   # -1.0e+00: scientific, negative
+    if dest in EDGES:
+        values.append(repr(EDGES[dest][1]))
+    extra = ["--layers", "2"] if dest == "H" else []
+    for value in values:
+        err = refused_before_loading([flag, value] + extra, monkeypatch, capsys, tmp_path)
+        if dest in CHOICES:                        # argparse's own check comes first (--layers 1 or 2)
+            assert f"argument {flag}: invalid choice: {value}" in err
+            continue
+        assert f"{flag} must be " in err and "(got " in err and why in err, (value, err)
+    if dest in EDGES:                              # the smallest allowed value passes check_args
+        args = mgrpo.build_parser().parse_args(["--model", "x", flag, repr(EDGES[dest][0])])
+        mgrpo.check_args(args)
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["--lr", "-0.001"], "--lr must be a finite number > 0 and <= 1 (got -0.001)"),
+    (["--lr", "-1e-3"], "--lr must be a finite number > 0 and <= 1 (got -0.001)"),        # not 'expected one argument'
+    (["--lr=-1e-3"], "--lr must be a finite number > 0 and <= 1 (got -0.001)"),
+    (["--lr", "1e6"], "--lr must be a finite number > 0 and <= 1 (got 1000000.0)"),       # 1e-6 mistyped
+    (["--temperature", "nan"], "--temperature must be a finite number >= 0.01 (got nan)"),
+    (["--temperature", "1e-30"], "--temperature must be a finite number >= 0.01 (got 1e-30)"),
+    (["--beta", "nan"], "--beta must be a finite number >= 0 (got nan)"),
+    (["--max-grad-norm", "-1"], "--max-grad-norm must be a finite number >= 0 (got -1.0): 0 turns clipping off"),
+    (["--clip-eps", "1"], "--clip-eps must be a finite number > 0 and < 1 (got 1.0)"),
+    (["--seed", "-1"], "--seed must be >= 0 and <= 4294967295 (got -1)"),
+    (["--seed", "-1e3"], "argument --seed: invalid int value: '-1e3'"),
+    (["--steps", "1.5"], "argument --steps: invalid int value: '1.5'"),
+    (["--H", "1"], "--H must be >= 2 (got 1)"),
+    (["--eval-samples", "-1e+2"], "argument --eval-samples: invalid int value: '-1e+2'"),
+    (["--mask-truncated", "-1e-3"], "argument --mask-truncated: ignored explicit argument '-1e-3'"),
+    (["--device", "meta"], "--device meta: mgrpo.py runs on cuda, cpu or mps"),
+])
+def test_the_issues_bad_numbers_are_one_line_about_the_value(argv, said, monkeypatch, capsys, tmp_path):
+    assert said in refused_before_loading(argv, monkeypatch, capsys, tmp_path)
+
+
+def test_a_negative_number_in_any_notation_is_a_flags_value():
+    parse = mgrpo.build_parser().parse_args
+    assert parse(["--model", "x", "--lr", "-1e-3", "--beta", "-2.5E+1", "--max-grad-norm", "-inf"]).lr == -1e-3
+    assert parse(["--model", "x", "--beta", "-2.5E+1"]).beta == -25.0
+    assert math.isnan(parse(["--model", "x", "--temperature", "-nan"]).temperature)
+    assert parse(["--model", "x", "--seed", "-3"]).seed == -3                   # argparse's own case, unchanged
+    assert parse(["--model", "-1e-3"]).model == "-1e-3"                        # any flag that takes a value
+
+
 def test_max_grad_norm_0_trains_unclipped_and_logs_the_norm_before_clipping(tiny, toy_data, tmp_path, monkeypatch):
     # HF Trainer's convention: 0 turns clipping off. It once scaled every gradient to 0: no weight moved.
     monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))      # both layers train
@@ -1732,7 +1832,7 @@ def test_cli_eval_samples_reports_pass_at_k_and_resume_may_change_it(two_step_ru
 
 @pytest.mark.parametrize("argv,needle", [(["--eval-samples", "0"], "--eval-samples must be >= 1"),
                                          (["--eval-samples", "two"], "invalid int value"),
-                                         (["--eval-temperature", "0"], "--eval-temperature must be > 0"),
+                                         (["--eval-temperature", "0"], "--eval-temperature must be a finite number >= 0.01"),
                                          (["--eval-temperature", "-1", "--eval-samples", "4"], "--eval-temperature"),
                                          (["--eval-temperature", "nan", "--eval-samples", "4"], "--eval-temperature")])
 def test_bad_eval_sampling_flags_exit_2_with_one_line(argv, needle, tiny, toy_data, capsys):
