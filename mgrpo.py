@@ -1094,35 +1094,36 @@ def load_problems(spec, split):
                     f"its test.jsonl in {os.path.dirname(path)} or pass a local .jsonl instead")
     elif spec.endswith(".jsonl") or os.path.sep in spec or os.path.isfile(spec):
         path = spec
+        if os.path.isdir(path):
+            die(f"{path} is a directory: the data is one .jsonl file, one problem per line")
         if not os.path.isfile(path):
             die(f"data file not found: {path}")
     else:
         die(f"unknown dataset '{spec}': use gsm8k, math, math500, minerva_math, olympiadbench or a path to a "
             ".jsonl file")
     problems, no_gold = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            if not isinstance(row, dict) and is_json_array(path):
-                die(f"{path} is one JSON array; the data must be JSON Lines, one object per line (convert it with: "
-                    f"python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\" "
-                    f"< {path} > {os.path.splitext(path)[0]}.jsonl)")
-            if row is None:
-                die(f"{path} line {n}: not valid JSON")
-            q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
-            gold = gold_of(row) if isinstance(row, dict) else None
-            if spec == "math" and isinstance(q, str) and not gold:
-                no_gold.append(n)            # MATH's training split has two solutions that box nothing: '\boxed{}'
-                continue
-            if not isinstance(q, str) or not gold:
-                die(f"{path} line {n}: needs a 'question' or 'problem' field and a 'gold', 'answer', 'final_answer' "
-                    "or 'solution' field")
-            problems.append({**row, "question": q, "gold": gold})
+    for n, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) and is_json_array(path):
+            die(f"{path} is one JSON array; the data must be JSON Lines, one object per line (convert it with: "
+                f"python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\" "
+                f"< {path} > {os.path.splitext(path)[0]}.jsonl)")
+        if row is None:
+            die(f"{path} line {n}: not valid JSON")
+        q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
+        gold = gold_of(row) if isinstance(row, dict) else None
+        if spec == "math" and isinstance(q, str) and not gold:
+            no_gold.append(n)            # MATH's training split has two solutions that box nothing: '\boxed{}'
+            continue
+        if not isinstance(q, str) or not gold:
+            die(f"{path} line {n}: needs a 'question' or 'problem' field and a 'gold', 'answer', 'final_answer' "
+                "or 'solution' field")
+        problems.append({**row, "question": q, "gold": gold})
     if no_gold and is_main():
         print(f"mgrpo: {spec}: left out {len(no_gold)} problem(s) whose solution boxes no answer (line(s) "
               f"{', '.join(map(str, no_gold[:5]))}{', ...' if len(no_gold) > 5 else ''} of {path})")
@@ -1131,10 +1132,26 @@ def load_problems(spec, split):
     return problems
 
 
+def read_lines(path):
+    """(line number, text) of a UTF-8 text file, a byte-order mark allowed (Windows editors write one); a file
+    that cannot be read, or is not UTF-8, ends the run with one line naming it (exit 2)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        die(f"cannot read {path}: {e.strerror or type(e).__name__}")
+    for n, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
+        try:
+            yield n, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            die(f"{path} line {n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}): save the file "
+                f"as UTF-8 (from Latin-1, say: iconv -f latin1 -t utf-8 {path} > utf8.jsonl)")
+
+
 def is_json_array(path):
     """Whether the whole file is one JSON array (a common mistake for JSON Lines)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             return isinstance(json.load(f), list)
     except (ValueError, OSError):
         return False

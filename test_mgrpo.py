@@ -1095,6 +1095,42 @@ def test_max_grad_norm_0_trains_unclipped_and_logs_the_norm_before_clipping(tiny
     assert moved[1] < moved[0]                                                     # clipping acts when asked
 
 
+def test_a_data_file_that_is_not_utf8_is_one_line_naming_the_line_and_a_bom_is_read(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"question": "What is 1 + 1?", "gold": "2"}\n{"question": "Caf\xe9 prices?", "gold": "3"}\n')
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems(str(bad), "train")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert f"{bad} line 2: not UTF-8 text (byte 0xe9 at column 18)" in err and "iconv" in err
+    bom = tmp_path / "bom.jsonl"                                   # what Windows editors write: read as it is
+    bom.write_bytes(b'\xef\xbb\xbf{"question": "q", "gold": "1"}\r\n{"question": "r", "gold": "2"}\r\n')
+    assert mgrpo.load_problems(str(bom), "train") == [{"question": "q", "gold": "1"}, {"question": "r", "gold": "2"}]
+    bom.write_bytes(b'\xef\xbb\xbf[{"question": "q", "gold": "1"}]')
+    with pytest.raises(SystemExit):
+        mgrpo.load_problems(str(bom), "train")
+    assert "is one JSON array" in capsys.readouterr().err
+    for path, said in ((tmp_path, f"{tmp_path} is a directory: the data is one .jsonl file"),
+                       (bad, f"cannot read {bad}: Permission denied")):
+        if path == bad:                                    # root reads through permission bits: simulate it
+            monkeypatch.setattr(mgrpo, "open", lambda *a, **kw: (_ for _ in ()).throw(PermissionError(13, "Permission denied")),
+                                raising=False)
+        with pytest.raises(SystemExit) as e:
+            mgrpo.load_problems(str(path), "test")
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and said in err
+
+
+def test_a_non_utf8_data_file_through_the_command_line_is_one_line_and_leaves_no_folder(tiny, tmp_path, capsys):
+    bad = tmp_path / "cp1252.jsonl"
+    bad.write_bytes('{"question": "What is 2 \u00d7 3?", "gold": "6"}\n'.encode("cp1252"))
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", tiny, "--data", str(bad), "--device", "cpu", "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.splitlines() == [err] and "line 1: not UTF-8 text" in err
+    assert not os.path.exists(tmp_path / "o")
+
+
 # -----------------------------------------------------------------------------
 # How a run ends: a stop signal, out of memory, a full disk, a power cut
 
