@@ -1318,7 +1318,7 @@ def restore_checkpoint(run, rng, ckpt, state):
     """The optimizer state, on any number of ranks; and, on as many ranks as wrote the checkpoint,
     every rank's random state, so that the run continues exactly."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-    sd = torch.load(os.path.join(ckpt, "optimizer.pt"), weights_only=True) if is_main() else {}
+    sd = read_state(os.path.join(ckpt, "optimizer.pt")) if is_main() else {}
     set_optimizer_state_dict(run.policy, run.opt, sd,
                              options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=world() > 1))
     if state["world"] != world():
@@ -1337,25 +1337,52 @@ def restore_checkpoint(run, rng, ckpt, state):
 
 
 def checkpoints(out_dir):
-    return sorted(d for d in glob.glob(os.path.join(out_dir, "step-*")) if not d.endswith(".tmp"))
+    """The checkpoint directories step-NNNNNN of an output directory, oldest first (a cut write's .tmp and
+    anything else named step-... are not checkpoints, and --keep-last never deletes them)."""
+    found = [d for d in glob.glob(os.path.join(glob.escape(out_dir), "step-*")) if checkpoint_step(d) is not None
+             and os.path.isdir(d)]
+    return sorted(found, key=checkpoint_step)
 
 
 def checkpoint_step(path):
-    """The step of a checkpoint directory step-NNNNNN."""
-    return int(os.path.basename(path).split("-")[1])
+    """The step of a checkpoint directory step-NNNNNN; None for any other name."""
+    name = os.path.basename(os.path.normpath(path))
+    digits = name.removeprefix("step-")
+    return int(digits) if name.startswith("step-") and digits.isdigit() and digits.isascii() else None
+
+
+# What save_checkpoint writes (the weights' own file name varies: sharded, or .bin from older code).
+CHECKPOINT_FILES = ("config.json", "optimizer.pt", "trainer_state.pt")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def missing_files(ckpt):
+    """The files of a checkpoint that ckpt lacks."""
+    missing = [f for f in CHECKPOINT_FILES if not os.path.isfile(os.path.join(ckpt, f))]
+    if not any(os.path.isfile(os.path.join(ckpt, f)) for f in WEIGHT_FILES):
+        missing.insert(1, "model.safetensors")
+    return missing
 
 
 def find_checkpoint(path):
-    """A checkpoint directory, or an output directory whose latest step-* checkpoint is taken."""
-    if os.path.isfile(os.path.join(path, "trainer_state.pt")):
-        return path
-    found = checkpoints(path)
+    """A checkpoint directory, or an output directory whose latest step-* checkpoint is taken. One that is
+    not whole (files lost or never copied) is refused in one line naming what is missing; an older
+    checkpoint is never taken in its place unasked."""
+    is_ckpt = os.path.isfile(os.path.join(path, "trainer_state.pt")) or checkpoint_step(path) is not None
+    found = [path] if is_ckpt else checkpoints(path)
     if not found:
-        die(f"--resume: no checkpoint (trainer_state.pt) in {path}")
-    return found[-1]
+        die(f"--resume: no checkpoint in {path} (a step-NNNNNN directory that holds trainer_state.pt)")
+    ckpt, older = found[-1], [c for c in found[:-1] if not missing_files(c)]
+    missing = missing_files(ckpt)
+    if missing:
+        why = f"move it aside to resume from the one before it, {older[-1]}" if older else \
+            "copy them from where the run was made"
+        die(f"--resume {path}: {ckpt} is not a whole checkpoint: it has no {', '.join(missing)} (mgrpo.py writes "
+            f"{', '.join(CHECKPOINT_FILES[:1] + ('model.safetensors',) + CHECKPOINT_FILES[1:])}); {why}")
+    return ckpt
 
 
-def trim_log(path, step):
+def trim_log(path, step, source=None):
     """On resume: keep the log lines up to the checkpoint's step (later steps are redone) and drop a
     line that a kill cut mid-write. Rewritten through a temporary file, so a crash here loses nothing."""
     def step_of(line):
@@ -1781,7 +1808,9 @@ def resolve_resume(args, given):
     if not os.path.isdir(args.resume):
         die(f"--resume: not a directory: {args.resume}")
     ckpt = find_checkpoint(args.resume)
-    state = torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=True)
+    state = read_state(os.path.join(ckpt, "trainer_state.pt"))
+    if not (isinstance(state, dict) and isinstance(state.get("args"), dict) and isinstance(state.get("step"), int)):
+        die(f"--resume: {ckpt}/trainer_state.pt was not written by mgrpo.py (it has no step and flags)")
     if "world" not in state:
         die(f"--resume: {ckpt} was written by an older mgrpo.py that this one cannot continue; its weights "
             f"still start a new run: --model {ckpt}")
@@ -1793,6 +1822,16 @@ def resolve_resume(args, given):
         saved[k] = v
     saved["output_dir"] = given.get("output_dir") or os.path.dirname(os.path.abspath(ckpt))
     return argparse.Namespace(**saved), state, ckpt
+
+
+def read_state(path):
+    """torch.load of a checkpoint's file, or one line (exit 2) saying it cannot be read: a copy cut short,
+    a disk error."""
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:                      # pickle, zip and OS errors alike
+        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        die(f"--resume: cannot read {path} ({why}): the checkpoint is damaged; resume an older one, or copy it again")
 
 
 def eval_set_specs(eval_spec):

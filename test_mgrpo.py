@@ -1131,6 +1131,83 @@ def test_a_non_utf8_data_file_through_the_command_line_is_one_line_and_leaves_no
     assert not os.path.exists(tmp_path / "o")
 
 
+# --resume and --output-dir: a checkpoint that is not whole, a directory that holds another run, and a
+# failed run's folders. Nothing is created or removed that the user did not ask for.
+
+def snapshot(folder):
+    """Every file under folder with its bytes, and every directory: what a refused command must leave."""
+    seen = {}
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            seen[os.path.relpath(os.path.join(root, d), folder) + "/"] = None
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                seen[os.path.relpath(os.path.join(root, f), folder)] = fh.read()
+    return seen
+
+
+def refused(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("lost", ["trainer_state.pt", "optimizer.pt", "model.safetensors", "config.json"])
+def test_resuming_a_checkpoint_that_lacks_a_file_is_one_line_naming_it(lost, two_step_run, tmp_path, capsys):
+    b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=2)
+    os.remove(os.path.join(b, "step-000002", lost))
+    before = snapshot(b)
+    err = refused(["--resume", b, "--steps", "3"], capsys)                 # the output directory: its latest
+    assert f"--resume {b}: {b}/step-000002 is not a whole checkpoint: it has no {lost}" in err
+    assert f"move it aside to resume from the one before it, {b}/step-000001" in err
+    err = refused(["--resume", os.path.join(b, "step-000002"), "--steps", "3"], capsys)      # the checkpoint itself
+    assert f"step-000002 is not a whole checkpoint: it has no {lost}" in err
+    assert snapshot(b) == before
+
+
+def test_resuming_a_folder_without_a_whole_checkpoint_or_with_a_damaged_one_is_one_line(two_step_run, tmp_path,
+                                                                                       capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert f"--resume: no checkpoint in {empty}" in refused(["--resume", str(empty)], capsys)
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    assert f"--resume: not a directory: {a_file}" in refused(["--resume", str(a_file)], capsys)
+    b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=1)
+    for lost in ("trainer_state.pt", "optimizer.pt"):
+        os.remove(os.path.join(b, "step-000001", lost))
+    assert "it has no optimizer.pt, trainer_state.pt" in refused(["--resume", b], capsys)
+    assert "copy them from where the run was made" in refused(["--resume", b], capsys)
+    c = copy_run(two_step_run, str(tmp_path / "c"), keep_steps=2)
+    state = os.path.join(c, "step-000002", "trainer_state.pt")
+    with open(state, "r+b") as f:                                  # a copy cut short
+        f.truncate(os.path.getsize(state) // 2)
+    err = refused(["--resume", c, "--steps", "3"], capsys)
+    assert f"--resume: cannot read {state} (" in err and "damaged" in err
+    torch.save({"something": "else"}, state)
+    assert "was not written by mgrpo.py" in refused(["--resume", c, "--steps", "3"], capsys)
+
+
+def test_a_damaged_optimizer_state_is_one_line_when_it_is_read(two_step_run, tmp_path, capsys):
+    c = copy_run(two_step_run, str(tmp_path / "c"), keep_steps=1)
+    opt = os.path.join(c, "step-000001", "optimizer.pt")
+    with open(opt, "r+b") as f:
+        f.truncate(100)
+    err = refused(["--resume", c], capsys)
+    assert f"--resume: cannot read {opt} (" in err and read_log(c) == read_log(two_step_run)[:1]
+
+
+def test_only_step_directories_with_a_number_are_checkpoints_and_keep_last_deletes_nothing_else(tmp_path):
+    out = tmp_path / "o"
+    for d in ("step-000002", "step-1000000", "step-000010", "step-best", "step-000003.tmp", "step-9x"):
+        (out / d).mkdir(parents=True)
+    (out / "step-notes.txt").write_text("mine")
+    found = [os.path.basename(c) for c in mgrpo.checkpoints(str(out))]
+    assert found == ["step-000002", "step-000010", "step-1000000"]          # in step order, past 6 digits too
+
+
 # -----------------------------------------------------------------------------
 # How a run ends: a stop signal, out of memory, a full disk, a power cut
 
