@@ -1384,15 +1384,17 @@ def find_checkpoint(path):
 
 def trim_log(path, step, source=None):
     """On resume: keep the log lines up to the checkpoint's step (later steps are redone) and drop a
-    line that a kill cut mid-write. Rewritten through a temporary file, so a crash here loses nothing."""
+    line that a kill cut mid-write. Rewritten through a temporary file, so a crash here loses nothing.
+    source: another run's log to take the lines from (a branch, --resume CKPT --output-dir NEW)."""
     def step_of(line):
         try:
             return json.loads(line)["step"]
         except (ValueError, KeyError, TypeError):
             return None                                              # the cut line
 
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
+    source = source or path
+    if os.path.exists(source):
+        with open(source, encoding="utf-8", errors="replace") as f:
             kept = [line.rstrip("\n") + "\n" for line in f if (step_of(line) or math.inf) <= step]
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             f.writelines(kept)
@@ -1464,18 +1466,43 @@ def write_failure(e, path, size):
 
 
 def how_to_go_on(args, **run_control):
-    """'latest complete checkpoint: ...; continue with: ...' for the last line of a run that stopped.
-    run_control: flags to add to the --resume command (say, a smaller --gen-batch)."""
+    """'latest complete checkpoint: ...; continue with: ...' for the last line of a run that stopped, or how
+    to start over when it stopped before its first checkpoint. run_control: flags to add to the command that
+    goes on (say, a smaller --gen-batch)."""
     if args.eval_only:
         return "nothing was trained; run the same command again"
     found = checkpoints(args.output_dir)
+    extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in run_control.items())
     if not found:
-        return (f"no checkpoint yet (the first comes at step {args.save_every or args.steps}); to start over, "
-                f"remove {args.output_dir} or choose another --output-dir")
+        return f"no checkpoint yet{first_checkpoint(args)}; {start_over(args.output_dir, extra)}"
     launcher = "python mgrpo.py" if world() == 1 else \
         f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world())} mgrpo.py"
-    extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in run_control.items())
     return f"latest complete checkpoint: {found[-1]}; continue with: {launcher} --resume {args.output_dir}{extra}"
+
+
+def first_checkpoint(args):
+    """' (the first comes at step N)': the first save of this run (--save-every, and always the last step),
+    after the step a branch (--resume CKPT --output-dir NEW) goes on from; '' where that is unknown."""
+    start = 0
+    if args.resume:
+        ckpt = args.resume if checkpoint_step(args.resume) is not None else (checkpoints(args.resume) or [""])[-1]
+        start = checkpoint_step(ckpt)
+        if start is None:
+            return ""
+    every = args.save_every or args.steps
+    return f" (the first comes at step {min((start // every + 1) * every, args.steps)})"
+
+
+def start_over(out, extra=""):
+    """How to start over a run that stopped before its first checkpoint, naming only the files it wrote,
+    never a folder that holds anything else."""
+    files = os.listdir(out) if os.path.isdir(out) else []
+    mine = sorted(f for f in files if f.startswith(("log.jsonl", "eval-", "step-")))
+    again = "run the same command again" + (f" with{extra}" if extra else "")
+    if not mine:
+        return f"nothing of it was written: {again}"
+    what = out if len(mine) == len(files) else f"{', '.join(mine)} from {out}"
+    return f"to start over, remove {what} and {again}, or choose another --output-dir"
 
 
 # Each phase of a step and of evaluation, as messages name it (phase() knows what lowers its memory).
@@ -1856,48 +1883,67 @@ def check_fresh_output_dir(path, eval_only_names=None):
         if old:
             die(f"--output-dir {path} holds an earlier evaluation ({', '.join(old)}): choose a new --output-dir")
         return
-    old = sorted(f for f in files if f == "log.jsonl" or f.startswith(("step-", "eval-", "eval_only-")))
+    if "trainer_state.pt" in files:
+        die(f"--output-dir {path} is a checkpoint of another run: choose a new --output-dir")
+    old = sorted(f for f in files if f.startswith(("log.jsonl", "step-", "eval-", "eval_only-")))
     if old:
+        go_on = f"continue it with --resume {path}, or " if checkpoints(path) else ""
         die(f"--output-dir {path} holds another run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}): "
-            f"continue it with --resume {path}, or choose a new --output-dir")
+            f"{go_on}choose a new --output-dir")
 
 
 def make_output_dir(path):
     """Create the output directory (and its parents) now, before anything is loaded, and prove that it takes a
-    file: a run must not find out after a whole step that it cannot write (one line, exit 2). Returns whether
-    this call created it, so that a run that fails before writing anything can remove it again."""
-    created = not os.path.exists(path)
+    file: a run must not find out after a whole step that it cannot write (one line, exit 2). Returns the
+    directories this call created, innermost first, so that a run that fails before writing anything can
+    remove them again, and nothing that was there before it."""
+    created, d = [], os.path.normpath(path)
+    while d and not os.path.lexists(d):               # the folders this call creates, innermost first
+        created.append(d)
+        d = os.path.dirname(d)
+    if d and not os.path.isdir(d):
+        what = "a file, not a directory" if os.path.isfile(d) else "not a directory"
+        where = f"{path} is {what}" if d == os.path.normpath(path) else f"{path}: its parent {d} is {what}"
+        die(f"--output-dir {where}: choose another --output-dir")
     try:
         os.makedirs(path, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        if created and os.path.isdir(path) and not os.listdir(path):
-            os.rmdir(path)
+        remove_empty(created)
         die(f"--output-dir {path}: cannot write there ({e.strerror or type(e).__name__})")
     return created
+
+
+def remove_empty(folders):
+    """Remove each of folders (innermost first) while it is empty: what a run created and left unused."""
+    for d in folders:
+        if not os.path.isdir(d) or os.listdir(d):
+            break
+        os.rmdir(d)
 
 
 def continue_here(args, ckpt, state):
     """A resumed run continues in args.output_dir. In the checkpoint's own directory it must be the latest
     checkpoint: resuming an older one would redo its later steps over a log and checkpoints that still
-    hold them, so it is refused. In another directory (--output-dir) the new branch starts with the log
-    lines up to the checkpoint, and the directory must hold no other run."""
+    hold them, so it is refused. In another directory (--output-dir) the new branch starts, once the model
+    is loaded, with the log lines up to the checkpoint (run_main), and the directory must hold no other run."""
     step = state["step"]
-    if os.path.abspath(args.output_dir) == os.path.dirname(os.path.abspath(ckpt)):
-        newer = [os.path.basename(c) for c in checkpoints(args.output_dir) if checkpoint_step(c) > step]
-        if newer:
-            die(f"--resume {ckpt}: {args.output_dir} holds later checkpoints ({', '.join(newer[:3])}"
-                f"{', ...' if len(newer) > 3 else ''}) and their log lines, which going on from step {step} would "
-                f"cut off: resume the latest (--resume {args.output_dir}), or branch off from step {step} into a "
-                f"new directory (--resume {ckpt} --output-dir NEW_DIR)")
+    if is_branch(args, ckpt):
+        check_fresh_output_dir(args.output_dir)
         return
-    check_fresh_output_dir(args.output_dir)
-    source = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "log.jsonl")
-    if is_main() and os.path.isfile(source):
-        os.makedirs(args.output_dir, exist_ok=True)
-        shutil.copyfile(source, os.path.join(args.output_dir, "log.jsonl"))   # trim_log keeps steps <= step
+    newer = [os.path.basename(c) for c in checkpoints(args.output_dir) if checkpoint_step(c) > step]
+    if newer:
+        die(f"--resume {ckpt}: {args.output_dir} holds later checkpoints ({', '.join(newer[:3])}"
+            f"{', ...' if len(newer) > 3 else ''}) and their log lines, which going on from step {step} would "
+            f"cut off: resume the latest (--resume {args.output_dir}), or branch off from step {step} into a "
+            f"new directory (--resume {ckpt} --output-dir NEW_DIR)")
+
+
+def is_branch(args, ckpt):
+    """Whether a resumed run writes somewhere other than its checkpoint's own directory (links followed)."""
+    return os.path.realpath(args.output_dir) != os.path.realpath(os.path.dirname(os.path.abspath(ckpt)))
 
 
 def main(argv=None, reward=None):
@@ -1929,8 +1975,8 @@ def main(argv=None, reward=None):
     try:
         return run_main(args, state, ckpt, eval_spec, eval_specs, reward)
     finally:
-        if created and is_main() and os.path.isdir(args.output_dir) and not os.listdir(args.output_dir):
-            os.rmdir(args.output_dir)          # a run that failed before writing anything leaves nothing behind
+        if is_main():
+            remove_empty(created)       # a run that failed before writing anything leaves no folder it made
 
 
 def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
@@ -1962,8 +2008,9 @@ def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
         if state:
             start = state["step"]
             restore_checkpoint(run, rng, ckpt, state)
-            if is_main():
-                trim_log(os.path.join(args.output_dir, "log.jsonl"), start)
+            if is_main():             # a branch starts with the source run's lines up to its checkpoint
+                source = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "log.jsonl")
+                trim_log(os.path.join(args.output_dir, "log.jsonl"), start, source if is_branch(args, ckpt) else None)
         return train(run, train_set, eval_sets, args, rng, start, progress)
 
 

@@ -668,6 +668,35 @@ def test_gpu_benchmark_smoke_run_never_writes_where_gpu_measurements_live(tmp_pa
     assert not os.listdir(tmp_path / "cwd") and not os.path.exists(tmp_path / "env")
 
 
+@pytest.mark.parametrize("budget", [1, 14, 10_000])       # each sequence alone; the cut one beside a kept one; one
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_masked_completions_give_the_same_update_however_the_micro_batches_fall(tiny, monkeypatch, agg, budget):
+    # --mask-truncated: J's N counts a masked completion (its tokens, for token-mean, do not). Summed over
+    # micro-batches, the gradient of [ok1, cut, ok2] with `cut` masked is that of [ok1, ok2] in one micro-batch,
+    # times the share of N they keep: 1 for token-mean, 2/3 for the two means over sequences. A token count
+    # taken per micro-batch instead of over the layer only shows when `cut` sits in another micro-batch.
+    prompts, comps = [[5, 6], [7, 8], [9, 10]], [[20, 21, 22], [23, 24, 25, 26, 27], [28, 29]]
+    adv = torch.tensor([0.8, -1.3, -0.4])
+    grads = []
+    monkeypatch.setattr(mgrpo, "optimizer_step", lambda run, loss, args: grads.append(
+        [p.grad.clone() for p in run.policy.parameters()]) or (torch.tensor(0.0), loss, 0))
+    for keep, masked, micro in (([0, 1, 2], [False, True, False], budget), ([0, 2], None, 10_000)):
+        (run, args) = tiny_run(tiny, beta=0.04, loss_agg=agg, mask_truncated=True, micro_tokens=micro)
+        run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
+        with torch.no_grad():
+            for q in run.ref.parameters():
+                q.mul_(0.9)
+        plan = mgrpo.plan_micro_batches(run, [prompts[i] for i in keep], [comps[i] for i in keep], adv[keep], args,
+                                        masked)[0]
+        if masked and budget == 14:
+            assert [mb.comp.shape[0] for mb in plan] == [2, 1]                     # [cut, ok1], [ok2]
+        mgrpo.policy_update(run, [prompts[i] for i in keep], [comps[i] for i in keep], adv[keep], args, masked=masked)
+    share = 1.0 if agg == "token-mean" else 2 / 3
+    assert max(g.abs().max().item() for g in grads[1]) > 1e-4
+    for a, b in zip(grads[0], grads[1]):          # float32 on rows padded differently: rounding only
+        assert torch.allclose(a, share * b, rtol=1e-4, atol=1e-7)
+
+
 # -----------------------------------------------------------------------------
 # The command line: the paths users walk
 
@@ -882,11 +911,13 @@ def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_loads(t
                                                                              monkeypatch):
     a_file = tmp_path / "taken"
     a_file.write_text("x")
-    for out in (str(a_file), str(a_file / "run")):     # the path is a file; a parent is a file
+    for out, said in ((str(a_file), f"{a_file} is a file, not a directory"),          # the path is a file
+                      (str(a_file / "run" / "a"), f"/run/a: its parent {a_file} is a file, not a directory")):
         with pytest.raises(SystemExit) as e:
             mgrpo.main(["--model", "nobody/no-such-model", "--data", toy_data, "--device", "cpu", "--output-dir", out])
         err = capsys.readouterr().err.strip()
-        assert e.value.code == 2 and len(err.splitlines()) == 1 and f"--output-dir {out}: cannot write" in err
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and f"--output-dir {out}" in err and said in err
+        assert "choose another --output-dir" in err and a_file.read_text() == "x"
 
     def read_only(*a, **kw):                              # root writes through permission bits: simulate it
         raise PermissionError(13, "Permission denied")
@@ -1208,6 +1239,89 @@ def test_only_step_directories_with_a_number_are_checkpoints_and_keep_last_delet
     assert found == ["step-000002", "step-000010", "step-1000000"]          # in step order, past 6 digits too
 
 
+@pytest.mark.parametrize("holds", ["log.jsonl", "log.jsonl.tmp", "step-000003/", "step-000004.tmp/",
+                                   "eval-toy-000002.jsonl", "eval_only-toy.jsonl", "trainer_state.pt"])
+def test_a_branch_into_a_directory_that_holds_another_run_is_refused_and_changes_nothing(holds, two_step_run,
+                                                                                          tmp_path, capsys):
+    # --resume OLD --output-dir DIR must never write into DIR's run: its log would be overwritten and the
+    # two runs' checkpoints mixed. Each kind of file a run leaves is enough to refuse.
+    other = tmp_path / "other"
+    if holds.endswith("/"):
+        (other / holds).mkdir(parents=True)
+        (other / holds / "config.json").write_text("{}")
+    else:
+        other.mkdir()
+        (other / holds).write_text('{"step": 1}\n')
+    before, source = snapshot(other), snapshot(two_step_run)
+    err = refused(["--resume", os.path.join(two_step_run, "step-000001"), "--steps", "2", "--output-dir", str(other)],
+                  capsys)
+    assert f"--output-dir {other} " in err and "choose a new --output-dir" in err
+    assert snapshot(other) == before and snapshot(two_step_run) == source
+
+
+def test_a_branch_into_a_checkpoint_or_through_a_link_to_its_own_directory_is_refused(two_step_run, tmp_path,
+                                                                                      capsys):
+    source = snapshot(two_step_run)
+    ckpt1 = os.path.join(two_step_run, "step-000001")
+    inside = os.path.join(two_step_run, "step-000002")                  # a checkpoint is no output directory
+    assert f"--output-dir {inside} is a checkpoint of another run" in refused(
+        ["--resume", ckpt1, "--steps", "2", "--output-dir", inside], capsys)
+    link = tmp_path / "link"
+    link.symlink_to(two_step_run)                                      # the run's own directory by another name
+    err = refused(["--resume", ckpt1, "--steps", "2", "--output-dir", str(link)], capsys)
+    assert "holds later checkpoints (step-000002)" in err
+    assert snapshot(two_step_run) == source
+
+
+def test_a_branch_that_fails_before_training_leaves_nothing_and_can_be_run_again(two_step_run, tmp_path, capsys,
+                                                                                 monkeypatch):
+    c = str(tmp_path / "c")
+    argv = ["--resume", os.path.join(two_step_run, "step-000001"), "--steps", "2", "--output-dir", c]
+    monkeypatch.setattr(mgrpo, "check_context", lambda *a: mgrpo.die("the model does not fit"))
+    assert "the model does not fit" in refused(argv, capsys)
+    assert not os.path.exists(c)                        # no copied log.jsonl that would refuse the next try
+    monkeypatch.undo()
+    mgrpo.main(argv)
+    assert [x["step"] for x in read_log(c)] == [1, 2] and read_log(c)[0] == read_log(two_step_run)[0]
+
+
+def fail_at(where, monkeypatch):
+    """argv that makes a run fail at `where`, after its output directory is made."""
+    if where == "data":
+        return ["--data", "/nonexistent/x.jsonl"]
+    if where == "model":
+        return ["--model", "/nonexistent/model"]
+    if where == "reward":                       # the first step's rewards, before any log line
+        monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 2.0)
+    return []
+
+
+@pytest.mark.parametrize("holding", [(), ("notes.txt",), ("sub/", "sub/data.csv")])
+@pytest.mark.parametrize("where", ["data", "model", "reward"])
+def test_a_failed_run_never_removes_a_folder_that_was_there_before_it(where, holding, tiny, toy_data, tmp_path,
+                                                                      monkeypatch, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    for f in holding:
+        (out / f).mkdir() if f.endswith("/") else (out / f).write_text("keep me")
+    before = snapshot(out)
+    argv = cli_args(tiny, toy_data, str(out), "--steps", "1", "--eval-every", "0") + fail_at(where, monkeypatch)
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(argv)
+    assert e.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].startswith("mgrpo: error: ")
+    assert out.is_dir() and snapshot(out) == before
+
+
+@pytest.mark.parametrize("where", ["data", "model", "reward"])
+def test_a_failed_run_removes_exactly_the_folders_it_created(where, tiny, toy_data, tmp_path, monkeypatch, capsys):
+    (tmp_path / "yours").mkdir()
+    out = tmp_path / "yours" / "new" / "run" / "a"          # three folders made by the run, one there before
+    argv = cli_args(tiny, toy_data, str(out), "--steps", "1", "--eval-every", "0") + fail_at(where, monkeypatch)
+    with pytest.raises(SystemExit):
+        mgrpo.main(argv)
+    assert os.listdir(tmp_path) == ["yours"] and os.listdir(tmp_path / "yours") == []
+
+
 # -----------------------------------------------------------------------------
 # How a run ends: a stop signal, out of memory, a full disk, a power cut
 
@@ -1260,11 +1374,29 @@ def test_a_stop_signal_mid_step_ends_with_one_line_naming_the_checkpoint_and_res
 
 def test_a_stop_before_any_checkpoint_says_how_to_start_over(tiny, toy_data, tmp_path, monkeypatch, capsys,
                                                              default_signals):
+    # Nothing written yet: the folder the run made is gone again, and the same command starts over.
     out = str(tmp_path / "s0")
     rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 1, lambda: os.kill(os.getpid(), signal.SIGINT),
                         "--save-every", "2")
-    assert rc == 130 and err[-1].startswith("mgrpo: stopped by SIGINT during step 1; no checkpoint yet")
-    assert f"remove {out}" in err[-1]
+    assert rc == 130 and err[-1] == ("mgrpo: stopped by SIGINT during step 1; no checkpoint yet (the first comes at "
+                                     "step 2); nothing of it was written: run the same command again")
+    assert not os.path.exists(out)
+    # A log line written, no checkpoint: the README's toy command saves only at its end (--steps below
+    # --save-every), which is when its first checkpoint comes.
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, lambda: os.kill(os.getpid(), signal.SIGINT),
+                        "--save-every", "100")
+    assert rc == 130 and err[-1] == (f"mgrpo: stopped by SIGINT during step 2; no checkpoint yet (the first comes at "
+                                     f"step 4); to start over, remove {out} and run the same command again, or "
+                                     f"choose another --output-dir")
+    # A folder that holds files of the user's: only the run's own files are named, never the folder.
+    shutil.rmtree(out)
+    os.makedirs(out)
+    open(os.path.join(out, "notes.txt"), "w").write("mine")
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, lambda: os.kill(os.getpid(), signal.SIGINT),
+                        "--save-every", "100")
+    assert rc == 130 and err[-1].endswith(f"to start over, remove log.jsonl from {out} and run the same command "
+                                          "again, or choose another --output-dir")
+    assert sorted(os.listdir(out)) == ["log.jsonl", "notes.txt"] and open(os.path.join(out, "notes.txt")).read() == "mine"
 
 
 def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored(tiny, toy_data, tmp_path, monkeypatch, capsys,
