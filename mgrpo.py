@@ -925,6 +925,8 @@ def from_pretrained(cls, name, **kw):
     """cls.from_pretrained(name, **kw), or one clear line saying why it cannot be loaded: a local directory
     without the files a model needs is named as such before transformers is asked."""
     is_dir = os.path.isdir(name)
+    if os.path.isfile(name):
+        die(f"{name} is a file: a model is a directory that save_pretrained wrote, or a Hugging Face Hub id")
     if not is_dir and (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1):
         die(f"model directory not found: {name}")            # a path, and not a Hub id ('org/name')
     if is_dir and not os.path.isfile(os.path.join(name, "config.json")):
@@ -1107,13 +1109,13 @@ def load_problems(spec, split):
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
+        except (json.JSONDecodeError, RecursionError):
+            row = NOT_JSON
         if not isinstance(row, dict) and is_json_array(path):
             die(f"{path} is one JSON array; the data must be JSON Lines, one object per line (convert it with: "
                 f"python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\" "
                 f"< {path} > {os.path.splitext(path)[0]}.jsonl)")
-        if row is None:
+        if row is NOT_JSON:
             die(f"{path} line {n}: not valid JSON")
         q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
         gold = gold_of(row) if isinstance(row, dict) else None
@@ -1130,6 +1132,9 @@ def load_problems(spec, split):
     if not problems:
         die(f"{path} holds no problems")
     return problems
+
+
+NOT_JSON = object()
 
 
 def read_lines(path):
@@ -1404,17 +1409,32 @@ def trim_log(path, step, source=None):
 def append_log(path, record):
     """One JSON line per step, on the disk before the step's checkpoint is (a power cut after a
     save must not leave a checkpoint whose steps the log lacks)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    with cannot_write(path):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def write_jsonl(path, rows):
     """One JSON line per row, written whole or not at all (durable_replace)."""
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    durable_replace(path + ".tmp", path)
+    with cannot_write(path):
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        durable_replace(path + ".tmp", path)
+
+
+@contextlib.contextmanager
+def cannot_write(path):
+    """A log line or an evaluation file that cannot be written (a full disk, a folder removed under the run)
+    ends the run with one line naming it (exit 1); the checkpoints on disk are whole."""
+    try:
+        yield
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(path + ".tmp")
+        die(f"cannot write {path} ({e.strerror or type(e).__name__}); what the run wrote before is whole, and "
+            "--resume goes on from its latest checkpoint", code=1)
 
 
 # -----------------------------------------------------------------------------

@@ -1162,6 +1162,43 @@ def test_a_non_utf8_data_file_through_the_command_line_is_one_line_and_leaves_no
     assert not os.path.exists(tmp_path / "o")
 
 
+def test_a_model_that_is_a_file_and_a_row_that_is_not_an_object_are_one_line(toy_data, tmp_path, capsys):
+    err = refused(["--model", toy_data, "--data", toy_data, "--device", "cpu", "--output-dir", str(tmp_path / "o")],
+                  capsys)
+    assert f"{toy_data} is a file: a model is a directory" in err and not os.path.exists(tmp_path / "o")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "q", "gold": "1"}\nnull\n' + "[" * 100_000 + "\n")
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems(str(rows), "train")
+    assert e.value.code == 2 and "line 2: needs a 'question'" in capsys.readouterr().err
+    rows.write_text('{"question": "q", "gold": "1"}\n' + "[" * 100_000 + "\n")
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems(str(rows), "train")
+    assert e.value.code == 2 and "line 2: not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["append_log", "write_jsonl"])
+def test_a_log_line_or_evaluation_file_that_cannot_be_written_is_one_line(target, tiny, toy_data, tmp_path,
+                                                                          monkeypatch, capsys):
+    real_open, seen = open, []
+
+    def full_disk(path, *a, **kw):             # the disk fills in step 2: step 1's log line is written
+        if ("log.jsonl" if target == "append_log" else "eval-toy-000002.jsonl") in str(path):
+            seen.append(path)
+            if target == "write_jsonl" or len(seen) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(mgrpo, "open", full_disk, raising=False)
+    out = str(tmp_path / "full")
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "2", "--eval-every", "2"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and err[-1].startswith(f"mgrpo: error: cannot write {out}/") and \
+        "(No space left on device)" in err[-1] and not any("Traceback" in ln for ln in err)
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")] and [x["step"] for x in read_log(out)] == [1]
+
+
 # --resume and --output-dir: a checkpoint that is not whole, a directory that holds another run, and a
 # failed run's folders. Nothing is created or removed that the user did not ask for.
 
