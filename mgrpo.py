@@ -1658,9 +1658,9 @@ def build_parser():
     a("--batch-size", type=int, default=8, help="questions per step (over all GPUs)")
     a("--G", type=int, default=8, help="Layer-1 samples per question (group size, >= 2)")
     a("--H", type=int, default=4, help="Layer-2 corrections per q' (group size, >= 2)")
-    a("--lr", type=float, default=1e-6, help="AdamW learning rate")
+    a("--lr", type=float, default=1e-6, help="AdamW learning rate (0 < lr <= 1)")
     a("--beta", type=float, default=0.04, help="KL weight; 0 skips loading the reference model")
-    a("--clip-eps", type=float, default=0.2, help="PPO clip range ε: the ratio is clipped to [1-ε, 1+ε]")
+    a("--clip-eps", type=float, default=0.2, help="PPO clip range ε: the ratio is clipped to [1-ε, 1+ε] (0 < ε < 1)")
     a("--clip-eps-high", type=float, default=None, help="upper clip range: [1-ε, 1+ε_high] (DAPO's clip-higher, "
       "0.28 in its paper; default: --clip-eps). Acts only with --mu > 1: with --mu 1 every ratio is 1")
     a("--mu", type=int, default=1, help="optimisation passes over the same rollouts")
@@ -1678,7 +1678,7 @@ def build_parser():
       help="answers and corrections cut off at --max-new-tokens get no policy-gradient or KL term (DAPO's "
       "overlong filtering); l1_truncated and l2_truncated are logged either way")
     a("--max-new-tokens", type=int, default=512, help="generation length cap for answers and corrections")
-    a("--temperature", type=float, default=1.0, help="sampling temperature for training rollouts")
+    a("--temperature", type=float, default=1.0, help="sampling temperature for training rollouts (>= 0.01)")
     a("--layers", type=int, default=2, choices=[1, 2], help="2 = MGRPO, 1 = plain GRPO (the baseline)")
     a("--l2-inputs", default="incorrect", choices=["incorrect", "all"],
       help="which Layer-1 answers get a Layer-2 correction round")
@@ -1700,12 +1700,12 @@ def build_parser():
     a("--eval-samples", type=int, default=1, help="K answers per evaluation problem: 1 = greedy; K > 1 samples t1 K "
       "times, each with one sampled t2, and reports the means over samples and pass@K")
     a("--eval-temperature", type=float, default=None,
-      help=f"sampling temperature of evaluation when --eval-samples > 1 (default {EVAL_TEMPERATURE})")
+      help=f"sampling temperature of evaluation when --eval-samples > 1 (default {EVAL_TEMPERATURE}; >= 0.01)")
     a("--save-every", type=int, default=100, help="checkpoint every K steps (and always at the end; 0: only there)")
     a("--keep-last", type=int, default=0, help="keep only the newest N checkpoints (0: keep all; README: sizes)")
     a("--resume", default=None, help="checkpoint directory (or an output dir: its latest checkpoint); "
       "the run goes on with the checkpoint's settings")
-    a("--seed", type=int, default=0, help="seeds data order, sampling and guide choice")
+    a("--seed", type=int, default=0, help="seeds data order, sampling and guide choice (0 to 2**32-1)")
     a("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda if available)")
 
     def error(msg):      # one line and exit code 2, like every other bad input; a mistyped flag gets a hint
