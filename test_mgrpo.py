@@ -1359,6 +1359,48 @@ def test_a_failed_run_removes_exactly_the_folders_it_created(where, tiny, toy_da
     assert os.listdir(tmp_path) == ["yours"] and os.listdir(tmp_path / "yours") == []
 
 
+def readme_section(name):
+    readme = open(os.path.join(HERE, "README.md"), encoding="utf-8").read()
+    part = readme[readme.index(f"## {name}"):]
+    return part[:part.index("\n## ", 1)]
+
+
+def test_the_readme_and_docs_cpu_commands_set_one_thread_as_written_and_their_flags_pass():
+    # The toy commands say "one thread": the command must set it (torch otherwise takes one per core, 2.9-5.8x
+    # slower on this project's busy 2-core machine), and its flags must get past check_args.
+    running = open(os.path.join(HERE, "docs", "running.md"), encoding="utf-8").read()
+    text = readme_section("Run it") + running.replace("$A", running[running.index('A="') + 3:].split('"')[0])
+    commands = [c for c in re.sub(r"\\\n\s*", " ", text).splitlines() if "mgrpo.py --model toy/model" in c]
+    assert len(commands) == 3
+    for command in commands:
+        assert command.startswith("OMP_NUM_THREADS=1 python mgrpo.py "), command
+        argv = command.split("#")[0].split()[3:]
+        mgrpo.check_args(mgrpo.build_parser().parse_args(argv))
+
+
+def test_the_readme_api_block_runs_offline_with_its_toy_model_line_as_written(tiny, tmp_path, monkeypatch):
+    # The README's one-line offline variant, word for word, in place of the block's flags line; toy/model is
+    # what `python examples/toy.py write toy/` makes (here the tiny model of the same builder, for speed).
+    part = readme_section("Use it from your own code")
+    start = part.index("```python\n") + 10
+    code = part[start:part.index("\n```", start)]
+    (flags,) = [ln for ln in code.splitlines() if ln.startswith("flags = [")]
+    (offline,) = [ln for ln in part.splitlines() if ln.startswith("flags = [") and ln != flags]
+    assert '"toy/model"' in offline and '"--device", "cpu"' in offline
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("toy")
+    os.symlink(tiny, "toy/model")
+    printed, threads = [], torch.get_num_threads()
+    torch.set_num_threads(1)                                   # as the README runs it: OMP_NUM_THREADS=1
+    try:
+        exec(code.replace(flags, offline), {"print": lambda *a, **kw: printed.append(a)})
+    finally:
+        torch.set_num_threads(threads)
+    steps = int(offline.split('"--steps", "')[1].split('"')[0])
+    assert len(printed) == steps + 1 and {"acc_t1", "delta"} <= set(printed[-1][0])
+    assert os.path.isfile("eval.jsonl") and os.path.isfile(os.path.join("my-model", "config.json"))
+
+
 # -----------------------------------------------------------------------------
 # How a run ends: a stop signal, out of memory, a full disk, a power cut
 
