@@ -1145,6 +1145,8 @@ def read_lines(path):
             data = f.read()
     except OSError as e:
         die(f"cannot read {path}: {e.strerror or type(e).__name__}")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):             # the byte-order marks of UTF-16 (Windows' "Unicode")
+        die(f"{path} is UTF-16 text: save it as UTF-8 (iconv -f utf-16 -t utf-8 {path} > utf8.jsonl)")
     for n, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
         try:
             yield n, raw.decode("utf-8")

@@ -1137,6 +1137,11 @@ def test_a_data_file_that_is_not_utf8_is_one_line_naming_the_line_and_a_bom_is_r
     bom = tmp_path / "bom.jsonl"                                   # what Windows editors write: read as it is
     bom.write_bytes(b'\xef\xbb\xbf{"question": "q", "gold": "1"}\r\n{"question": "r", "gold": "2"}\r\n')
     assert mgrpo.load_problems(str(bom), "train") == [{"question": "q", "gold": "1"}, {"question": "r", "gold": "2"}]
+    utf16 = tmp_path / "utf16.jsonl"                               # Windows' "Unicode"
+    utf16.write_bytes('{"question": "q", "gold": "1"}\n'.encode("utf-16"))
+    with pytest.raises(SystemExit):
+        mgrpo.load_problems(str(utf16), "train")
+    assert f"{utf16} is UTF-16 text: save it as UTF-8 (iconv -f utf-16 -t utf-8" in capsys.readouterr().err
     bom.write_bytes(b'\xef\xbb\xbf[{"question": "q", "gold": "1"}]')
     with pytest.raises(SystemExit):
         mgrpo.load_problems(str(bom), "train")
