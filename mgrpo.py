@@ -1879,7 +1879,8 @@ def read_state(path):
     try:
         return torch.load(path, weights_only=True)
     except Exception as e:                      # pickle, zip and OS errors alike
-        why = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        why = why if len(why) <= 120 else why[:120] + " ..."
         die(f"--resume: cannot read {path} ({why}): the checkpoint is damaged; resume an older one, or copy it again")
 
 
