@@ -979,6 +979,8 @@ def from_pretrained(cls, name, **kw):
     """cls.from_pretrained(name, **kw), or one clear line saying why it cannot be loaded: a local directory
     without the files a model needs is named as such before transformers is asked."""
     is_dir = os.path.isdir(name)
+    if os.path.isfile(name):
+        die(f"{name} is a file: a model is a directory that save_pretrained wrote, or a Hugging Face Hub id")
     if not is_dir and (os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1):
         die(f"model directory not found: {name}")            # a path, and not a Hub id ('org/name')
     if is_dir and not os.path.isfile(os.path.join(name, "config.json")):
@@ -1149,35 +1151,36 @@ def load_problems(spec, split):
                     f"its test.jsonl in {os.path.dirname(path)} or pass a local .jsonl instead")
     elif spec.endswith(".jsonl") or os.path.sep in spec or os.path.isfile(spec):
         path = spec
+        if os.path.isdir(path):
+            die(f"{path} is a directory: the data is one .jsonl file, one problem per line")
         if not os.path.isfile(path):
             die(f"data file not found: {path}")
     else:
         die(f"unknown dataset '{spec}': use gsm8k, math, math500, minerva_math, olympiadbench or a path to a "
             ".jsonl file")
     problems, no_gold = [], []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                row = None
-            if not isinstance(row, dict) and is_json_array(path):
-                die(f"{path} is one JSON array; the data must be JSON Lines, one object per line (convert it with: "
-                    f"python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\" "
-                    f"< {path} > {os.path.splitext(path)[0]}.jsonl)")
-            if row is None:
-                die(f"{path} line {n}: not valid JSON")
-            q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
-            gold = gold_of(row) if isinstance(row, dict) else None
-            if spec == "math" and isinstance(q, str) and not gold:
-                no_gold.append(n)            # MATH's training split has two solutions that box nothing: '\boxed{}'
-                continue
-            if not isinstance(q, str) or not gold:
-                die(f"{path} line {n}: needs a 'question' or 'problem' field and a 'gold', 'answer', 'final_answer' "
-                    "or 'solution' field")
-            problems.append({**row, "question": q, "gold": gold})
+    for n, line in read_lines(path):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            row = NOT_JSON
+        if not isinstance(row, dict) and is_json_array(path):
+            die(f"{path} is one JSON array; the data must be JSON Lines, one object per line (convert it with: "
+                f"python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\" "
+                f"< {path} > {os.path.splitext(path)[0]}.jsonl)")
+        if row is NOT_JSON:
+            die(f"{path} line {n}: not valid JSON")
+        q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
+        gold = gold_of(row) if isinstance(row, dict) else None
+        if spec == "math" and isinstance(q, str) and not gold:
+            no_gold.append(n)            # MATH's training split has two solutions that box nothing: '\boxed{}'
+            continue
+        if not isinstance(q, str) or not gold:
+            die(f"{path} line {n}: needs a 'question' or 'problem' field and a 'gold', 'answer', 'final_answer' "
+                "or 'solution' field")
+        problems.append({**row, "question": q, "gold": gold})
     if no_gold and is_main():
         print(f"mgrpo: {spec}: left out {len(no_gold)} problem(s) whose solution boxes no answer (line(s) "
               f"{', '.join(map(str, no_gold[:5]))}{', ...' if len(no_gold) > 5 else ''} of {path})")
@@ -1186,10 +1189,31 @@ def load_problems(spec, split):
     return problems
 
 
+NOT_JSON = object()
+
+
+def read_lines(path):
+    """(line number, text) of a UTF-8 text file, a byte-order mark allowed (Windows editors write one); a file
+    that cannot be read, or is not UTF-8, ends the run with one line naming it (exit 2)."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        die(f"cannot read {path}: {e.strerror or type(e).__name__}")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):             # the byte-order marks of UTF-16 (Windows' "Unicode")
+        die(f"{path} is UTF-16 text: save it as UTF-8 (iconv -f utf-16 -t utf-8 {path} > utf8.jsonl)")
+    for n, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
+        try:
+            yield n, raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            die(f"{path} line {n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}): save the file "
+                f"as UTF-8 (from Latin-1, say: iconv -f latin1 -t utf-8 {path} > utf8.jsonl)")
+
+
 def is_json_array(path):
     """Whether the whole file is one JSON array (a common mistake for JSON Lines)."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:
             return isinstance(json.load(f), list)
     except (ValueError, OSError):
         return False
@@ -1356,7 +1380,7 @@ def restore_checkpoint(run, rng, ckpt, state):
     """The optimizer state, on any number of ranks; and, on as many ranks as wrote the checkpoint,
     every rank's random state, so that the run continues exactly."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-    sd = torch.load(os.path.join(ckpt, "optimizer.pt"), weights_only=True) if is_main() else {}
+    sd = read_state(os.path.join(ckpt, "optimizer.pt")) if is_main() else {}
     set_optimizer_state_dict(run.policy, run.opt, sd,
                              options=StateDictOptions(full_state_dict=True, broadcast_from_rank0=world() > 1))
     if state["world"] != world():
@@ -1375,35 +1399,64 @@ def restore_checkpoint(run, rng, ckpt, state):
 
 
 def checkpoints(out_dir):
-    return sorted(d for d in glob.glob(os.path.join(out_dir, "step-*")) if not d.endswith(".tmp"))
+    """The checkpoint directories step-NNNNNN of an output directory, oldest first (a cut write's .tmp and
+    anything else named step-... are not checkpoints, and --keep-last never deletes them)."""
+    found = [d for d in glob.glob(os.path.join(glob.escape(out_dir), "step-*")) if checkpoint_step(d) is not None
+             and os.path.isdir(d)]
+    return sorted(found, key=checkpoint_step)
 
 
 def checkpoint_step(path):
-    """The step of a checkpoint directory step-NNNNNN."""
-    return int(os.path.basename(path).split("-")[1])
+    """The step of a checkpoint directory step-NNNNNN; None for any other name."""
+    name = os.path.basename(os.path.normpath(path))
+    digits = name.removeprefix("step-")
+    return int(digits) if name.startswith("step-") and digits.isdigit() and digits.isascii() else None
+
+
+# What save_checkpoint writes (the weights' own file name varies: sharded, or .bin from older code).
+CHECKPOINT_FILES = ("config.json", "optimizer.pt", "trainer_state.pt")
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin", "pytorch_model.bin.index.json")
+
+
+def missing_files(ckpt):
+    """The files of a checkpoint that ckpt lacks."""
+    missing = [f for f in CHECKPOINT_FILES if not os.path.isfile(os.path.join(ckpt, f))]
+    if not any(os.path.isfile(os.path.join(ckpt, f)) for f in WEIGHT_FILES):
+        missing.insert(1, "model.safetensors")
+    return missing
 
 
 def find_checkpoint(path):
-    """A checkpoint directory, or an output directory whose latest step-* checkpoint is taken."""
-    if os.path.isfile(os.path.join(path, "trainer_state.pt")):
-        return path
-    found = checkpoints(path)
+    """A checkpoint directory, or an output directory whose latest step-* checkpoint is taken. One that is
+    not whole (files lost or never copied) is refused in one line naming what is missing; an older
+    checkpoint is never taken in its place unasked."""
+    is_ckpt = os.path.isfile(os.path.join(path, "trainer_state.pt")) or checkpoint_step(path) is not None
+    found = [path] if is_ckpt else checkpoints(path)
     if not found:
-        die(f"--resume: no checkpoint (trainer_state.pt) in {path}")
-    return found[-1]
+        die(f"--resume: no checkpoint in {path} (a step-NNNNNN directory that holds trainer_state.pt)")
+    ckpt, older = found[-1], [c for c in found[:-1] if not missing_files(c)]
+    missing = missing_files(ckpt)
+    if missing:
+        why = f"move it aside to resume from the one before it, {older[-1]}" if older else \
+            "copy them from where the run was made"
+        die(f"--resume {path}: {ckpt} is not a whole checkpoint: it has no {', '.join(missing)} (mgrpo.py writes "
+            f"{', '.join(CHECKPOINT_FILES[:1] + ('model.safetensors',) + CHECKPOINT_FILES[1:])}); {why}")
+    return ckpt
 
 
-def trim_log(path, step):
+def trim_log(path, step, source=None):
     """On resume: keep the log lines up to the checkpoint's step (later steps are redone) and drop a
-    line that a kill cut mid-write. Rewritten through a temporary file, so a crash here loses nothing."""
+    line that a kill cut mid-write. Rewritten through a temporary file, so a crash here loses nothing.
+    source: another run's log to take the lines from (a branch, --resume CKPT --output-dir NEW)."""
     def step_of(line):
         try:
             return json.loads(line)["step"]
         except (ValueError, KeyError, TypeError):
             return None                                              # the cut line
 
-    if os.path.exists(path):
-        with open(path, encoding="utf-8") as f:
+    source = source or path
+    if os.path.exists(source):
+        with open(source, encoding="utf-8", errors="replace") as f:
             kept = [line.rstrip("\n") + "\n" for line in f if (step_of(line) or math.inf) <= step]
         with open(path + ".tmp", "w", encoding="utf-8") as f:
             f.writelines(kept)
@@ -1413,17 +1466,32 @@ def trim_log(path, step):
 def append_log(path, record):
     """One JSON line per step, on the disk before the step's checkpoint is (a power cut after a
     save must not leave a checkpoint whose steps the log lacks)."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    with cannot_write(path):
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
 
 def write_jsonl(path, rows):
     """One JSON line per row, written whole or not at all (durable_replace)."""
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-        f.writelines(json.dumps(r) + "\n" for r in rows)
-    durable_replace(path + ".tmp", path)
+    with cannot_write(path):
+        with open(path + ".tmp", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+        durable_replace(path + ".tmp", path)
+
+
+@contextlib.contextmanager
+def cannot_write(path):
+    """A log line or an evaluation file that cannot be written (a full disk, a folder removed under the run)
+    ends the run with one line naming it (exit 1); the checkpoints on disk are whole."""
+    try:
+        yield
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.remove(path + ".tmp")
+        die(f"cannot write {path} ({e.strerror or type(e).__name__}); what the run wrote before is whole, and "
+            "--resume goes on from its latest checkpoint", code=1)
 
 
 # -----------------------------------------------------------------------------
@@ -1475,18 +1543,43 @@ def write_failure(e, path, size):
 
 
 def how_to_go_on(args, **run_control):
-    """'latest complete checkpoint: ...; continue with: ...' for the last line of a run that stopped.
-    run_control: flags to add to the --resume command (say, a smaller --gen-batch)."""
+    """'latest complete checkpoint: ...; continue with: ...' for the last line of a run that stopped, or how
+    to start over when it stopped before its first checkpoint. run_control: flags to add to the command that
+    goes on (say, a smaller --gen-batch)."""
     if args.eval_only:
         return "nothing was trained; run the same command again"
     found = checkpoints(args.output_dir)
+    extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in run_control.items())
     if not found:
-        return (f"no checkpoint yet (the first comes at step {args.save_every or args.steps}); to start over, "
-                f"remove {args.output_dir} or choose another --output-dir")
+        return f"no checkpoint yet{first_checkpoint(args)}; {start_over(args.output_dir, extra)}"
     launcher = "python mgrpo.py" if world() == 1 else \
         f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world())} mgrpo.py"
-    extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in run_control.items())
     return f"latest complete checkpoint: {found[-1]}; continue with: {launcher} --resume {args.output_dir}{extra}"
+
+
+def first_checkpoint(args):
+    """' (the first comes at step N)': the first save of this run (--save-every, and always the last step),
+    after the step a branch (--resume CKPT --output-dir NEW) goes on from; '' where that is unknown."""
+    start = 0
+    if args.resume:
+        ckpt = args.resume if checkpoint_step(args.resume) is not None else (checkpoints(args.resume) or [""])[-1]
+        start = checkpoint_step(ckpt)
+        if start is None:
+            return ""
+    every = args.save_every or args.steps
+    return f" (the first comes at step {min((start // every + 1) * every, args.steps)})"
+
+
+def start_over(out, extra=""):
+    """How to start over a run that stopped before its first checkpoint, naming only the files it wrote,
+    never a folder that holds anything else."""
+    files = os.listdir(out) if os.path.isdir(out) else []
+    mine = sorted(f for f in files if f.startswith(("log.jsonl", "eval-", "step-")))
+    again = "run the same command again" + (f" with{extra}" if extra else "")
+    if not mine:
+        return f"nothing of it was written: {again}"
+    what = out if len(mine) == len(files) else f"{', '.join(mine)} from {out}"
+    return f"to start over, remove {what} and {again}, or choose another --output-dir"
 
 
 # Each phase of a step and of evaluation, as messages name it (phase() knows what lowers its memory).
@@ -1585,8 +1678,33 @@ def ends_cleanly(args):
 # run's input before anything is loaded, and main().
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a negative number in scientific notation, or a signed inf or nan, is a flag's
+    value (`--lr -1e-3` reads as `--lr=-1e-3`), as `--lr -0.001` already is: plain argparse takes it for a
+    flag and says 'expected one argument'. The value then reaches check_args, whose line is about it."""
+
+    def parse_known_args(self, args=None, namespace=None):
+        args, joined = (sys.argv[1:] if args is None else list(args)), []
+        while args:
+            a = args.pop(0)
+            if a == "--":                          # the end of the flags: the rest stays as it is
+                joined += [a] + args
+                break
+            if a.startswith("--") and "=" not in a and args and is_negative_number(args[0]):
+                a = f"{a}={args.pop(0)}"
+            joined.append(a)
+        return super().parse_known_args(joined, namespace)
+
+
+def is_negative_number(text):
+    try:
+        return text.startswith("-") and isinstance(float(text), float)
+    except ValueError:
+        return False
+
+
 def build_parser():
-    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
+    p = Parser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
     a = p.add_argument
     a("--model", help="Hugging Face model id or local directory (policy and reference)")
     a("--data", default="gsm8k", help="training data: gsm8k, math (MATH's 7,500 training problems) or a .jsonl path")
@@ -1597,9 +1715,9 @@ def build_parser():
     a("--batch-size", type=int, default=8, help="questions per step (over all GPUs)")
     a("--G", type=int, default=8, help="Layer-1 samples per question (group size, >= 2)")
     a("--H", type=int, default=4, help="Layer-2 corrections per q' (group size, >= 2)")
-    a("--lr", type=float, default=1e-6, help="AdamW learning rate")
+    a("--lr", type=float, default=1e-6, help="AdamW learning rate (0 < lr <= 1)")
     a("--beta", type=float, default=0.04, help="KL weight; 0 skips loading the reference model")
-    a("--clip-eps", type=float, default=0.2, help="PPO clip range ε: the ratio is clipped to [1-ε, 1+ε]")
+    a("--clip-eps", type=float, default=0.2, help="PPO clip range ε: the ratio is clipped to [1-ε, 1+ε] (0 < ε < 1)")
     a("--clip-eps-high", type=float, default=None, help="upper clip range: [1-ε, 1+ε_high] (DAPO's clip-higher, "
       "0.28 in its paper; default: --clip-eps). Acts only with --mu > 1: with --mu 1 every ratio is 1")
     a("--mu", type=int, default=1, help="optimisation passes over the same rollouts")
@@ -1617,7 +1735,7 @@ def build_parser():
       help="answers and corrections cut off at --max-new-tokens get no policy-gradient or KL term (DAPO's "
       "overlong filtering); l1_truncated and l2_truncated are logged either way")
     a("--max-new-tokens", type=int, default=512, help="generation length cap for answers and corrections")
-    a("--temperature", type=float, default=1.0, help="sampling temperature for training rollouts")
+    a("--temperature", type=float, default=1.0, help="sampling temperature for training rollouts (>= 0.01)")
     a("--layers", type=int, default=2, choices=[1, 2], help="2 = MGRPO, 1 = plain GRPO (the baseline)")
     a("--l2-inputs", default="incorrect", choices=["incorrect", "all"],
       help="which Layer-1 answers get a Layer-2 correction round")
@@ -1632,7 +1750,8 @@ def build_parser():
     a("--gen-batch", type=int, default=256, help="most sequences per generate call")
     a("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=True,
       help="recompute activations in backward: slower updates, a fraction of the memory (README)")
-    a("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping threshold")
+    a("--max-grad-norm", type=float, default=1.0, help="gradient-norm clipping threshold (0: no clipping, as in the "
+      "HF Trainer); the log's grad_norm is the norm before clipping")
     a("--static-cache", default="auto", choices=["auto", "on", "off"],
       help="static KV cache + compiled decode for rollouts (auto: on for CUDA)")
     a("--eval-every", type=int, default=50, help="evaluate every K steps (0: only at the end)")
@@ -1641,12 +1760,12 @@ def build_parser():
     a("--eval-samples", type=int, default=1, help="K answers per evaluation problem: 1 = greedy; K > 1 samples t1 K "
       "times, each with one sampled t2, and reports the means over samples and pass@K")
     a("--eval-temperature", type=float, default=None,
-      help=f"sampling temperature of evaluation when --eval-samples > 1 (default {EVAL_TEMPERATURE})")
+      help=f"sampling temperature of evaluation when --eval-samples > 1 (default {EVAL_TEMPERATURE}; >= 0.01)")
     a("--save-every", type=int, default=100, help="checkpoint every K steps (and always at the end; 0: only there)")
     a("--keep-last", type=int, default=0, help="keep only the newest N checkpoints (0: keep all; README: sizes)")
     a("--resume", default=None, help="checkpoint directory (or an output dir: its latest checkpoint); "
       "the run goes on with the checkpoint's settings")
-    a("--seed", type=int, default=0, help="seeds data order, sampling and guide choice")
+    a("--seed", type=int, default=0, help="seeds data order, sampling and guide choice (0 to 2**32-1)")
     a("--device", default=None, help="cuda, cpu, cuda:1, ... (default: cuda if available)")
 
     def error(msg):      # one line and exit code 2, like every other bad input; a mistyped flag gets a hint
@@ -1673,28 +1792,51 @@ def die(msg, code=2, every_rank=False, label="error: "):
     sys.exit(code)
 
 
+# The range of every numeric flag (int or float): check_args refuses a value outside it, and a float that
+# is not finite, in one line with the reason given here, before anything is downloaded or loaded. A test
+# walks every int and float flag of build_parser and fails for one that is missing here.
+RANGES = {
+    "steps": ((">=", 1), "one step is Layer 1 and Layer 2 on one batch"),
+    "batch_size": ((">=", 1), "questions per step"),
+    "G": ((">=", 2), "a group of one has no advantage"),
+    "H": ((">=", 2), "a group of one has no advantage"),
+    "mu": ((">=", 1), "optimisation passes over the same rollouts"),
+    "max_new_tokens": ((">=", 1), "the longest answer, in tokens"),
+    "micro_tokens": ((">=", 1), "tokens per forward and backward pass"),
+    "gen_batch": ((">=", 1), "sequences per generate call"),
+    "eval_every": ((">=", 0), "0 evaluates only at the end"),
+    "eval_n": ((">=", 0), "0 evaluates every problem"),
+    "eval_samples": ((">=", 1), "1 is greedy evaluation"),
+    "save_every": ((">=", 0), "0 saves only at the end"),
+    "keep_last": ((">=", 0), "0 keeps every checkpoint"),
+    "seed": ((">=", 0), ("<=", 2**32 - 1), "numpy's seed range; it seeds the data order"),
+    "layers": ((">=", 1), ("<=", 2), "2 is MGRPO, 1 plain GRPO"),
+    "lr": ((">", 0), ("<=", 1), "AdamW moves each weight by up to about lr per step (fine-tuning uses 1e-7 to 1e-3)"),
+    "beta": ((">=", 0), "the KL penalty's weight; 0 turns it off"),
+    "clip_eps": ((">", 0), ("<", 1), "the ratio is clipped to [1-ε, 1+ε], and with ε >= 1 the lower bound is <= 0, "
+                 "below which no ratio goes (--clip-eps-high widens the upper side alone)"),
+    "clip_eps_high": ((">", 0), "the upper clip bound 1+ε_high must be above 1"),
+    "temperature": ((">=", 0.01), "rollouts are sampled from softmax(z / T): below 0.01 a group's G answers are "
+                    "all the greedy one and carry no advantage, and the gradient of z / T grows as 1/T"),
+    "eval_temperature": ((">=", 0.01), "below 0.01 every sample is the greedy answer (--eval-samples 1 is greedy)"),
+    "max_grad_norm": ((">=", 0), "0 turns clipping off"),
+}
+COMPARE = {">": lambda v, x: v > x, ">=": lambda v, x: v >= x, "<": lambda v, x: v < x, "<=": lambda v, x: v <= x}
+
+
 def check_args(args):
-    if args.G < 2:
-        die(f"--G must be >= 2 (got {args.G}): a group of one has no advantage")
-    if args.layers == 2 and args.H < 2:
-        die(f"--H must be >= 2 (got {args.H}): a group of one has no advantage")
-    for name in ("steps", "batch_size", "mu", "micro_tokens", "gen_batch", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            die(f"--{name.replace('_', '-')} must be >= 1")
-    for name, zero in (("keep_last", "keeps every checkpoint"), ("save_every", "saves only at the end"),
-                       ("eval_every", "evaluates only at the end"), ("eval_n", "evaluates every problem")):
-        if getattr(args, name) < 0:
-            die(f"--{name.replace('_', '-')} must be >= 0 (got {getattr(args, name)}; 0 {zero})")
-    if args.temperature <= 0:
-        die("--temperature must be > 0 (training rollouts are sampled from softmax(z / T))")
-    if args.eval_samples < 1:
-        die(f"--eval-samples must be >= 1 (got {args.eval_samples}; 1 is greedy evaluation)")
-    if args.eval_temperature is not None and not args.eval_temperature > 0:
-        die(f"--eval-temperature must be > 0 (got {args.eval_temperature})")
-    if args.beta < 0 or args.clip_eps <= 0:
-        die("--beta must be >= 0 and --clip-eps > 0")
-    if args.clip_eps_high is not None and not args.clip_eps_high > 0:
-        die(f"--clip-eps-high must be > 0 (got {args.clip_eps_high})")
+    """Every flag of a run that can be wrong on its own (a number out of its range, a device, the batch split
+    over the ranks), checked before anything is downloaded or loaded: one line and exit code 2."""
+    for action in build_parser()._actions:
+        name, value = action.dest, getattr(args, action.dest, None)
+        if action.type not in (int, float) or value is None or (name == "H" and args.layers == 1):
+            continue                                   # a default of None (eval_temperature, ...): not given
+        *bounds, why = RANGES.get(name, ("",))
+        finite = action.type is int or math.isfinite(value)
+        if not (finite and all(COMPARE[op](value, x) for op, x in bounds)):
+            rule = "a finite number " * (action.type is float) + " and ".join(f"{op} {x}" for op, x in bounds)
+            got = str(value) if len(str(value)) <= 24 else str(value)[:20] + "..."
+            die(f"--{name.replace('_', '-')} must be {rule.strip()} (got {got}){': ' * bool(why)}{why}")
     if args.device:  # checked before any download or model load
         try:
             device = torch.device(args.device)
@@ -1702,6 +1844,13 @@ def check_args(args):
             die(f"--device: unknown device '{args.device}' (use cuda, cpu, cuda:1, ...)")
         if device.type == "cuda" and not torch.cuda.is_available():
             die(f"--device {args.device} given but no CUDA GPU is visible")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            die(f"--device {args.device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            die(f"--device {args.device} given but no Apple GPU (MPS) is available")
+        if device.type not in ("cuda", "cpu", "mps"):
+            die(f"--device {args.device}: mgrpo.py runs on cuda, cpu or mps")
     ranks = int(os.environ.get("WORLD_SIZE", 1))
     if args.batch_size % ranks:
         die(f"--batch-size {args.batch_size} does not split evenly over {ranks} processes")
@@ -1766,7 +1915,9 @@ def resolve_resume(args, given):
     if not os.path.isdir(args.resume):
         die(f"--resume: not a directory: {args.resume}")
     ckpt = find_checkpoint(args.resume)
-    state = torch.load(os.path.join(ckpt, "trainer_state.pt"), weights_only=True)
+    state = read_state(os.path.join(ckpt, "trainer_state.pt"))
+    if not (isinstance(state, dict) and isinstance(state.get("args"), dict) and isinstance(state.get("step"), int)):
+        die(f"--resume: {ckpt}/trainer_state.pt was not written by mgrpo.py (it has no step and flags)")
     if "world" not in state:
         die(f"--resume: {ckpt} was written by an older mgrpo.py that this one cannot continue; its weights "
             f"still start a new run: --model {ckpt}")
@@ -1778,6 +1929,17 @@ def resolve_resume(args, given):
         saved[k] = v
     saved["output_dir"] = given.get("output_dir") or os.path.dirname(os.path.abspath(ckpt))
     return argparse.Namespace(**saved), state, ckpt
+
+
+def read_state(path):
+    """torch.load of a checkpoint's file, or one line (exit 2) saying it cannot be read: a copy cut short,
+    a disk error."""
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception as e:                      # pickle, zip and OS errors alike
+        why = (str(e).splitlines() or [type(e).__name__])[0]
+        why = why if len(why) <= 120 else why[:120] + " ..."
+        die(f"--resume: cannot read {path} ({why}): the checkpoint is damaged; resume an older one, or copy it again")
 
 
 def eval_set_specs(eval_spec):
@@ -1802,48 +1964,67 @@ def check_fresh_output_dir(path, eval_only_names=None):
         if old:
             die(f"--output-dir {path} holds an earlier evaluation ({', '.join(old)}): choose a new --output-dir")
         return
-    old = sorted(f for f in files if f == "log.jsonl" or f.startswith(("step-", "eval-", "eval_only-")))
+    if "trainer_state.pt" in files:
+        die(f"--output-dir {path} is a checkpoint of another run: choose a new --output-dir")
+    old = sorted(f for f in files if f.startswith(("log.jsonl", "step-", "eval-", "eval_only-")))
     if old:
+        go_on = f"continue it with --resume {path}, or " if checkpoints(path) else ""
         die(f"--output-dir {path} holds another run ({', '.join(old[:3])}{', ...' if len(old) > 3 else ''}): "
-            f"continue it with --resume {path}, or choose a new --output-dir")
+            f"{go_on}choose a new --output-dir")
 
 
 def make_output_dir(path):
     """Create the output directory (and its parents) now, before anything is loaded, and prove that it takes a
-    file: a run must not find out after a whole step that it cannot write (one line, exit 2). Returns whether
-    this call created it, so that a run that fails before writing anything can remove it again."""
-    created = not os.path.exists(path)
+    file: a run must not find out after a whole step that it cannot write (one line, exit 2). Returns the
+    directories this call created, innermost first, so that a run that fails before writing anything can
+    remove them again, and nothing that was there before it."""
+    created, d = [], os.path.normpath(path)
+    while d and not os.path.lexists(d):               # the folders this call creates, innermost first
+        created.append(d)
+        d = os.path.dirname(d)
+    if d and not os.path.isdir(d):
+        what = "a file, not a directory" if os.path.isfile(d) else "not a directory"
+        where = f"{path} is {what}" if d == os.path.normpath(path) else f"{path}: its parent {d} is {what}"
+        die(f"--output-dir {where}: choose another --output-dir")
     try:
         os.makedirs(path, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=path, prefix=".write-test-")
         os.close(fd)
         os.remove(probe)
     except OSError as e:
-        if created and os.path.isdir(path) and not os.listdir(path):
-            os.rmdir(path)
+        remove_empty(created)
         die(f"--output-dir {path}: cannot write there ({e.strerror or type(e).__name__})")
     return created
+
+
+def remove_empty(folders):
+    """Remove each of folders (innermost first) while it is empty: what a run created and left unused."""
+    for d in folders:
+        if not os.path.isdir(d) or os.listdir(d):
+            break
+        os.rmdir(d)
 
 
 def continue_here(args, ckpt, state):
     """A resumed run continues in args.output_dir. In the checkpoint's own directory it must be the latest
     checkpoint: resuming an older one would redo its later steps over a log and checkpoints that still
-    hold them, so it is refused. In another directory (--output-dir) the new branch starts with the log
-    lines up to the checkpoint, and the directory must hold no other run."""
+    hold them, so it is refused. In another directory (--output-dir) the new branch starts, once the model
+    is loaded, with the log lines up to the checkpoint (run_main), and the directory must hold no other run."""
     step = state["step"]
-    if os.path.abspath(args.output_dir) == os.path.dirname(os.path.abspath(ckpt)):
-        newer = [os.path.basename(c) for c in checkpoints(args.output_dir) if checkpoint_step(c) > step]
-        if newer:
-            die(f"--resume {ckpt}: {args.output_dir} holds later checkpoints ({', '.join(newer[:3])}"
-                f"{', ...' if len(newer) > 3 else ''}) and their log lines, which going on from step {step} would "
-                f"cut off: resume the latest (--resume {args.output_dir}), or branch off from step {step} into a "
-                f"new directory (--resume {ckpt} --output-dir NEW_DIR)")
+    if is_branch(args, ckpt):
+        check_fresh_output_dir(args.output_dir)
         return
-    check_fresh_output_dir(args.output_dir)
-    source = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "log.jsonl")
-    if is_main() and os.path.isfile(source):
-        os.makedirs(args.output_dir, exist_ok=True)
-        shutil.copyfile(source, os.path.join(args.output_dir, "log.jsonl"))   # trim_log keeps steps <= step
+    newer = [os.path.basename(c) for c in checkpoints(args.output_dir) if checkpoint_step(c) > step]
+    if newer:
+        die(f"--resume {ckpt}: {args.output_dir} holds later checkpoints ({', '.join(newer[:3])}"
+            f"{', ...' if len(newer) > 3 else ''}) and their log lines, which going on from step {step} would "
+            f"cut off: resume the latest (--resume {args.output_dir}), or branch off from step {step} into a "
+            f"new directory (--resume {ckpt} --output-dir NEW_DIR)")
+
+
+def is_branch(args, ckpt):
+    """Whether a resumed run writes somewhere other than its checkpoint's own directory (links followed)."""
+    return os.path.realpath(args.output_dir) != os.path.realpath(os.path.dirname(os.path.abspath(ckpt)))
 
 
 def main(argv=None, reward=None):
@@ -1875,8 +2056,8 @@ def main(argv=None, reward=None):
     try:
         return run_main(args, state, ckpt, eval_spec, eval_specs, reward)
     finally:
-        if created and is_main() and os.path.isdir(args.output_dir) and not os.listdir(args.output_dir):
-            os.rmdir(args.output_dir)          # a run that failed before writing anything leaves nothing behind
+        if is_main():
+            remove_empty(created)       # a run that failed before writing anything leaves no folder it made
 
 
 def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
@@ -1907,8 +2088,9 @@ def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
         if state:
             start = state["step"]
             restore_checkpoint(run, rng, ckpt, state)
-            if is_main():
-                trim_log(os.path.join(args.output_dir, "log.jsonl"), start)
+            if is_main():             # a branch starts with the source run's lines up to its checkpoint
+                source = os.path.join(os.path.dirname(os.path.abspath(ckpt)), "log.jsonl")
+                trim_log(os.path.join(args.output_dir, "log.jsonl"), start, source if is_branch(args, ckpt) else None)
         return train(run, train_set, eval_sets, args, rng, start, progress)
 
 

@@ -707,6 +707,35 @@ def test_gpu_benchmark_smoke_run_never_writes_where_gpu_measurements_live(tmp_pa
     assert not os.listdir(tmp_path / "cwd") and not os.path.exists(tmp_path / "env")
 
 
+@pytest.mark.parametrize("budget", [1, 14, 10_000])       # each sequence alone; the cut one beside a kept one; one
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_masked_completions_give_the_same_update_however_the_micro_batches_fall(tiny, agg, budget):
+    # --mask-truncated: J's N counts a masked completion (its tokens, for token-mean, do not). Summed over
+    # micro-batches, the gradient of [ok1, cut, ok2] with `cut` masked is that of [ok1, ok2] in one micro-batch,
+    # times the share of N they keep: 1 for token-mean, 2/3 for the two means over sequences. A token count
+    # taken per micro-batch instead of over the layer only shows when `cut` sits in another micro-batch.
+    prompts, comps = [[5, 6], [7, 8], [9, 10]], [[20, 21, 22], [23, 24, 25, 26, 27], [28, 29]]
+    adv = torch.tensor([0.8, -1.3, -0.4])
+    grads = []
+    for keep, excluded, micro in (([0, 1, 2], [False, True, False], budget), ([0, 2], None, 10_000)):
+        # --max-grad-norm 0: the gradient as accumulated, unclipped, seen where AdamW would take it
+        (run, args) = tiny_run(tiny, beta=0.04, loss_agg=agg, mask_truncated=True, micro_tokens=micro, max_grad_norm=0)
+        run.opt.step = lambda *a, run=run, **kw: grads.append([p.grad.clone() for p in run.policy.parameters()])
+        run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
+        with torch.no_grad():
+            for q in run.ref.parameters():
+                q.mul_(0.9)
+        plan = mgrpo.plan_micro_batches(run, [prompts[i] for i in keep], [comps[i] for i in keep], adv[keep], args,
+                                        excluded)[0]
+        if excluded and budget == 14:
+            assert [mb.comp.shape[0] for mb in plan] == [2, 1]                     # [cut, ok1], [ok2]
+        mgrpo.policy_update(run, [prompts[i] for i in keep], [comps[i] for i in keep], adv[keep], args, excluded)
+    share = 1.0 if agg == "token-mean" else 2 / 3
+    assert max(g.abs().max().item() for g in grads[1]) > 1e-4
+    for a, b in zip(grads[0], grads[1]):          # float32 on rows padded differently: rounding only
+        assert torch.allclose(a, share * b, rtol=1e-4, atol=1e-7)
+
+
 # -----------------------------------------------------------------------------
 # The command line: the paths users walk
 
@@ -921,11 +950,13 @@ def test_an_output_dir_that_cannot_be_written_is_refused_before_anything_loads(t
                                                                              monkeypatch):
     a_file = tmp_path / "taken"
     a_file.write_text("x")
-    for out in (str(a_file), str(a_file / "run")):     # the path is a file; a parent is a file
+    for out, said in ((str(a_file), f"{a_file} is a file, not a directory"),          # the path is a file
+                      (str(a_file / "run" / "a"), f"/run/a: its parent {a_file} is a file, not a directory")):
         with pytest.raises(SystemExit) as e:
             mgrpo.main(["--model", "nobody/no-such-model", "--data", toy_data, "--device", "cpu", "--output-dir", out])
         err = capsys.readouterr().err.strip()
-        assert e.value.code == 2 and len(err.splitlines()) == 1 and f"--output-dir {out}: cannot write" in err
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and f"--output-dir {out}" in err and said in err
+        assert "choose another --output-dir" in err and a_file.read_text() == "x"
 
     def read_only(*a, **kw):                              # root writes through permission bits: simulate it
         raise PermissionError(13, "Permission denied")
@@ -1016,6 +1047,404 @@ def test_offline_gsm8k_error_names_both_files(tmp_path, monkeypatch, capsys):
     assert e.value.code == 2 and "train.jsonl" in err and "test.jsonl" in err and str(tmp_path) in err
 
 
+# Every numeric flag: checked in check_args, before any download or load, in one line (exit 2).
+
+# The issue's ranges at their edges: a value just inside each float flag's range passes check_args, and
+# the one just past it (lr 0, β < 0, T 0, ε 0, max-grad-norm < 0) is refused.
+EDGES = {"lr": (1e-9, 0.0), "beta": (0.0, -1e-3), "clip_eps": (0.2, 0.0), "clip_eps_high": (0.28, 0.0),
+         "temperature": (0.01, 0.0), "eval_temperature": (0.01, 0.0), "max_grad_norm": (0.0, -1.0)}
+
+
+def refused_before_loading(argv, monkeypatch, capsys, tmp_path):
+    """main(argv) must exit 2 with one line before reading data or a model: returns that line."""
+    def nothing_may_load(*a, **kw):
+        raise AssertionError("loaded something before the flags were checked")
+    for name in ("load_problems", "from_pretrained", "setup", "download"):
+        monkeypatch.setattr(mgrpo, name, nothing_may_load)
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", "nobody/no-such-model", "--data", "x.jsonl", "--output-dir", str(out)] + argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and err.startswith("mgrpo: error: "), (argv, err)
+    assert "Traceback" not in err and "expected one argument" not in err and not os.path.exists(out)
+    return err
+
+
+def out_of_range(bounds, kind):
+    """Values just outside a flag's range (RANGES): below its lower bound, above its upper one."""
+    bad = []
+    for op, x in bounds:
+        step = 1 if kind is int else max(abs(x) * 0.5, 1e-3)
+        bad.append({">": x, "<": x, ">=": x - step, "<=": x + step}[op])
+    return bad
+
+
+def numeric_flags():
+    return [(a.option_strings[0], a.dest, a.type) for a in mgrpo.build_parser()._actions if a.type in (int, float)]
+
+
+CHOICES = {a.dest for a in mgrpo.build_parser()._actions if a.type in (int, float) and a.choices}
+
+
+def test_every_int_and_float_flag_has_a_range_and_the_walk_finds_them_all():
+    flags = numeric_flags()
+    # a new numeric flag fails here until RANGES says what it accepts
+    assert {dest for _, dest, _ in flags} == set(mgrpo.RANGES)
+    floats = {dest for _, dest, kind in flags if kind is float}
+    assert floats >= {"lr", "beta", "clip_eps", "clip_eps_high", "temperature", "eval_temperature", "max_grad_norm"}
+    assert set(EDGES) == floats                   # and EDGES names its edge, for the test below
+
+
+@pytest.mark.parametrize("flag,dest,kind", numeric_flags(), ids=[f for f, _, _ in numeric_flags()])
+def test_every_numeric_flag_out_of_range_or_not_finite_is_one_line_before_anything_loads(flag, dest, kind,
+                                                                                          monkeypatch, capsys, tmp_path):
+    *bounds, why = mgrpo.RANGES[dest]
+    values = [str(v) for v in out_of_range(bounds, kind)]
+    if kind is float:
+        values += ["nan", "inf", "-inf", f"{min(-1e-3, bounds[0][1] - 1):.1e}"]   # -1.0e+00: scientific, negative
+    if dest in EDGES:
+        values.append(repr(EDGES[dest][1]))
+    extra = ["--layers", "2"] if dest == "H" else []
+    for value in values:
+        err = refused_before_loading([flag, value] + extra, monkeypatch, capsys, tmp_path)
+        if dest in CHOICES:                        # argparse's own check comes first (--layers 1 or 2)
+            assert f"argument {flag}: invalid choice: {value}" in err
+            continue
+        assert f"{flag} must be " in err and "(got " in err and why in err, (value, err)
+    if dest in EDGES:                              # the smallest allowed value passes check_args
+        args = mgrpo.build_parser().parse_args(["--model", "x", flag, repr(EDGES[dest][0])])
+        mgrpo.check_args(args)
+
+
+@pytest.mark.parametrize("argv,said", [
+    (["--lr", "-0.001"], "--lr must be a finite number > 0 and <= 1 (got -0.001)"),
+    (["--lr", "-1e-3"], "--lr must be a finite number > 0 and <= 1 (got -0.001)"),        # not 'expected one argument'
+    (["--lr=-1e-3"], "--lr must be a finite number > 0 and <= 1 (got -0.001)"),
+    (["--lr", "1e6"], "--lr must be a finite number > 0 and <= 1 (got 1000000.0)"),       # 1e-6 mistyped
+    (["--temperature", "nan"], "--temperature must be a finite number >= 0.01 (got nan)"),
+    (["--temperature", "1e-30"], "--temperature must be a finite number >= 0.01 (got 1e-30)"),
+    (["--beta", "nan"], "--beta must be a finite number >= 0 (got nan)"),
+    (["--max-grad-norm", "-1"], "--max-grad-norm must be a finite number >= 0 (got -1.0): 0 turns clipping off"),
+    (["--clip-eps", "1"], "--clip-eps must be a finite number > 0 and < 1 (got 1.0)"),
+    (["--seed", "-1"], "--seed must be >= 0 and <= 4294967295 (got -1)"),
+    (["--seed", "-1e3"], "argument --seed: invalid int value: '-1e3'"),
+    (["--steps", "1.5"], "argument --steps: invalid int value: '1.5'"),
+    (["--H", "1"], "--H must be >= 2 (got 1)"),
+    (["--eval-samples", "-1e+2"], "argument --eval-samples: invalid int value: '-1e+2'"),
+    (["--mask-truncated", "-1e-3"], "argument --mask-truncated: ignored explicit argument '-1e-3'"),
+    (["--device", "meta"], "--device meta: mgrpo.py runs on cuda, cpu or mps"),
+])
+def test_the_issues_bad_numbers_are_one_line_about_the_value(argv, said, monkeypatch, capsys, tmp_path):
+    assert said in refused_before_loading(argv, monkeypatch, capsys, tmp_path)
+
+
+def test_a_negative_number_in_any_notation_is_a_flags_value():
+    parse = mgrpo.build_parser().parse_args
+    assert parse(["--model", "x", "--lr", "-1e-3", "--beta", "-2.5E+1", "--max-grad-norm", "-inf"]).lr == -1e-3
+    assert parse(["--model", "x", "--beta", "-2.5E+1"]).beta == -25.0
+    assert math.isnan(parse(["--model", "x", "--temperature", "-nan"]).temperature)
+    assert parse(["--model", "x", "--seed", "-3"]).seed == -3                   # argparse's own case, unchanged
+    assert parse(["--model", "-1e-3"]).model == "-1e-3"                        # any flag that takes a value
+
+
+def test_max_grad_norm_0_trains_unclipped_and_logs_the_norm_before_clipping(tiny, toy_data, tmp_path, monkeypatch):
+    # HF Trainer's convention: 0 turns clipping off. It once scaled every gradient to 0: no weight moved.
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))      # both layers train
+    runs = {}
+    for norm in ("0", "1e9", "1e-4"):
+        out = str(tmp_path / norm)
+        mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "1", "--eval-every", "0", "--max-grad-norm", norm))
+        runs[norm] = (read_log(out)[0], weights(os.path.join(out, "step-000001")))
+    before = weights(tiny)
+    log0, w0 = runs["0"]
+    assert log0["l1_grad_norm"] > 1e-3 and log0["l2_grad_norm"] > 1e-3 and log0["l1_skipped"] == 0
+    assert any(not torch.equal(p, q) for p, q in zip(w0, before))                   # it trains
+    assert all(torch.equal(p, q) for p, q in zip(w0, runs["1e9"][1]))              # exactly as if unclipped
+    assert log0["l1_grad_norm"] == runs["1e9"][0]["l1_grad_norm"] == runs["1e-4"][0]["l1_grad_norm"]
+    moved = [max((p - q).abs().max().item() for p, q in zip(runs[n][1], before)) for n in ("0", "1e-4")]
+    assert moved[1] < moved[0]                                                     # clipping acts when asked
+
+
+def test_a_data_file_that_is_not_utf8_is_one_line_naming_the_line_and_a_bom_is_read(tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "latin1.jsonl"
+    bad.write_bytes(b'{"question": "What is 1 + 1?", "gold": "2"}\n{"question": "Caf\xe9 prices?", "gold": "3"}\n')
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems(str(bad), "train")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert f"{bad} line 2: not UTF-8 text (byte 0xe9 at column 18)" in err and "iconv" in err
+    bom = tmp_path / "bom.jsonl"                                   # what Windows editors write: read as it is
+    bom.write_bytes(b'\xef\xbb\xbf{"question": "q", "gold": "1"}\r\n{"question": "r", "gold": "2"}\r\n')
+    assert mgrpo.load_problems(str(bom), "train") == [{"question": "q", "gold": "1"}, {"question": "r", "gold": "2"}]
+    utf16 = tmp_path / "utf16.jsonl"                               # Windows' "Unicode"
+    utf16.write_bytes('{"question": "q", "gold": "1"}\n'.encode("utf-16"))
+    with pytest.raises(SystemExit):
+        mgrpo.load_problems(str(utf16), "train")
+    assert f"{utf16} is UTF-16 text: save it as UTF-8 (iconv -f utf-16 -t utf-8" in capsys.readouterr().err
+    bom.write_bytes(b'\xef\xbb\xbf[{"question": "q", "gold": "1"}]')
+    with pytest.raises(SystemExit):
+        mgrpo.load_problems(str(bom), "train")
+    assert "is one JSON array" in capsys.readouterr().err
+    for path, said in ((tmp_path, f"{tmp_path} is a directory: the data is one .jsonl file"),
+                       (bad, f"cannot read {bad}: Permission denied")):
+        if path == bad:                                    # root reads through permission bits: simulate it
+            monkeypatch.setattr(mgrpo, "open", lambda *a, **kw: (_ for _ in ()).throw(PermissionError(13, "Permission denied")),
+                                raising=False)
+        with pytest.raises(SystemExit) as e:
+            mgrpo.load_problems(str(path), "test")
+        err = capsys.readouterr().err.strip()
+        assert e.value.code == 2 and len(err.splitlines()) == 1 and said in err
+
+
+def test_a_non_utf8_data_file_through_the_command_line_is_one_line_and_leaves_no_folder(tiny, tmp_path, capsys):
+    bad = tmp_path / "cp1252.jsonl"
+    bad.write_bytes('{"question": "What is 2 \u00d7 3?", "gold": "6"}\n'.encode("cp1252"))
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", tiny, "--data", str(bad), "--device", "cpu", "--output-dir", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err.splitlines() == [err] and "line 1: not UTF-8 text" in err
+    assert not os.path.exists(tmp_path / "o")
+
+
+def test_a_model_that_is_a_file_and_a_row_that_is_not_an_object_are_one_line(toy_data, tmp_path, capsys):
+    err = refused(["--model", toy_data, "--data", toy_data, "--device", "cpu", "--output-dir", str(tmp_path / "o")],
+                  capsys)
+    assert f"{toy_data} is a file: a model is a directory" in err and not os.path.exists(tmp_path / "o")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"question": "q", "gold": "1"}\nnull\n' + "[" * 100_000 + "\n")
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems(str(rows), "train")
+    assert e.value.code == 2 and "line 2: needs a 'question'" in capsys.readouterr().err
+    rows.write_text('{"question": "q", "gold": "1"}\n' + "[" * 100_000 + "\n")
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems(str(rows), "train")
+    assert e.value.code == 2 and "line 2: not valid JSON" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("target", ["append_log", "write_jsonl"])
+def test_a_log_line_or_evaluation_file_that_cannot_be_written_is_one_line(target, tiny, toy_data, tmp_path,
+                                                                          monkeypatch, capsys):
+    real_open, seen = open, []
+
+    def full_disk(path, *a, **kw):             # the disk fills in step 2: step 1's log line is written
+        if ("log.jsonl" if target == "append_log" else "eval-toy-000002.jsonl") in str(path):
+            seen.append(path)
+            if target == "write_jsonl" or len(seen) == 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(mgrpo, "open", full_disk, raising=False)
+    out = str(tmp_path / "full")
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "2", "--eval-every", "2"))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 1 and err[-1].startswith(f"mgrpo: error: cannot write {out}/") and \
+        "(No space left on device)" in err[-1] and not any("Traceback" in ln for ln in err)
+    assert not [f for f in os.listdir(out) if f.endswith(".tmp")] and [x["step"] for x in read_log(out)] == [1]
+
+
+# --resume and --output-dir: a checkpoint that is not whole, a directory that holds another run, and a
+# failed run's folders. Nothing is created or removed that the user did not ask for.
+
+def snapshot(folder):
+    """Every file under folder with its bytes, and every directory: what a refused command must leave."""
+    seen = {}
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            seen[os.path.relpath(os.path.join(root, d), folder) + "/"] = None
+        for f in files:
+            with open(os.path.join(root, f), "rb") as fh:
+                seen[os.path.relpath(os.path.join(root, f), folder)] = fh.read()
+    return seen
+
+
+def refused(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+@pytest.mark.parametrize("lost", ["trainer_state.pt", "optimizer.pt", "model.safetensors", "config.json"])
+def test_resuming_a_checkpoint_that_lacks_a_file_is_one_line_naming_it(lost, two_step_run, tmp_path, capsys):
+    b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=2)
+    os.remove(os.path.join(b, "step-000002", lost))
+    before = snapshot(b)
+    err = refused(["--resume", b, "--steps", "3"], capsys)                 # the output directory: its latest
+    assert f"--resume {b}: {b}/step-000002 is not a whole checkpoint: it has no {lost}" in err
+    assert f"move it aside to resume from the one before it, {b}/step-000001" in err
+    err = refused(["--resume", os.path.join(b, "step-000002"), "--steps", "3"], capsys)      # the checkpoint itself
+    assert f"step-000002 is not a whole checkpoint: it has no {lost}" in err
+    assert snapshot(b) == before
+
+
+def test_resuming_a_folder_without_a_whole_checkpoint_or_with_a_damaged_one_is_one_line(two_step_run, tmp_path,
+                                                                                       capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert f"--resume: no checkpoint in {empty}" in refused(["--resume", str(empty)], capsys)
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    assert f"--resume: not a directory: {a_file}" in refused(["--resume", str(a_file)], capsys)
+    b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=1)
+    for lost in ("trainer_state.pt", "optimizer.pt"):
+        os.remove(os.path.join(b, "step-000001", lost))
+    assert "it has no optimizer.pt, trainer_state.pt" in refused(["--resume", b], capsys)
+    assert "copy them from where the run was made" in refused(["--resume", b], capsys)
+    c = copy_run(two_step_run, str(tmp_path / "c"), keep_steps=2)
+    state = os.path.join(c, "step-000002", "trainer_state.pt")
+    with open(state, "r+b") as f:                                  # a copy cut short
+        f.truncate(os.path.getsize(state) // 2)
+    err = refused(["--resume", c, "--steps", "3"], capsys)
+    assert f"--resume: cannot read {state} (" in err and "damaged" in err
+    torch.save({"something": "else"}, state)
+    assert "was not written by mgrpo.py" in refused(["--resume", c, "--steps", "3"], capsys)
+
+
+def test_a_damaged_optimizer_state_is_one_line_when_it_is_read(two_step_run, tmp_path, capsys):
+    c = copy_run(two_step_run, str(tmp_path / "c"), keep_steps=1)
+    opt = os.path.join(c, "step-000001", "optimizer.pt")
+    with open(opt, "r+b") as f:
+        f.truncate(100)
+    err = refused(["--resume", c], capsys)
+    assert f"--resume: cannot read {opt} (" in err and read_log(c) == read_log(two_step_run)[:1]
+
+
+def test_only_step_directories_with_a_number_are_checkpoints_and_keep_last_deletes_nothing_else(tmp_path):
+    out = tmp_path / "o"
+    for d in ("step-000002", "step-1000000", "step-000010", "step-best", "step-000003.tmp", "step-9x"):
+        (out / d).mkdir(parents=True)
+    (out / "step-notes.txt").write_text("mine")
+    found = [os.path.basename(c) for c in mgrpo.checkpoints(str(out))]
+    assert found == ["step-000002", "step-000010", "step-1000000"]          # in step order, past 6 digits too
+
+
+@pytest.mark.parametrize("holds", ["log.jsonl", "log.jsonl.tmp", "step-000003/", "step-000004.tmp/",
+                                   "eval-toy-000002.jsonl", "eval_only-toy.jsonl", "trainer_state.pt"])
+def test_a_branch_into_a_directory_that_holds_another_run_is_refused_and_changes_nothing(holds, two_step_run,
+                                                                                          tmp_path, capsys):
+    # --resume OLD --output-dir DIR must never write into DIR's run: its log would be overwritten and the
+    # two runs' checkpoints mixed. Each kind of file a run leaves is enough to refuse.
+    other = tmp_path / "other"
+    if holds.endswith("/"):
+        (other / holds).mkdir(parents=True)
+        (other / holds / "config.json").write_text("{}")
+    else:
+        other.mkdir()
+        (other / holds).write_text('{"step": 1}\n')
+    before, source = snapshot(other), snapshot(two_step_run)
+    err = refused(["--resume", os.path.join(two_step_run, "step-000001"), "--steps", "2", "--output-dir", str(other)],
+                  capsys)
+    assert f"--output-dir {other} " in err and "choose a new --output-dir" in err
+    assert snapshot(other) == before and snapshot(two_step_run) == source
+
+
+def test_a_branch_into_a_checkpoint_or_through_a_link_to_its_own_directory_is_refused(two_step_run, tmp_path,
+                                                                                      capsys):
+    source = snapshot(two_step_run)
+    ckpt1 = os.path.join(two_step_run, "step-000001")
+    inside = os.path.join(two_step_run, "step-000002")                  # a checkpoint is no output directory
+    assert f"--output-dir {inside} is a checkpoint of another run" in refused(
+        ["--resume", ckpt1, "--steps", "2", "--output-dir", inside], capsys)
+    link = tmp_path / "link"
+    link.symlink_to(two_step_run)                                      # the run's own directory by another name
+    err = refused(["--resume", ckpt1, "--steps", "2", "--output-dir", str(link)], capsys)
+    assert "holds later checkpoints (step-000002)" in err
+    assert snapshot(two_step_run) == source
+
+
+def test_a_branch_that_fails_before_training_leaves_nothing_and_can_be_run_again(two_step_run, tmp_path, capsys,
+                                                                                 monkeypatch):
+    c = str(tmp_path / "c")
+    argv = ["--resume", os.path.join(two_step_run, "step-000001"), "--steps", "2", "--output-dir", c]
+    monkeypatch.setattr(mgrpo, "check_context", lambda *a: mgrpo.die("the model does not fit"))
+    assert "the model does not fit" in refused(argv, capsys)
+    assert not os.path.exists(c)                        # no copied log.jsonl that would refuse the next try
+    monkeypatch.undo()
+    mgrpo.main(argv)
+    assert [x["step"] for x in read_log(c)] == [1, 2] and read_log(c)[0] == read_log(two_step_run)[0]
+
+
+def fail_at(where, monkeypatch):
+    """argv that makes a run fail at `where`, after its output directory is made."""
+    if where == "data":
+        return ["--data", "/nonexistent/x.jsonl"]
+    if where == "model":
+        return ["--model", "/nonexistent/model"]
+    if where == "reward":                       # the first step's rewards, before any log line
+        monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 2.0)
+    return []
+
+
+@pytest.mark.parametrize("holding", [(), ("notes.txt",), ("sub/", "sub/data.csv")])
+@pytest.mark.parametrize("where", ["data", "model", "reward"])
+def test_a_failed_run_never_removes_a_folder_that_was_there_before_it(where, holding, tiny, toy_data, tmp_path,
+                                                                      monkeypatch, capsys):
+    out = tmp_path / "mine"
+    out.mkdir()
+    for f in holding:
+        (out / f).mkdir() if f.endswith("/") else (out / f).write_text("keep me")
+    before = snapshot(out)
+    argv = cli_args(tiny, toy_data, str(out), "--steps", "1", "--eval-every", "0") + fail_at(where, monkeypatch)
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(argv)
+    assert e.value.code == 2 and capsys.readouterr().err.strip().splitlines()[-1].startswith("mgrpo: error: ")
+    assert out.is_dir() and snapshot(out) == before
+
+
+@pytest.mark.parametrize("where", ["data", "model", "reward"])
+def test_a_failed_run_removes_exactly_the_folders_it_created(where, tiny, toy_data, tmp_path, monkeypatch, capsys):
+    (tmp_path / "yours").mkdir()
+    out = tmp_path / "yours" / "new" / "run" / "a"          # three folders made by the run, one there before
+    argv = cli_args(tiny, toy_data, str(out), "--steps", "1", "--eval-every", "0") + fail_at(where, monkeypatch)
+    with pytest.raises(SystemExit):
+        mgrpo.main(argv)
+    assert os.listdir(tmp_path) == ["yours"] and os.listdir(tmp_path / "yours") == []
+
+
+def readme_section(name):
+    readme = open(os.path.join(HERE, "README.md"), encoding="utf-8").read()
+    part = readme[readme.index(f"## {name}"):]
+    return part[:part.index("\n## ", 1)]
+
+
+def test_the_readme_and_docs_cpu_commands_set_one_thread_as_written_and_their_flags_pass():
+    # The toy commands say "one thread": the command must set it (torch otherwise takes one per core, 2.9-5.8x
+    # slower on this project's busy 2-core machine), and its flags must get past check_args.
+    running = open(os.path.join(HERE, "docs", "running.md"), encoding="utf-8").read()
+    text = readme_section("Run it") + running.replace("$A", running[running.index('A="') + 3:].split('"')[0])
+    commands = [c for c in re.sub(r"\\\n\s*", " ", text).splitlines() if "mgrpo.py --model toy/model" in c]
+    assert len(commands) == 3
+    for command in commands:
+        assert command.startswith("OMP_NUM_THREADS=1 python mgrpo.py "), command
+        argv = command.split("#")[0].split()[3:]
+        mgrpo.check_args(mgrpo.build_parser().parse_args(argv))
+
+
+def test_the_readme_api_block_runs_offline_with_its_toy_model_line_as_written(tiny, tmp_path, monkeypatch):
+    # The README's one-line offline variant, word for word, in place of the block's flags line; toy/model is
+    # what `python examples/toy.py write toy/` makes (here the tiny model of the same builder, for speed).
+    part = readme_section("Use it from your own code")
+    start = part.index("```python\n") + 10
+    code = part[start:part.index("\n```", start)]
+    (flags,) = [ln for ln in code.splitlines() if ln.startswith("flags = [")]
+    (offline,) = [ln for ln in part.splitlines() if ln.startswith("flags = [") and ln != flags]
+    assert '"toy/model"' in offline and '"--device", "cpu"' in offline
+    monkeypatch.chdir(tmp_path)
+    os.makedirs("toy")
+    os.symlink(tiny, "toy/model")
+    printed, threads = [], torch.get_num_threads()
+    torch.set_num_threads(1)                                   # as the README runs it: OMP_NUM_THREADS=1
+    try:
+        exec(code.replace(flags, offline), {"print": lambda *a, **kw: printed.append(a)})
+    finally:
+        torch.set_num_threads(threads)
+    steps = int(offline.split('"--steps", "')[1].split('"')[0])
+    assert len(printed) == steps + 1 and {"acc_t1", "delta"} <= set(printed[-1][0])
+    assert os.path.isfile("eval.jsonl") and os.path.isfile(os.path.join("my-model", "config.json"))
+
+
 # -----------------------------------------------------------------------------
 # How a run ends: a stop signal, out of memory, a full disk, a power cut
 
@@ -1068,11 +1497,29 @@ def test_a_stop_signal_mid_step_ends_with_one_line_naming_the_checkpoint_and_res
 
 def test_a_stop_before_any_checkpoint_says_how_to_start_over(tiny, toy_data, tmp_path, monkeypatch, capsys,
                                                              default_signals):
+    # Nothing written yet: the folder the run made is gone again, and the same command starts over.
     out = str(tmp_path / "s0")
     rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 1, lambda: os.kill(os.getpid(), signal.SIGINT),
                         "--save-every", "2")
-    assert rc == 130 and err[-1].startswith("mgrpo: stopped by SIGINT during step 1; no checkpoint yet")
-    assert f"remove {out}" in err[-1]
+    assert rc == 130 and err[-1] == ("mgrpo: stopped by SIGINT during step 1; no checkpoint yet (the first comes at "
+                                     "step 2); nothing of it was written: run the same command again")
+    assert not os.path.exists(out)
+    # A log line written, no checkpoint: the README's toy command saves only at its end (--steps below
+    # --save-every), which is when its first checkpoint comes.
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, lambda: os.kill(os.getpid(), signal.SIGINT),
+                        "--save-every", "100")
+    assert rc == 130 and err[-1] == (f"mgrpo: stopped by SIGINT during step 2; no checkpoint yet (the first comes at "
+                                     f"step 4); to start over, remove {out} and run the same command again, or "
+                                     f"choose another --output-dir")
+    # A folder that holds files of the user's: only the run's own files are named, never the folder.
+    shutil.rmtree(out)
+    os.makedirs(out)
+    open(os.path.join(out, "notes.txt"), "w").write("mine")
+    rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, lambda: os.kill(os.getpid(), signal.SIGINT),
+                        "--save-every", "100")
+    assert rc == 130 and err[-1].endswith(f"to start over, remove log.jsonl from {out} and run the same command "
+                                          "again, or choose another --output-dir")
+    assert sorted(os.listdir(out)) == ["log.jsonl", "notes.txt"] and open(os.path.join(out, "notes.txt")).read() == "mine"
 
 
 def test_a_signal_ignored_by_whoever_started_the_run_stays_ignored(tiny, toy_data, tmp_path, monkeypatch, capsys,
@@ -1795,7 +2242,7 @@ def test_cli_eval_samples_reports_pass_at_k_and_resume_may_change_it(two_step_ru
 
 @pytest.mark.parametrize("argv,needle", [(["--eval-samples", "0"], "--eval-samples must be >= 1"),
                                          (["--eval-samples", "two"], "invalid int value"),
-                                         (["--eval-temperature", "0"], "--eval-temperature must be > 0"),
+                                         (["--eval-temperature", "0"], "--eval-temperature must be a finite number >= 0.01"),
                                          (["--eval-temperature", "-1", "--eval-samples", "4"], "--eval-temperature"),
                                          (["--eval-temperature", "nan", "--eval-samples", "4"], "--eval-temperature")])
 def test_bad_eval_sampling_flags_exit_2_with_one_line(argv, needle, tiny, toy_data, capsys):
