@@ -67,6 +67,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import signal
 import sys
@@ -695,10 +696,9 @@ def static_cache_len(longest_prompt, max_new_tokens, guides):
 
 
 # -----------------------------------------------------------------------------
-# Log-prob internals. The logits are the model's own: several families change lm_head's output in their
-# forward before `generate` samples from it, and ρ, the KL and the gradient must refer to that same
-# distribution. check_logprobs() compares token_logprobs with the model's own forward once at start, so a
-# family whose change is not known here refuses to train instead of training on another distribution.
+# Log-prob internals. Several families change lm_head's output in their forward before `generate` samples
+# from it; check_logprobs() compares token_logprobs with the model's own forward at start, so a family
+# whose change is not known here refuses to train instead of training on another distribution.
 
 
 def output_logits(head, h, config):
@@ -790,12 +790,8 @@ def micro_batches(lengths, budget):
 
 
 def plan_micro_batches(run, prompts, completions, adv, args, excluded=None):
-    """This rank's rollouts of one layer cut into micro-batches of at most --micro-tokens (micro_batches)
-    and packed. Returns (mbs, N, pad_frac): mbs a list of namespaces with ids, mask, comp, scored ([b, L]
-    each), adv ([b]), n_seq and n_tok (its sequences, and the completion tokens J counts) and token_share
-    (its share of the layer's counted tokens, for the statistics); N the layer's (sequences, counted tokens)
-    over all ranks; pad_frac the share of the computed tokens that are padding. `scored` is comp without the
-    excluded completions: the tokens that have a term in J.
+    """This rank's rollouts of one layer packed into micro-batches (micro_batches, pack): (mbs, N, pad_frac) as
+    the list where Part I begins says; ids, mask, comp and scored are [b, L], adv [b].
 
     Many GPUs: summing the normalisers over all ranks makes an update on N ranks equal one process's update
     on the union of their rollouts; and each rank runs as many micro-batches as the busiest one (FSDP would
@@ -837,11 +833,9 @@ MAX_BAD_STEPS = 5  # non-finite optimizer steps in a row before the run stops
 
 
 def guard_non_finite(run, norm, loss):
-    """Before one of policy_update's optimizer steps: the gradient norm over all ranks (FSDP's is a DTensor),
-    the pass's loss summed over the ranks (one host sync per step), and whether both are finite. A NaN or inf
-    (a bf16 overflow, a corrupt batch) skips the step, since inside AdamW one NaN would ruin the weights for
-    good; MAX_BAD_STEPS skipped in a row end the run (exit 1) before a checkpoint can hold NaN. Returns
-    (norm, loss, finite) as a namespace."""
+    """(norm, loss, finite) before an optimizer step: the gradient norm over all ranks (FSDP's is a DTensor),
+    the loss summed over them (one host sync per step), both finite? MAX_BAD_STEPS skipped steps in a row end
+    the run (exit 1) before a checkpoint can hold NaN."""
     norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
     (loss,) = all_reduce([loss])
     finite = bool(torch.isfinite(norm)) and math.isfinite(loss)
@@ -1029,20 +1023,11 @@ def enable_checkpointing(model):
 
 
 def setup(args, reward=None):
-    """Everything a step needs, as a namespace `run` (the trainer's state), passed to train_step, evaluate,
-    policy_update, generate, ...:
-      policy   the model being trained, fp32 master weights
-      rollout  the copy that samples (bf16 on CUDA, refreshed after every update); on the CPU the policy itself
-      ref      the frozen reference πref, the initial --model (bf16 on CUDA, fp32 on the CPU); None when beta == 0
-      opt      AdamW over the policy
-      tk       Tokens: prompt ids, wrapped guides, stop ids; tk.tok is the Hugging Face tokenizer
-      device   where rollouts and forward passes run
-      reward   reward(completion_text, problem_row) -> float in [0, 1]: the `reward` given, else rule_reward
-      cache_len  the static KV cache's length (main sets it on CUDA), None for a dynamic cache
-      bad_steps  non-finite optimizer steps in a row (guard_non_finite)
-      seconds  the seconds of each phase of the step in progress (phase), until the log takes them
-    With several ranks, the policy and the reference are read into CPU memory and sharded onto the GPUs
-    layer by layer, and every rank holds a full rollout copy."""
+    """Everything a step needs, as a namespace `run` (the trainer's state): policy, rollout, ref, opt, device,
+    reward (the `reward` given, else rule_reward) and tk, as the list where Part I begins says, and tk.tok the
+    Hugging Face tokenizer; cache_len, the static KV cache's length (main sets it on CUDA); bad_steps
+    (guard_non_finite) and seconds (phase). With several ranks, the policy and the reference are read into
+    CPU memory and sharded onto the GPUs layer by layer, and every rank holds a full rollout copy."""
     import huggingface_hub
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
@@ -1230,10 +1215,8 @@ def batch_indices(step, batch_size, n, seed):
 
 
 # -----------------------------------------------------------------------------
-# Many GPUs: `torchrun --nproc_per_node N mgrpo.py ...` starts N processes (ranks). Each takes 1/N of
-# every batch and of the evaluation set and samples with its own full bf16 rollout copy; the fp32
-# policy and the reference are sharded over the ranks with FSDP2. Under plain `python` there is one
-# rank and everything in this section does nothing.
+# Many GPUs: `torchrun --nproc_per_node N mgrpo.py ...` starts N ranks, each with 1/N of every batch and
+# evaluation set and its own full rollout copy; FSDP2 shards the policy and the reference over them.
 
 
 def rank():
@@ -1295,17 +1278,12 @@ def init_distributed(args):
 
 
 def leave_distributed(code):
-    """The last thing a torchrun rank does once its process group exists. After a finished run the ranks
-    meet (none leaves while rank 0 still writes the final checkpoint) and destroy the process group;
-    then the process ends with os._exit, without the interpreter's teardown. Why: the process group's
-    threads outlive destroy_process_group (FSDP2's device mesh keeps the group alive: gloo's two workers
-    and its network loop still run), and a gloo worker takes the GIL whenever it drops the last reference
-    to a tensor that has a Python object. CPython ends a thread that waits for the GIL once its teardown
-    has begun with pthread_exit, which a C++ thread cannot survive: the rank aborts ('terminate called
-    without an active exception') and torchrun reports a finished run as failed. os._exit ends every
-    thread at once and runs no teardown, so no thread can meet one. Every file is closed and fsynced
-    by now. After a failure (code != 0) the other ranks give rank 0 a moment to print its line before
-    torchrun, seeing them fail, stops it."""
+    """The last thing a torchrun rank does: after a finished run the ranks meet (none leaves while rank 0
+    still writes) and destroy the process group, then os._exit skips the interpreter's teardown. gloo's
+    threads outlive destroy_process_group (FSDP2's device mesh holds the group), and one that takes the GIL
+    during teardown is killed by CPython with pthread_exit, which a C++ thread cannot survive: the rank
+    would abort and torchrun report a finished run as failed. Every file is closed and fsynced by now.
+    After a failure the other ranks give rank 0 a moment to print its line."""
     if code == 0:
         dist.barrier()
         dist.destroy_process_group()
@@ -1331,10 +1309,9 @@ def shard(model, device):
 
 
 # -----------------------------------------------------------------------------
-# Checkpoints: model + tokenizer (save_pretrained), optimizer.pt and trainer_state.pt (step, args,
-# every rank's random state), written to a temporary directory and renamed, so a crash mid-write
-# never leaves a checkpoint that looks complete. Nothing here deletes a checkpoint except
-# --keep-last, and then only older step-* of this run's output directory.
+# Checkpoints: model + tokenizer, optimizer.pt and trainer_state.pt (step, args, every rank's random state),
+# written to a temporary directory and renamed, so a crash never leaves a checkpoint that looks complete.
+# Only --keep-last deletes checkpoints, and only older step-* of this run's output directory.
 
 
 def save_checkpoint(out_dir, step, run, rng, args):
@@ -1678,33 +1655,11 @@ def ends_cleanly(args):
 # run's input before anything is loaded, and main().
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse, except that a negative number in scientific notation, or a signed inf or nan, is a flag's
-    value (`--lr -1e-3` reads as `--lr=-1e-3`), as `--lr -0.001` already is: plain argparse takes it for a
-    flag and says 'expected one argument'. The value then reaches check_args, whose line is about it."""
-
-    def parse_known_args(self, args=None, namespace=None):
-        args, joined = (sys.argv[1:] if args is None else list(args)), []
-        while args:
-            a = args.pop(0)
-            if a == "--":                          # the end of the flags: the rest stays as it is
-                joined += [a] + args
-                break
-            if a.startswith("--") and "=" not in a and args and is_negative_number(args[0]):
-                a = f"{a}={args.pop(0)}"
-            joined.append(a)
-        return super().parse_known_args(joined, namespace)
-
-
-def is_negative_number(text):
-    try:
-        return text.startswith("-") and isinstance(float(text), float)
-    except ValueError:
-        return False
-
-
 def build_parser():
-    p = Parser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
+    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
+    # A negative number in any notation is a flag's value (--lr -1e-3, -inf), as --lr -0.001 is: argparse would
+    # take it for a flag ('expected one argument'), and the line check_args gives is about the value.
+    p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
     a = p.add_argument
     a("--model", help="Hugging Face model id or local directory (policy and reference)")
     a("--data", default="gsm8k", help="training data: gsm8k, math (MATH's 7,500 training problems) or a .jsonl path")
