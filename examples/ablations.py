@@ -221,12 +221,14 @@ def paired_table(entries):
             for _, f in PAIRED:
                 s = paired(differences(entries, m, b, f))
                 cells.append(f"{s['mean']:+.3f} [{s['lo']:+.3f}, {s['hi']:+.3f}] {s['above']}↑ {s['below']}↓")
-            lines.append(f"| {short(entries[m])} − {short(entries[b])} | " + " | ".join(cells) + " |")
+            lines.append(f"| {SHORT[m]} − {SHORT[b]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def short(entry):
-    return entry["label"].split(" (`")[0].replace("warm start, before RL (intrinsic)", "warm start")
+# The names of the comparisons (the tables' rows say each method in full)
+SHORT = {"warm": "warm start", "grpo": "GRPO", "grpo_2x": "GRPO 2x steps", "grpo_g": "GRPO matched tokens",
+         "mgrpo": "MGRPO", "mgrpo_batch_norm": "MGRPO N=B·G", "mgrpo_select_all": "MGRPO no selection",
+         "mgrpo_inputs_all": "MGRPO all inputs"}
 
 
 def step_table(entries):
@@ -275,8 +277,8 @@ def render(result, experiment):
                    f"{len(seeds)} seeds] and the number of seeds where it is above (↑) and below (↓) zero.\n\n"
                    + paired_table(entries))
         if all("steps" in r for e in result["methods"].values() for r in e["runs"]):
-            md += "\n\nThe size of each layer's steps, over each run's training steps (mean ± std over seeds).\n\n" + \
-                step_table(entries)
+            md += (f"\n\nThe size of each layer's steps over each run's training steps, {over_seeds(seeds)}.\n\n"
+                   + step_table(entries))
     else:
         columns = [METRICS[0], METRICS[1], METRICS[3], METRICS[5], COST[1]]
         md = (f"MGRPO, held-out problems ({result.get('n_eval', 200)}), after {result['steps']} steps, "
@@ -331,11 +333,10 @@ def plot_paired(plt, result):
                         color="C0" if s["lo"] > 0 else "C3" if s["hi"] < 0 else "C7", capsize=3)
         ax.axvline(0, color="black", lw=0.8)
         ax.set(title=name, xlabel="difference")
-    axes[0].set_yticks(range(len(pairs)), [f"{short(entries[m])} − {short(entries[b])}" for m, b in pairs],
-                       fontsize=7)
+    axes[0].set_yticks(range(len(pairs)), [f"{SHORT[m]} − {SHORT[b]}" for m, b in pairs], fontsize=7)
     axes[0].invert_yaxis()
-    fig.suptitle(f"Task {result['task']}: paired differences per seed (dots), mean and 95% t interval, "
-                 f"{len(result['seeds'])} seeds")
+    fig.suptitle(f"Task {result['task']}: paired differences per seed (dots), their mean and 95% t interval over "
+                 f"{len(result['seeds'])} seeds (blue: above 0, red: below 0, gray: 0 inside)")
     return fig
 
 
@@ -488,7 +489,8 @@ def draw(out):
                 continue
             with open(path, encoding="utf-8") as f:
                 result = json.load(f)
-            if (png == "curves" and not result["curve_every"]) or (png == "paired" and len(result["seeds"]) < 2):
+            if not result["methods"] or (png == "curves" and not result["curve_every"]) or \
+                    (png == "paired" and len(result["seeds"]) < 2):
                 continue
             fig = plot(plt, result)
             fig.tight_layout()
