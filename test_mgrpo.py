@@ -1,6 +1,7 @@
 """Specification of mgrpo.py, verify.py (further down) and the toy task of examples/toy.py (at the end), on
 tiny models built in code. Offline: nothing here may touch the network."""
 
+import ast
 import copy
 import datetime
 import errno
@@ -40,6 +41,7 @@ def no_network(monkeypatch):
 # -----------------------------------------------------------------------------
 # A tiny Qwen2 model and a byte-level BPE tokenizer with a chat template, built in code.
 
+
 def make_tiny_model(path, seed=0):
     """A random-weight 2-layer Qwen2 (hidden 32) and a byte-level BPE tokenizer with a chat template."""
     corpus = [f"What is {a} + {b}? {mgrpo.INSTRUCTION} {mgrpo.GUIDES[a % 4]} \\boxed{{{a + b}}}"
@@ -76,10 +78,12 @@ def tiny_run(tiny, **kw):
     args = run_args(model=tiny, **kw)
     torch.manual_seed(0)
     return mgrpo.setup(args), args
-
+# =============================================================================
+# PART I: THE ALGORITHM, in the order of mgrpo.py's Part I: each function's worked examples
+# =============================================================================
 
 # -----------------------------------------------------------------------------
-# The file reads as a reference: the docstring's equation map names Part I's functions in Part I's order
+# The file reads as a reference: the docstring's equation map, the list that opens Part I, a test for every Part I function
 
 
 def test_equation_map_names_part_one_functions_in_file_order():
@@ -135,11 +139,28 @@ def test_part_one_opens_with_every_part_two_name_it_uses():
     assert planted != source and part_two_names_missing_from_the_preamble(planted) == ["tensor_bytes", "run.scratch"]
 
 
+def test_every_part_one_function_has_a_test_that_names_it_before_the_engine_room():
+    # Each function of mgrpo.py's Part I appears in the name of a test of this file's Part I, and no test of
+    # the engine room below names one: the specification reads in Part I's order, its worked examples first.
+    import inspect
+    source = inspect.getsource(mgrpo).splitlines()
+    start, end = source.index("# PART I: THE ALGORITHM"), next(i for i, x in enumerate(source) if x.startswith("# PART II"))
+    functions = [n.name for n in ast.parse("\n".join(source[start:end])).body if isinstance(n, ast.FunctionDef)]
+    mine = open(__file__, encoding="utf-8").read().splitlines()
+    engine_room = next(i for i, line in enumerate(mine) if line.startswith("# PART II"))
+    tests = [(i, m.group(1)) for i, line in enumerate(mine) if (m := re.match(r"def (test_\w+)\(", line))]
+
+    def named(test):
+        return [f for f in functions if f"_{f}_" in f"_{test}_"]
+    assert len(functions) >= 20 and [f for f in functions if not any(f in named(t) for _, t in tests)] == []
+    assert [t for i, t in tests if i > engine_room and named(t)] == []
+
+
 # -----------------------------------------------------------------------------
-# group_advantages
+# group_advantages (--scale-rewards: GRPO, Lite PPO, Dr. GRPO)
 
 
-def test_advantages_hand_computed():
+def test_group_advantages_hand_computed():
     A = group_advantages(torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 0.0, 1.0, 0.0]]), eps=0.0)
     s3 = math.sqrt(3)
     # group 1: mean 1/4, population std sqrt(3)/4 -> (3/4)/(sqrt3/4) = sqrt3 and -(1/4)/(sqrt3/4) = -1/sqrt3
@@ -166,11 +187,57 @@ def test_advantages_keep_shape_and_groups_are_independent():
     assert torch.allclose(A.sum(-1), torch.zeros(4), atol=1e-6)
 
 
+R2 = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 1.0]])      # two groups; 4 of the 8 rewards are 1
+
+
+def test_scale_group_divides_by_each_groups_std():
+    # group means 1/4 and 3/4, both population stds √3/4
+    s = math.sqrt(3)
+    expected = torch.tensor([[s, -1 / s, -1 / s, -1 / s], [1 / s, 1 / s, -s, 1 / s]])
+    assert torch.allclose(group_advantages(R2, eps=0.0, scale="group"), expected, atol=1e-6)
+    assert torch.equal(group_advantages(R2), group_advantages(R2, scale="group"))     # the default
+
+
+def test_scale_batch_divides_by_the_std_of_every_reward():
+    # batch mean 1/2, population std 1/2: (r - group mean) / (1/2)
+    expected = torch.tensor([[1.5, -0.5, -0.5, -0.5], [0.5, 0.5, -1.5, 0.5]])
+    assert torch.equal(group_advantages(R2, eps=0.0, scale="batch"), expected)
+    assert mgrpo.std_over_ranks(R2) == 0.5
+    assert torch.equal(group_advantages(R2, eps=0.0, scale="batch", batch_std=0.25), 2 * expected)
+
+
+def test_scale_none_only_subtracts_the_group_mean():
+    expected = torch.tensor([[0.75, -0.25, -0.25, -0.25], [0.25, 0.25, -0.75, 0.25]])
+    assert torch.equal(group_advantages(R2, scale="none"), expected)
+    with pytest.raises(ValueError):
+        group_advantages(R2, scale="std")
+
+
+@pytest.mark.parametrize("scale", ["none", "batch"])
+def test_scale_rewards_reaches_both_layers(tiny, monkeypatch, scale):
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, scale_rewards=scale)
+    fake_rollouts(monkeypatch, run, [[40, 1], [20, 1]], [[20, 1], [40, 1]])      # one right of 2 in each layer
+    updates = []
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+    mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+    # rewards [0, 1] in each layer: group mean 1/2, and the batch std is 1/2
+    expected = [-0.5, 0.5] if scale == "none" else [-0.5 / (0.5 + 1e-4), 0.5 / (0.5 + 1e-4)]
+    assert updates[0][1] == pytest.approx(expected, abs=1e-6)                # Layer 1: both answers
+    assert updates[1][1] == pytest.approx(expected[1:], abs=1e-6)            # Layer 2: the right correction
+
+
 # -----------------------------------------------------------------------------
-# select_corrections
+# is_correct and select_corrections
 
 
-def test_select_successful_trains_correct_corrections_with_positive_advantage():
+def test_is_correct_means_the_reward_reaches_CORRECT(monkeypatch):
+    r = torch.tensor([0.0, 0.5, 0.999, 1.0])
+    assert mgrpo.is_correct(r).tolist() == [False, False, False, True]        # full marks only
+    monkeypatch.setattr(mgrpo, "CORRECT", 0.5)                                # a graded reward: half marks solve
+    assert mgrpo.is_correct(r).tolist() == [False, True, True, True]
+
+
+def test_select_corrections_trains_correct_corrections_with_positive_advantage():
     r = torch.tensor([[1.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 1.0, 1.0]])
     # the all-success group has advantage 0 everywhere: nothing in it is pushed up
     assert select_corrections(r, group_advantages(r), "successful").tolist() == [[True, False, True, False],
@@ -195,8 +262,14 @@ def test_select_unknown_mode_raises():
         select_corrections(torch.zeros(1, 2), torch.zeros(1, 2), "best")
 
 
+def test_select_successful_skips_truncated_corrections_when_given():
+    r = torch.tensor([[1.0, 1.0, 0.0]])
+    cut = torch.tensor([[True, False, False]])
+    assert select_corrections(r, group_advantages(r), "successful", cut).tolist() == [[False, True, False]]
+
+
 # -----------------------------------------------------------------------------
-# grpo_loss
+# grpo_loss, and its variants (--loss-agg, --clip-eps-high, --importance-sampling)
 
 
 def loop_loss(logp, old, ref, adv, mask, eps, beta, agg, max_new_tokens=None):
@@ -224,7 +297,7 @@ def loop_loss(logp, old, ref, adv, mask, eps, beta, agg, max_new_tokens=None):
 
 
 @pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
-def test_loss_equals_per_token_loop(agg):
+def test_grpo_loss_equals_per_token_loop(agg):
     g = torch.Generator().manual_seed(1)
     n, T = 5, 7
     logp = -torch.rand(n, T, generator=g, dtype=torch.float64) * 3
@@ -322,50 +395,6 @@ def test_padded_tokens_contribute_nothing(agg):
     assert (logp.grad[~mask] == 0).all() and torch.isfinite(logp.grad).all()
 
 
-# -----------------------------------------------------------------------------
-# The GRPO variants: --scale-rewards, --loss-agg seq-mean-token-sum-norm, --clip-eps-high,
-# --importance-sampling sequence, --mask-truncated
-
-
-R2 = torch.tensor([[1.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.0, 1.0]])      # two groups; 4 of the 8 rewards are 1
-
-
-def test_scale_group_divides_by_each_groups_std():
-    # group means 1/4 and 3/4, both population stds √3/4
-    s = math.sqrt(3)
-    expected = torch.tensor([[s, -1 / s, -1 / s, -1 / s], [1 / s, 1 / s, -s, 1 / s]])
-    assert torch.allclose(group_advantages(R2, eps=0.0, scale="group"), expected, atol=1e-6)
-    assert torch.equal(group_advantages(R2), group_advantages(R2, scale="group"))     # the default
-
-
-def test_scale_batch_divides_by_the_std_of_every_reward():
-    # batch mean 1/2, population std 1/2: (r - group mean) / (1/2)
-    expected = torch.tensor([[1.5, -0.5, -0.5, -0.5], [0.5, 0.5, -1.5, 0.5]])
-    assert torch.equal(group_advantages(R2, eps=0.0, scale="batch"), expected)
-    assert mgrpo.std_over_ranks(R2) == 0.5
-    assert torch.equal(group_advantages(R2, eps=0.0, scale="batch", batch_std=0.25), 2 * expected)
-
-
-def test_scale_none_only_subtracts_the_group_mean():
-    expected = torch.tensor([[0.75, -0.25, -0.25, -0.25], [0.25, 0.25, -0.75, 0.25]])
-    assert torch.equal(group_advantages(R2, scale="none"), expected)
-    with pytest.raises(ValueError):
-        group_advantages(R2, scale="std")
-
-
-@pytest.mark.parametrize("scale", ["none", "batch"])
-def test_scale_rewards_reaches_both_layers(tiny, monkeypatch, scale):
-    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, scale_rewards=scale)
-    fake_rollouts(monkeypatch, run, [[40, 1], [20, 1]], [[20, 1], [40, 1]])      # one right of 2 in each layer
-    updates = []
-    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
-    mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
-    # rewards [0, 1] in each layer: group mean 1/2, and the batch std is 1/2
-    expected = [-0.5, 0.5] if scale == "none" else [-0.5 / (0.5 + 1e-4), 0.5 / (0.5 + 1e-4)]
-    assert updates[0][1] == pytest.approx(expected, abs=1e-6)                # Layer 1: both answers
-    assert updates[1][1] == pytest.approx(expected[1:], abs=1e-6)            # Layer 2: the right correction
-
-
 def test_seq_mean_token_sum_norm_divides_each_sequence_by_the_constant():
     # ρ = 1, β = 0, max_new_tokens 4: J = 1/2 (3·1 / 4 + 1·(-2) / 4) = 1/8, and d(-J)/d(logp_i,t) = -A_i / (2·4)
     logp = torch.zeros(2, 4, dtype=torch.float64, requires_grad=True)
@@ -412,10 +441,60 @@ def test_sequence_level_ratio_is_the_geometric_mean_of_its_tokens():
         grpo_loss(logp, old, None, adv, mask, 0.1, 0.0, "seq-mean-token-mean", importance_sampling="group")
 
 
-def test_is_truncated_means_cut_at_the_cap_without_a_stop_token():
-    stop = [1]
-    assert mgrpo.is_truncated([[5, 6, 7], [5, 6, 1], [5, 1], [5, 6], []], stop, 3).tolist() == \
-        [True, False, False, False, False]
+# -----------------------------------------------------------------------------
+# micro_batch_weight: J's 1/N over micro-batches (and --mask-truncated's excluded completions)
+
+
+@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
+def test_micro_batch_weight_makes_micro_batches_one_update(tiny, agg):
+    prompts = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14], [15, 16]]
+    comps = [[20, 21], [22, 23, 24, 25], [26], [27, 28, 29], [30, 31, 32, 33, 34]]
+    adv = torch.tensor([1.0, -0.5, 0.7, -1.2, 0.3])
+    weights = []
+    # lengths 5, 6, 5, 4, 7: a budget of 1000 tokens is one micro-batch, 12 makes [[4], [1, 0], [2, 3]]
+    assert len(mgrpo.micro_batches([len(p) + len(c) for p, c in zip(prompts, comps)], 12)) == 3
+    for budget in (1000, 12):
+        (run, args) = tiny_run(tiny, beta=0.04, micro_tokens=budget, loss_agg=agg, max_grad_norm=1e9)
+        run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
+        with torch.no_grad():                        # move the reference so the KL term has a gradient
+            for p in run.ref.parameters():
+                p.mul_(0.9)
+        # SGD with lr 1 turns the accumulated gradient into the weight change (Adam would hide it)
+        run.opt = torch.optim.SGD(run.policy.parameters(), lr=1.0)
+        before = torch.cat([p.detach().flatten() for p in run.policy.parameters()])
+        mgrpo.policy_update(run, prompts, comps, adv, args)
+        weights.append(torch.cat([p.detach().flatten() for p in run.policy.parameters()]) - before)
+    assert weights[0].abs().max() > 1e-3
+    assert torch.allclose(weights[0], weights[1], rtol=1e-4, atol=1e-7)
+
+
+@pytest.mark.parametrize("budget", [1, 14, 10_000])       # each sequence alone; the cut one beside a kept one; one
+@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
+def test_masked_completions_give_the_same_update_however_the_micro_batches_fall(tiny, agg, budget):
+    # --mask-truncated: J's N counts a masked completion (its tokens, for token-mean, do not). Summed over
+    # micro-batches, the gradient of [ok1, cut, ok2] with `cut` masked is that of [ok1, ok2] in one micro-batch,
+    # times the share of N they keep: 1 for token-mean, 2/3 for the two means over sequences. A token count
+    # taken per micro-batch instead of over the layer only shows when `cut` sits in another micro-batch.
+    prompts, comps = [[5, 6], [7, 8], [9, 10]], [[20, 21, 22], [23, 24, 25, 26, 27], [28, 29]]
+    adv = torch.tensor([0.8, -1.3, -0.4])
+    grads = []
+    for keep, excluded, micro in (([0, 1, 2], [False, True, False], budget), ([0, 2], None, 10_000)):
+        # --max-grad-norm 0: the gradient as accumulated, unclipped, seen where AdamW would take it
+        (run, args) = tiny_run(tiny, beta=0.04, loss_agg=agg, mask_truncated=True, micro_tokens=micro, max_grad_norm=0)
+        run.opt.step = lambda *a, run=run, **kw: grads.append([p.grad.clone() for p in run.policy.parameters()])
+        run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
+        with torch.no_grad():
+            for q in run.ref.parameters():
+                q.mul_(0.9)
+        plan = mgrpo.plan_micro_batches(run, [prompts[i] for i in keep], [comps[i] for i in keep], adv[keep], args,
+                                        excluded)[0]
+        if excluded and budget == 14:
+            assert [mb.comp.shape[0] for mb in plan] == [2, 1]                     # [cut, ok1], [ok2]
+        mgrpo.policy_update(run, [prompts[i] for i in keep], [comps[i] for i in keep], adv[keep], args, excluded)
+    share = 1.0 if agg == "token-mean" else 2 / 3
+    assert max(g.abs().max().item() for g in grads[1]) > 1e-4
+    for a, b in zip(grads[0], grads[1]):          # float32 on rows padded differently: rounding only
+        assert torch.allclose(a, share * b, rtol=1e-4, atol=1e-7)
 
 
 @pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean"])
@@ -442,61 +521,20 @@ def test_a_masked_truncated_completion_contributes_exactly_zero_gradient(tiny, m
         assert torch.allclose(a, share * b, rtol=1e-4, atol=1e-7)
 
 
-def test_mask_truncated_leaves_cut_corrections_out_of_selection_and_logs_truncation_either_way(tiny, monkeypatch):
-    # max_new_tokens 3: [20, 21, 22] is a right answer cut off (no stop token 1), [20, 1] a right one that ended
-    for flag, trained in ((False, 2), (True, 1)):
-        (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, max_new_tokens=3, mask_truncated=flag)
-        run.tk.stop = [1]
-        fake_rollouts(monkeypatch, run, [[40, 41, 42], [40, 1]], [[20, 21, 22], [40, 1], [20, 1], [40, 1]])
-        updates = []
-        monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
-        log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
-        assert log["l1_truncated"] == 1 and log["l2_truncated"] == 1
-        assert log["l2_samples_trained"] == trained and len(updates[1][0]) == trained
-
-
-def test_select_successful_skips_truncated_corrections_when_given():
-    r = torch.tensor([[1.0, 1.0, 0.0]])
-    cut = torch.tensor([[True, False, False]])
-    assert select_corrections(r, group_advantages(r), "successful", cut).tolist() == [[False, True, False]]
-
-
-def test_the_variants_experiment_runs_every_variant_through_the_toy_task(tmp_path, capsys):
-    sys.path.insert(0, os.path.join(HERE, "examples"))
-    import variants
-    threads = torch.get_num_threads()
-    try:
-        variants.main(["--steps", "1", "--n-eval", "10", "--out", str(tmp_path)])
-    finally:
-        torch.set_num_threads(threads)
-    runs = json.load(open(tmp_path / "variants.json"))["runs"]
-    assert list(runs) == list(variants.VARIANTS) and all(r["optimizer_steps"] >= 1 for r in runs.values())
-    assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]) == 2 + len(runs)
-
-
 # -----------------------------------------------------------------------------
-# self_correction_metrics
+# Prompts: layer1_prompt, GUIDES, build_correction_prompt
 
 
-def test_metrics_hand_example():
-    m = self_correction_metrics([1, 1, 0, 0, 0], [1, 0, 1, 1, 0])
-    assert m == pytest.approx({"acc_t1": 0.4, "acc_t2": 0.6, "delta": 0.2, "delta_i2c": 0.4, "delta_c2i": 0.2})
+def test_layer1_prompt_is_the_templates_generation_prompt_with_the_instruction(tiny):
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(tiny)
+    assert mgrpo.layer1_prompt(tok, " What is 2 + 3? ") == (
+        "<|im_start|>user\nWhat is 2 + 3?\n" + mgrpo.INSTRUCTION + "<|im_end|>\n<|im_start|>assistant\n")
+    tok.chat_template = None                                                  # a base model's tokenizer
+    assert mgrpo.layer1_prompt(tok, "What is 2 + 3?") == "Question: What is 2 + 3?\n" + mgrpo.INSTRUCTION + "\nAnswer: "
 
 
-def test_metrics_delta_identity():
-    g = torch.Generator().manual_seed(0)
-    for _ in range(20):
-        t1, t2 = (torch.rand(37, generator=g) > 0.5).tolist(), (torch.rand(37, generator=g) > 0.5).tolist()
-        m = self_correction_metrics(t1, t2)
-        assert m["delta"] == pytest.approx(m["delta_i2c"] - m["delta_c2i"])
-        assert m["delta"] == pytest.approx(m["acc_t2"] - m["acc_t1"])
-
-
-# -----------------------------------------------------------------------------
-# Prompts, data
-
-
-def test_correction_prompt_is_prompt_then_answer_then_guide():
+def test_build_correction_prompt_is_prompt_then_answer_then_guide():
     assert build_correction_prompt([1, 2], [3, 4, 5], [6]) == [1, 2, 3, 4, 5, 6]
     assert build_correction_prompt("q ", "o ", "g") == "q o g"
 
@@ -520,6 +558,585 @@ def test_guides_are_at_least_four_and_ask_for_boxed():
     assert all("\\boxed{}" in g for g in mgrpo.GUIDES)
 
 
+# -----------------------------------------------------------------------------
+# Rewards: rule_reward, score, is_truncated, and the reward contract
+
+
+def test_rule_reward_is_the_checker_against_the_rows_gold():
+    row = {"question": "What is 2 + 3?", "gold": "5", "source": "anything else a row holds"}
+    assert mgrpo.rule_reward("2 + 3 = 5, so the answer is \\boxed{5}.", row) == 1.0
+    assert mgrpo.rule_reward("\\boxed{6}", row) == 0.0 and mgrpo.rule_reward("\\boxed{5}", {**row, "gold": "6"}) == 0.0
+
+
+@pytest.mark.parametrize("bad", [1.5, -0.25, float("nan"), None, "1"])
+def test_score_stops_the_run_in_one_line_for_a_reward_outside_zero_one(bad, tiny, monkeypatch, capsys):
+    (run, args) = tiny_run(tiny, G=2, H=2)
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 2, [])
+    run.reward = lambda text, problem: bad
+    with pytest.raises(SystemExit) as e:
+        mgrpo.train_step(run, [{"question": "What is 1 + 1?", "gold": "2"}], args, random.Random(0))
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1 and "[0, 1]" in err and repr(bad) in err
+
+
+def test_a_reward_of_your_own_sees_every_field_of_the_row(tiny, tmp_path, monkeypatch):
+    data = write_jsonl(tmp_path / "own.jsonl", [{"question": "What is 1 + 1?", "answer": "2", "tests": ["a", "b"]},
+                                                {"problem": "What is 2 + 2?", "solution": "\\boxed{4}", "tests": []}])
+    problems = mgrpo.load_problems(data, "train")
+    assert problems[0] == {"question": "What is 1 + 1?", "answer": "2", "tests": ["a", "b"], "gold": "2"}
+    assert problems[1]["question"] == "What is 2 + 2?" and problems[1]["gold"] == "4" and problems[1]["tests"] == []
+    (run, args) = tiny_run(tiny, G=2, H=2, layers=1)
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [])
+    seen = []
+    run.reward = lambda text, problem: seen.append(problem["tests"]) or 0.0
+    mgrpo.train_step(run, problems, args, random.Random(0))
+    assert seen == [["a", "b"]] * 2 + [[]] * 2
+
+
+def test_is_truncated_means_cut_at_the_cap_without_a_stop_token():
+    stop = [1]
+    assert mgrpo.is_truncated([[5, 6, 7], [5, 6, 1], [5, 1], [5, 6], []], stop, 3).tolist() == \
+        [True, False, False, False, False]
+
+
+# -----------------------------------------------------------------------------
+# One training step: train_step, grpo_layer, correction_layer, policy_update
+
+
+def fake_rollouts(monkeypatch, run, layer1, layer2):
+    """generate returns the given completions (Layer 1 on the first call, Layer 2 on the second) and
+    reward is 1 for a completion whose first token is 20. Records every generate call's prompts."""
+    calls = []
+
+    def generate(model, prompts, n, tk, *a, **kw):
+        calls.append(prompts)
+        return [list(c) for c in (layer1 if len(calls) == 1 else layer2)]
+
+    monkeypatch.setattr(mgrpo, "generate", generate)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(text == "right"))
+    run.tk.text = lambda ids: "right" if ids[0] == 20 else "wrong"
+    return calls
+
+
+def no_update(updates):
+    """A stand-in for policy_update that records (completions, advantages) and trains nothing."""
+    return lambda run, prompts, comps, adv, args, excluded=None, N=None: updates.append((comps, adv.tolist())) or \
+        {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0, "N": (1, 1)}
+
+
+def test_train_step_runs_grpo_layer_then_correction_layer_and_changes_weights(tiny, toy_data, monkeypatch):
+    # A random model never answers correctly, so grade by a rule it can satisfy: odd completion length.
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))
+    (run, args) = tiny_run(tiny, G=4, H=4, l2_inputs="all")
+    run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
+    batch = mgrpo.load_problems(toy_data, "train")[:3]
+    before = [p.detach().clone() for p in run.policy.parameters()]
+    import random
+    log = mgrpo.train_step(run, batch, args, random.Random(0))
+    assert log["l1_tokens"] > 0 and log["l2_groups"] == 12 and log["l2_tokens"] > 0
+    assert 0 <= log["l1_pad_frac"] < 1 and 0 <= log["l2_pad_frac"] < 1
+    assert 0 < log["l2_samples_kept"] <= 48 and log["l2_groups_kept"] <= 12 and "l2_loss" in log
+    assert any((p != b).any() for p, b in zip(run.policy.parameters(), before))
+
+
+def test_every_step_logs_the_same_keys_whether_or_not_layer_2_had_anything_to_do(tiny, monkeypatch):
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0)
+    problems = [{"question": "q", "gold": "1"}]
+    logs = []
+    for layer1, layer2 in [([[20, 1]] * 2, []),                         # both answers right: no q'
+                           ([[40, 1]] * 2, [[40, 1]] * 4),              # two q', no correction right
+                           ([[40, 1]] * 2, [[20, 1], [40, 1]] * 2)]:    # two q', one right in each: trains
+        fake_rollouts(monkeypatch, run, layer1, layer2)
+        logs.append(mgrpo.train_step(run, problems, args, random.Random(0)))
+    assert logs[0]["l2_groups"] == 0 and logs[1]["l2_samples_trained"] == 0 and logs[2]["l2_samples_trained"] == 2
+    assert list(logs[0]) == list(logs[1]) == list(logs[2])
+    assert logs[0]["l2_reward"] is None and logs[0]["sec_gen2"] is None and logs[1]["l2_loss"] is None
+    assert logs[0]["l2_tokens"] == 0 and logs[1]["l2_skipped"] == 0 and logs[2]["l2_loss"] is not None
+    # plain GRPO logs no Layer-2 keys at all, every step alike
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, layers=1)
+    fake_rollouts(monkeypatch, run, [[40, 1]] * 2, [])
+    log = mgrpo.train_step(run, problems, args, random.Random(0))
+    assert not [k for k in log if k.startswith("l2_") or k.endswith("2")]
+
+
+def test_correction_layer_trains_only_on_selected_corrections_that_carry_an_advantage(tiny, monkeypatch):
+    # One question, G = 2, both answers wrong -> two q'. q'1: all 4 corrections right (advantage 0);
+    # q'2: 1 of 4 right. Counting q'1's four zero-advantage samples in the mean would shrink q'2's
+    # gradient 5x, so Layer 2 trains on q'2's one success alone, with its group advantage.
+    (run, args) = tiny_run(tiny, G=2, H=4, beta=0.0)
+    R, W = [20, 30, 31], [40, 41]
+    fake_rollouts(monkeypatch, run, [W, W], [R, R, R, R, W, R, W, W])
+    updates = []
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates := []))
+    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+    a = 0.75 / (math.sqrt(3) / 4 + 1e-4)
+    assert updates[1][0] == [R] and updates[1][1] == pytest.approx([a])
+    assert log["l2_samples_kept"] == 5 and log["l2_samples_trained"] == 1 and log["l2_groups_kept"] == 2
+
+
+def test_a_reward_below_full_marks_is_not_correct_so_every_answer_gets_a_correction_round(tiny, monkeypatch):
+    # 0.5 for every answer: none is correct, so all B * G = 4 answers get a q', and no correction is
+    # selected (none is correct either). Layer 2 used to test `== 0` and saw no wrong answer at all.
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0)
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [[40, 41]] * 8)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
+    updates = []
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+    problems = [{"question": "q", "gold": "1"}, {"question": "r", "gold": "2"}]
+    log = mgrpo.train_step(run, problems, args, random.Random(0))
+    assert log["l1_reward"] == 0.5 and log["l2_groups"] == 4 and log["l2_reward"] == 0.5
+    assert log["l2_samples_kept"] == 0 and log["l2_correction_rate"] == 0.0 and len(updates) == 1
+    # CORRECT is the one place that says what counts: at 0.5, every answer is right and Layer 2 has nothing to do
+    monkeypatch.setattr(mgrpo, "CORRECT", 0.5)
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [[40, 41]] * 8)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
+    assert mgrpo.train_step(run, problems, args, random.Random(0))["l2_groups"] == 0
+    fake_rollouts(monkeypatch, run, [[40, 41]] * 2, [[40, 41]] * 2)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
+    m = mgrpo.evaluate(run, problems, args, os.path.join(os.path.dirname(tiny), "e.jsonl"))
+    assert m["acc_t1"] == 1.0 and m["acc_t2"] == 1.0
+
+
+def test_with_a_graded_reward_a_correct_correction_below_its_groups_mean_is_not_pushed_down(tiny, monkeypatch):
+    # CORRECT 0.5 and one q' whose H = 4 corrections score 1, 1, 0.5, 0: all but the last are correct, but
+    # the 0.5 sits below the mean (0.625), so its advantage is negative: selection trains on the two 1s only.
+    (run, args) = tiny_run(tiny, G=2, H=4, beta=0.0)
+    monkeypatch.setattr(mgrpo, "CORRECT", 0.5)
+    fake_rollouts(monkeypatch, run, [[40, 1], [20, 1]], [[20, 1], [20, 2], [30, 1], [40, 1]])
+    run.tk.text = lambda ids: {20: "right", 30: "half", 40: "wrong"}[ids[0]]
+    run.reward = lambda text, problem: {"right": 1.0, "half": 0.5, "wrong": 0.0}[text]
+    updates = []
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+    assert log["l2_groups"] == 1 and log["l2_samples_kept"] == 3 and log["l2_samples_trained"] == 2
+    assert updates[1][0] == [[20, 1], [20, 2]] and all(a > 0 for a in updates[1][1])
+
+
+def test_select_all_is_plain_grpo_on_q_prime_with_all_equal_groups_in_the_mean(tiny, monkeypatch):
+    # Both corrections of both q' wrong: advantage 0 everywhere. `all` trains on all 4 (the KL term still
+    # pulls them with β > 0, and they count in the mean as in Layer 1); `successful` on none.
+    W = [40, 41]
+    updates = []
+    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+    for select, trained in [("all", 4), ("successful", 0)]:
+        (run, args) = tiny_run(tiny, G=2, H=2, l2_select=select)
+        fake_rollouts(monkeypatch, run, [W, W], [W] * 4)
+        log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+        assert log["l2_samples_trained"] == trained
+    assert len(updates) == 3 and updates[1] == ([W] * 4, [0.0] * 4)
+
+
+def test_mask_truncated_leaves_cut_corrections_out_of_selection_and_logs_truncation_either_way(tiny, monkeypatch):
+    # max_new_tokens 3: [20, 21, 22] is a right answer cut off (no stop token 1), [20, 1] a right one that ended
+    for flag, trained in ((False, 2), (True, 1)):
+        (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, max_new_tokens=3, mask_truncated=flag)
+        run.tk.stop = [1]
+        fake_rollouts(monkeypatch, run, [[40, 41, 42], [40, 1]], [[20, 21, 22], [40, 1], [20, 1], [40, 1]])
+        updates = []
+        monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
+        log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+        assert log["l1_truncated"] == 1 and log["l2_truncated"] == 1
+        assert log["l2_samples_trained"] == trained and len(updates[1][0]) == trained
+
+
+# Layer 2's N (--l2-loss-norm). One question, G = 2 wrong answers of 4 tokens each (Layer 1: N = B·G = 2
+# sequences, 8 tokens), so two q' with H = 4 corrections: a right one has 4 tokens, a wrong one 2. With
+# --scale-rewards none the advantages are exact: 1 right of 4 -> A = 0.75; 2 of 4 -> A = 0.5 each. At ρ = 1
+# and β = 0 the gradient of -J on each token of a trained correction c is -A / (N |c|) (token-mean: -A / N_tok).
+L2_GRADIENT = {  # (rule, agg, corrections trained) -> d(-J)/d log πθ on each of a trained correction's tokens
+    ("trained", "seq-mean-token-mean", 1): -0.75 / (1 * 4), ("batch", "seq-mean-token-mean", 1): -0.75 / (2 * 4),
+    ("trained", "token-mean", 1): -0.75 / 4, ("batch", "token-mean", 1): -0.75 / 8,
+    ("trained", "seq-mean-token-mean", 4): -0.5 / (4 * 4), ("batch", "seq-mean-token-mean", 4): -0.5 / (2 * 4),
+    ("trained", "token-mean", 4): -0.5 / 16, ("batch", "token-mean", 4): -0.5 / 8}
+
+
+@pytest.mark.parametrize("rule,agg,n_trained", list(L2_GRADIENT))
+def test_layer2_loss_norm_gives_each_trained_correction_its_hand_computed_gradient(rule, agg, n_trained, tiny,
+                                                                                  monkeypatch):
+    (run, args) = tiny_run(tiny, G=2, H=4, beta=0.0, scale_rewards="none", loss_agg=agg, l2_loss_norm=rule,
+                           micro_tokens=4096)         # one micro-batch per layer
+    R4, W2, W4 = [20, 30, 31, 32], [40, 41], [40, 41, 42, 43]
+    layer2 = [R4, W2, W2, W2] + [W2] * 4 if n_trained == 1 else [R4, R4, W2, W2] * 2     # q'1's four, q'2's four
+    fake_rollouts(monkeypatch, run, [W4, W4], layer2)
+    leaves = []        # every log πθ of an update, as a leaf whose .grad is d(-J)/d log πθ
+
+    def logprobs(model, ids, mask, comp, temperature=1.0):
+        leaves.append((torch.zeros(comp.shape, dtype=torch.float64, requires_grad=True), comp))
+        return leaves[-1][0]
+    monkeypatch.setattr(mgrpo, "token_logprobs", logprobs)
+    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
+    assert log["l2_samples_trained"] == n_trained and len(leaves) == 2         # Layer 1's update, Layer 2's
+    lp, comp = leaves[1]
+    assert lp.grad[comp].tolist() == [L2_GRADIENT[rule, agg, n_trained]] * (4 * n_trained)
+    assert not lp.grad[~comp].any()
+
+
+def test_zero_std_groups_counts_the_groups_that_carry_no_policy_gradient(tiny, monkeypatch):
+    assert mgrpo.zero_std_groups(torch.tensor([[1.0, 1, 1], [0, 0, 0], [0, 1, 0], [0.5, 0.5, 0.5]])) == 3
+    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, batch_size=2)
+    R, W = [20, 1], [40, 1]
+    # question 1: both right; question 2: one right -> 1 of 2 groups flat in Layer 1. Layer 2: W's one q',
+    # its corrections both wrong -> 1 of 1 flat.
+    fake_rollouts(monkeypatch, run, [R, R, R, W], [W, W])
+    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}, {"question": "r", "gold": "1"}], args,
+                           random.Random(0))
+    assert log["l1_zero_std_frac"] == 0.5 and log["l2_zero_std_frac"] == 1.0 and log["l2_groups"] == 1
+
+
+def test_policy_update_on_a_positive_advantage_sample_raises_its_logprob(tiny):
+    (run, args) = tiny_run(tiny, lr=1e-2, beta=0.0)
+    prompt, comp = [5, 6, 7], [20, 21, 22, run.tk.stop[0]]
+    ids, mask, cm = mgrpo.pack([prompt], [comp], run.tk.pad, run.device)
+
+    def seq_logp():
+        with torch.no_grad():
+            return mgrpo.token_logprobs(run.policy, ids, mask, cm).sum().item()
+
+    before = seq_logp()
+    mgrpo.policy_update(run, [prompt], [comp], torch.tensor([1.0]), args)
+    up = seq_logp()
+    mgrpo.policy_update(run, [prompt], [comp], torch.tensor([-1.0]), args)
+    mgrpo.policy_update(run, [prompt], [comp], torch.tensor([-1.0]), args)
+    assert up > before and seq_logp() < up
+
+
+def test_learning_rate_1e6_moves_fp32_master_weights(tiny):
+    (run, args) = tiny_run(tiny, lr=1e-6, beta=0.0)
+    before = [p.detach().clone() for p in run.policy.parameters()]
+    mgrpo.policy_update(run, [[5, 6, 7]], [[20, 21, 22]], torch.tensor([1.0]), args)
+    assert all(p.dtype == torch.float32 for p in run.policy.parameters())
+    changed = sum((p != b).sum().item() for p, b in zip(run.policy.parameters(), before))
+    assert changed > 0.5 * sum(b.numel() for b in before)
+
+
+def nan_loss(monkeypatch):
+    real = mgrpo.grpo_loss
+    monkeypatch.setattr(mgrpo, "grpo_loss", lambda *a: (real(*a)[0] * float("nan"), real(*a)[1]))
+    return real
+
+
+def test_a_non_finite_loss_skips_the_optimizer_step(tiny, monkeypatch):
+    (run, args) = tiny_run(tiny, lr=1e-2, beta=0.0)
+    before = [p.detach().clone() for p in run.policy.parameters()]
+    real = nan_loss(monkeypatch)
+    st = mgrpo.policy_update(run, [[5, 6, 7]], [[20, 21, 22]], torch.tensor([1.0]), args)
+    assert st["skipped"] == 1
+    assert all(torch.equal(p, b) for p, b in zip(run.policy.parameters(), before))
+    monkeypatch.setattr(mgrpo, "grpo_loss", real)
+    st = mgrpo.policy_update(run, [[5, 6, 7]], [[20, 21, 22]], torch.tensor([1.0]), args)
+    assert st["skipped"] == 0 and any((p != b).any() for p, b in zip(run.policy.parameters(), before))
+
+
+def test_the_rollout_copy_follows_every_update(tiny):
+    (run, args) = tiny_run(tiny, lr=1e-2, beta=0.0)
+    run.rollout = copy.deepcopy(run.policy).requires_grad_(False)     # a separate copy, as on CUDA
+    before = [p.detach().clone() for p in run.policy.parameters()]
+    mgrpo.policy_update(run, [[5, 6, 7]], [[20, 21, 22]], torch.tensor([1.0]), args)
+    assert any((p != b).any() for p, b in zip(run.policy.parameters(), before))
+    assert all(torch.equal(p, q) for p, q in zip(run.policy.parameters(), run.rollout.parameters()))
+
+
+# -----------------------------------------------------------------------------
+# Log-probs: token_logprobs is log πθ at the sampling temperature, from the model's own logits
+
+
+def test_token_logprobs_of_padded_rows_are_those_of_each_row_alone(tiny):
+    (run, _) = tiny_run(tiny)
+    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
+    comps = [[20, 21, 22], [23, 24, 25, 26, 27], [28]]
+    ids, mask, comp = mgrpo.pack(prompts, comps, run.tk.pad, run.device)
+    with torch.no_grad():
+        batch = mgrpo.token_logprobs(run.policy, ids, mask, comp)
+        assert ((batch != 0) == comp).all()                               # only completion tokens are scored
+        for i in range(3):
+            ids1, mask1, c1 = mgrpo.pack([prompts[i]], [comps[i]], run.tk.pad, run.device)
+            alone = mgrpo.token_logprobs(run.policy, ids1, mask1, c1)[c1]
+            assert torch.allclose(batch[i][comp[i]], alone, atol=1e-5)
+            # and the chunked gather-minus-logsumexp equals a plain log_softmax
+            full = torch.log_softmax(run.policy(ids1, attention_mask=mask1).logits[0, -len(comps[i]) - 1:-1], -1)
+            assert torch.allclose(alone, full.gather(-1, torch.tensor(comps[i])[:, None]).squeeze(-1), atol=1e-5)
+
+
+def first_token_frequencies_and_logprobs(run, prompt, temperature, n=6000):
+    """Sample the first token n times at `temperature`; return {token: (frequency, exp(logp at T))}."""
+    torch.manual_seed(0)
+    firsts = [o[0] for o in mgrpo.generate(run.rollout, [prompt], n, run.tk, 1, temperature, gen_batch=n)]
+    toks = sorted(set(firsts))
+    ids, mask, cm = mgrpo.pack([prompt] * len(toks), [[t] for t in toks], run.tk.pad, run.device)
+    with torch.no_grad():
+        p = mgrpo.token_logprobs(run.policy, ids, mask, cm, temperature=temperature)[cm].exp()
+    return {t: (firsts.count(t) / n, p[i].item()) for i, t in enumerate(toks)}
+
+
+def test_logprobs_are_those_of_the_distribution_sampled_at_temperature_half(tiny):
+    (run, _) = tiny_run(tiny)
+    with torch.no_grad():                 # a peaked next-token distribution, so the temperature matters
+        run.policy.get_output_embeddings().weight.mul_(6)
+    n = 6000
+    seen = first_token_frequencies_and_logprobs(run, [5, 6, 7], 0.5, n)
+    top = max(seen.values())
+    assert 0.3 < top[0] < 0.95                        # a distribution, not a near-constant
+    for f, p in seen.values():                        # within 4.5 standard errors of the model's probability
+        assert abs(f - p) <= 4.5 * math.sqrt(p * (1 - p) / n) + 1e-3
+    # the same check against log-probs at T = 1 would fail: the test can tell the two apart
+    wrong = first_token_frequencies_and_logprobs(run, [5, 6, 7], 1.0, n)
+    assert any(abs(seen[t][0] - wrong[t][1]) > 4.5 * math.sqrt(wrong[t][1] * (1 - wrong[t][1]) / n) + 1e-3
+               for t in seen if t in wrong)
+
+
+def test_old_and_reference_logprobs_use_the_sampling_temperature(tiny, monkeypatch):
+    # reference = policy and mu = 2: on the first pass ρ must be exactly 1 and the KL exactly 0 at any T
+    (run, args) = tiny_run(tiny, temperature=0.5, beta=0.1, mu=2)
+    run.ref = copy.deepcopy(run.policy).requires_grad_(False)
+    first = []
+    real = mgrpo.grpo_loss
+
+    def spy(logp, old, ref, *a):
+        if not first:
+            first.append(((logp - old).abs().max().item(), (logp - ref).abs().max().item()))
+        return real(logp, old, ref, *a)
+
+    monkeypatch.setattr(mgrpo, "grpo_loss", spy)
+    mgrpo.policy_update(run, [[5, 6, 7], [8, 9]], [[20, 21, 22], [23, 24]], torch.tensor([1.0, -1.0]), args)
+    assert first == [(0.0, 0.0)]
+
+
+def test_dropout_is_switched_off_so_scoring_and_training_see_one_policy(tiny, tmp_path):
+    path = str(tmp_path / "dropout")
+    shutil.copytree(tiny, path)
+    cfg = json.load(open(os.path.join(path, "config.json")))
+    cfg["attention_dropout"] = 0.5
+    json.dump(cfg, open(os.path.join(path, "config.json"), "w"))
+    (run, _) = tiny_run(path, beta=0.1)
+    ids, mask, cm = mgrpo.pack([[5, 6, 7, 8, 9]] * 2, [[20, 21, 22, 23]] * 2, run.tk.pad, run.device)
+    run.policy.train()
+    a, b = (mgrpo.token_logprobs(run.policy, ids, mask, cm) for _ in range(2))
+    run.policy.eval()
+    c = mgrpo.token_logprobs(run.policy, ids, mask, cm)
+    assert torch.equal(a, b) and torch.allclose(a, c, atol=1e-6)
+
+
+# -----------------------------------------------------------------------------
+# The training loop: train
+
+
+def test_train_writes_one_log_line_per_step_with_the_same_keys_and_the_docs_name_each(tiny, toy_data, tmp_path):
+    out = str(tmp_path / "keys")
+    mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "2", "--eval-every", "2"))
+    log = read_log(out)
+    assert list(log[0]) == list(log[1]) and log[0]["eval"] is None and log[1]["eval"]
+    docs = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "docs", "running.md"), encoding="utf-8").read()
+    outputs = docs[docs.index("## Outputs"):docs.index("## A picture of a run")]
+    assert [k for k in log[0] if f"`{k}`" not in outputs] == []
+
+
+# -----------------------------------------------------------------------------
+# Evaluation: evaluate, evaluate_sets, self_correction_metrics, pass_at_k (greedy, and --eval-samples K)
+
+
+def test_self_correction_metrics_hand_example():
+    m = self_correction_metrics([1, 1, 0, 0, 0], [1, 0, 1, 1, 0])
+    assert m == pytest.approx({"acc_t1": 0.4, "acc_t2": 0.6, "delta": 0.2, "delta_i2c": 0.4, "delta_c2i": 0.2})
+
+
+def test_metrics_delta_identity():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        t1, t2 = (torch.rand(37, generator=g) > 0.5).tolist(), (torch.rand(37, generator=g) > 0.5).tolist()
+        m = self_correction_metrics(t1, t2)
+        assert m["delta"] == pytest.approx(m["delta_i2c"] - m["delta_c2i"])
+        assert m["delta"] == pytest.approx(m["acc_t2"] - m["acc_t1"])
+
+
+def test_greedy_evaluation_is_exactly_argmax(tiny):
+    (run, _) = tiny_run(tiny)
+    prompt, want = [5, 6, 7], []
+    with torch.no_grad():
+        for _ in range(10):
+            want.append(run.policy(torch.tensor([prompt + want])).logits[0, -1].argmax().item())
+            if want[-1] in run.tk.stop:
+                break
+    assert mgrpo.generate(run.rollout, [prompt], 1, run.tk, 10, greedy=True) == [want]
+
+
+def test_evaluate_asks_for_the_correction_with_the_first_guide(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny)
+    real, seen = mgrpo.generate, []
+
+    def spy(model, prompts, *a, **kw):
+        seen.append((prompts, real(model, prompts, *a, **kw)))
+        return seen[-1][1]
+
+    monkeypatch.setattr(mgrpo, "generate", spy)
+    problems = [{"question": f"What is {a} + 1?", "gold": str(a + 1)} for a in range(3)]
+    mgrpo.evaluate(run, problems, args, str(tmp_path / "e.jsonl"))
+    (p1, t1), (p2, _) = seen
+    assert p2 == [p + run.tk.strip_stop(o) + run.tk.guides[0] for p, o in zip(p1, t1)]
+
+
+def test_pass_at_k_hand_computed():
+    assert mgrpo.pass_at_k(4, 1, 1) == 0.25                 # one draw of four, one right
+    assert mgrpo.pass_at_k(5, 2, 2) == 1 - 3 / 10           # 1 - C(3,2)/C(5,2)
+    assert mgrpo.pass_at_k(10, 3, 2) == 1 - 21 / 45         # 1 - C(7,2)/C(10,2) = 8/15
+    assert mgrpo.pass_at_k(4, 0, 3) == 0.0 and mgrpo.pass_at_k(4, 2, 3) == 1.0   # fewer wrong than drawn
+    assert [mgrpo.pass_at_k(4, c, 4) for c in range(5)] == [0.0, 1.0, 1.0, 1.0, 1.0]   # n = k: any right
+
+
+def test_pass_at_k_is_the_chance_that_k_draws_without_replacement_hold_a_right_one():
+    import itertools
+    from fractions import Fraction
+    for n in range(1, 7):
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                draws = list(itertools.combinations([1] * c + [0] * (n - c), k))
+                exact = Fraction(sum(any(d) for d in draws), len(draws))
+                assert mgrpo.pass_at_k(n, c, k) == pytest.approx(float(exact), abs=1e-15)
+
+
+@pytest.mark.parametrize("n,c,k", [(3, 4, 1), (3, -1, 1), (3, 1, 0), (3, 1, 4)])
+def test_pass_at_k_refuses_impossible_counts(n, c, k):
+    with pytest.raises(ValueError):
+        mgrpo.pass_at_k(n, c, k)
+
+
+def test_sampled_metrics_are_means_over_samples_plus_pass_at_k():
+    # 3 problems x K = 2: (t1, t2) pairs  p0: (1,1) (0,1)   p1: (0,0) (0,1)   p2: (1,0) (1,1)
+    m = self_correction_metrics([[1, 0], [0, 0], [1, 1]], [[1, 1], [0, 1], [0, 1]])
+    assert m == pytest.approx({"acc_t1": 3 / 6, "acc_t2": 4 / 6, "delta_i2c": 2 / 6, "delta_c2i": 1 / 6,
+                               "delta": 1 / 6, "pass@2": 2 / 3}, abs=1e-15)
+    # K = 3: per sample j the greedy-style metrics, then their mean over j, are the same numbers
+    t1, t2 = [[1, 0, 0], [0, 0, 1]], [[1, 1, 0], [1, 0, 0]]
+    m = self_correction_metrics(t1, t2)
+    per_sample = [self_correction_metrics([r[j] for r in t1], [r[j] for r in t2]) for j in range(3)]
+    for key in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"):
+        assert m[key] == pytest.approx(sum(x[key] for x in per_sample) / 3, abs=1e-15)
+    assert m["pass@3"] == 1.0 and m["acc_t1"] == pytest.approx(2 / 6)
+    assert m["delta"] == pytest.approx(m["acc_t2"] - m["acc_t1"], abs=1e-15)
+    assert set(self_correction_metrics([1, 0], [1, 1])) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"}
+
+
+def spy_on_generate(monkeypatch):
+    real, seen = mgrpo.generate, []
+
+    def spy(model, prompts, n, *a, **kw):
+        seen.append({"prompts": prompts, "n": n, "args": a, **kw, "out": real(model, prompts, n, *a, **kw)})
+        return seen[-1]["out"]
+
+    monkeypatch.setattr(mgrpo, "generate", spy)
+    return seen
+
+
+PLUS_ONE = [{"question": f"What is {a} + 1?", "gold": str(a + 1)} for a in range(3)]
+
+
+def test_one_eval_sample_is_the_greedy_path_bit_for_bit(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny, eval_samples=1, eval_temperature=0.9)         # T is unused by greedy evaluation
+    tk = run.tk
+    prompts = [tk.prompt(p["question"]) for p in PLUS_ONE]
+    t1 = mgrpo.generate(run.rollout, prompts, 1, tk, args.max_new_tokens, greedy=True)
+    t2 = mgrpo.generate(run.rollout, [p + tk.strip_stop(o) + tk.guides[0] for p, o in zip(prompts, t1)], 1, tk,
+                        args.max_new_tokens, greedy=True)
+    want = [{"question": p["question"], "gold": p["gold"], "t1": tk.text(a), "t2": tk.text(b),
+             "correct_t1": reward(tk.text(a), p["gold"]) == 1.0, "correct_t2": reward(tk.text(b), p["gold"]) == 1.0}
+            for p, a, b in zip(PLUS_ONE, t1, t2)]
+    seen = spy_on_generate(monkeypatch)
+    rng = torch.get_rng_state()
+    m = mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "e.jsonl"))
+    assert [c["greedy"] for c in seen] == [True, True] and [c["n"] for c in seen] == [1, 1]
+    assert open(tmp_path / "e.jsonl").read() == "".join(json.dumps(r) + "\n" for r in want)
+    assert m == self_correction_metrics([r["correct_t1"] for r in want], [r["correct_t2"] for r in want])
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_sampled_evaluation_keeps_every_sample_each_corrected_on_its_own_q_prime(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny, eval_samples=4)
+    seen = spy_on_generate(monkeypatch)
+    rng = torch.get_rng_state()
+    m = mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "e.jsonl"))
+    assert torch.equal(torch.get_rng_state(), rng)             # training's random state is left as it was
+    first, second = seen
+    assert first["n"] == 4 and second["n"] == 1 and not first["greedy"] and not second["greedy"]
+    assert first["args"][2] == second["args"][2] == mgrpo.EVAL_TEMPERATURE == 0.6     # the default temperature
+    t1 = first["out"]
+    assert second["prompts"] == [first["prompts"][i // 4] + run.tk.strip_stop(o) + run.tk.guides[0]
+                                 for i, o in enumerate(t1)]
+    rows = [json.loads(x) for x in open(tmp_path / "e.jsonl")]
+    assert [len(r[k]) for r in rows for k in ("t1", "t2", "correct_t1", "correct_t2")] == [4] * 12
+    assert [r["t1"] for r in rows] == [[run.tk.text(o) for o in t1[4 * i:4 * i + 4]] for i in range(3)]
+    assert all(len(set(r["t1"])) > 1 for r in rows)              # sampled: the answers to one problem differ
+    assert m == self_correction_metrics([r["correct_t1"] for r in rows], [r["correct_t2"] for r in rows])
+    assert set(m) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "pass@4"}
+    mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "again.jsonl"))
+    assert open(tmp_path / "again.jsonl").read() == open(tmp_path / "e.jsonl").read()   # its own seeded stream
+
+
+def test_eval_temperature_is_the_sampling_temperature_of_evaluation(tiny, monkeypatch, tmp_path):
+    (run, args) = tiny_run(tiny, eval_samples=2, eval_temperature=1.3)
+    seen = spy_on_generate(monkeypatch)
+    mgrpo.evaluate(run, PLUS_ONE[:1], args, str(tmp_path / "e.jsonl"))
+    assert [c["args"][2] for c in seen] == [1.3, 1.3]
+
+
+def test_cli_eval_samples_reports_pass_at_k_and_resume_may_change_it(two_step_run, tmp_path):
+    b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=2)
+    log = mgrpo.main(["--resume", b, "--steps", "3", "--eval-samples", "2", "--eval-n", "2"])
+    assert set(log["eval"]["toy"]) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "pass@2"}
+    rows = [json.loads(x) for x in open(os.path.join(b, "eval-toy-000003.jsonl"))]
+    assert [len(r["t1"]) for r in rows] == [2, 2]
+
+
+@pytest.mark.parametrize("argv,needle", [(["--eval-samples", "0"], "--eval-samples must be >= 1"),
+                                         (["--eval-samples", "two"], "invalid int value"),
+                                         (["--eval-temperature", "0"], "--eval-temperature must be a finite number >= 0.01"),
+                                         (["--eval-temperature", "-1", "--eval-samples", "4"], "--eval-temperature"),
+                                         (["--eval-temperature", "nan", "--eval-samples", "4"], "--eval-temperature")])
+def test_bad_eval_sampling_flags_exit_2_with_one_line(argv, needle, tiny, toy_data, capsys):
+    with pytest.raises(SystemExit) as e:
+        mgrpo.main(["--model", tiny, "--data", toy_data, "--device", "cpu"] + argv)
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and needle in err and len(err.splitlines()) == 1
+
+
+def test_evaluate_sets_evaluates_logs_and_writes_every_set(tiny, toy_data, tmp_path):
+    other = write_jsonl(tmp_path / "olymp.jsonl", [{"question": f"What is {k} + 1?", "final_answer": [f"${k + 1}$"]}
+                                                   for k in range(5)])
+    out = str(tmp_path / "multi")
+    argv = cli_args(tiny, toy_data, out, "--steps", "1")
+    argv[argv.index("--eval-data") + 1] = f"{toy_data},{other}"
+    log = mgrpo.main(argv)
+    assert set(log["eval"]) == {"toy", "olymp"} and all("acc_t1" in m for m in log["eval"].values())
+    rows = [json.loads(x) for x in open(os.path.join(out, "eval-olymp-000001.jsonl"))]
+    assert [r["gold"] for r in rows] == ["1", "2", "3"]                             # --eval-n 3, golds without $
+    assert len(open(os.path.join(out, "eval-toy-000001.jsonl")).readlines()) == 3
+
+
+# =============================================================================
+# PART II: THE ENGINE ROOM (sampling, data, the command line, run endings, models, many GPUs), then
+# verify.py, the answer checker, and the examples
+# =============================================================================
+
+
+# -----------------------------------------------------------------------------
+# The GRPO variants on the toy task (examples/variants.py)
+
+
+def test_the_variants_experiment_runs_every_variant_through_the_toy_task(tmp_path, capsys):
+    sys.path.insert(0, os.path.join(HERE, "examples"))
+    import variants
+    threads = torch.get_num_threads()
+    try:
+        variants.main(["--steps", "1", "--n-eval", "10", "--out", str(tmp_path)])
+    finally:
+        torch.set_num_threads(threads)
+    runs = json.load(open(tmp_path / "variants.json"))["runs"]
+    assert list(runs) == list(variants.VARIANTS) and all(r["optimizer_steps"] >= 1 for r in runs.values())
+    assert len([ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]) == 2 + len(runs)
+
+
+# -----------------------------------------------------------------------------
+# Data: gold answers of each format, the order of the batches
+
+
 def test_gold_answers_from_each_format():
     assert mgrpo.gold_of({"answer": "48/2 = <<48/2=24>>24\n#### 1,080"}) == "1080"
     assert mgrpo.gold_of({"answer": "\\frac{\\sqrt{3}}{2}"}) == "\\frac{\\sqrt{3}}{2}"
@@ -536,24 +1153,7 @@ def test_batch_order_is_a_seeded_permutation_per_epoch():
 
 
 # -----------------------------------------------------------------------------
-# Log-probs, masking
-
-
-def test_padded_rows_have_the_logprobs_of_each_row_alone(tiny):
-    (run, _) = tiny_run(tiny)
-    prompts = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15]]
-    comps = [[20, 21, 22], [23, 24, 25, 26, 27], [28]]
-    ids, mask, comp = mgrpo.pack(prompts, comps, run.tk.pad, run.device)
-    with torch.no_grad():
-        batch = mgrpo.token_logprobs(run.policy, ids, mask, comp)
-        assert ((batch != 0) == comp).all()                               # only completion tokens are scored
-        for i in range(3):
-            ids1, mask1, c1 = mgrpo.pack([prompts[i]], [comps[i]], run.tk.pad, run.device)
-            alone = mgrpo.token_logprobs(run.policy, ids1, mask1, c1)[c1]
-            assert torch.allclose(batch[i][comp[i]], alone, atol=1e-5)
-            # and the chunked gather-minus-logsumexp equals a plain log_softmax
-            full = torch.log_softmax(run.policy(ids1, attention_mask=mask1).logits[0, -len(comps[i]) - 1:-1], -1)
-            assert torch.allclose(alone, full.gather(-1, torch.tensor(comps[i])[:, None]).squeeze(-1), atol=1e-5)
+# Rollouts and micro-batches: generate, cut_at_stop, pack, micro_batches
 
 
 def test_tokens_after_first_eos_are_cut_and_eos_is_kept():
@@ -605,71 +1205,7 @@ def test_static_cache_with_filler_rows_gives_the_same_greedy_rollouts(tiny):
 
 
 # -----------------------------------------------------------------------------
-# Updates
-
-
-def test_one_step_on_a_positive_advantage_sample_raises_its_logprob(tiny):
-    (run, args) = tiny_run(tiny, lr=1e-2, beta=0.0)
-    prompt, comp = [5, 6, 7], [20, 21, 22, run.tk.stop[0]]
-    ids, mask, cm = mgrpo.pack([prompt], [comp], run.tk.pad, run.device)
-
-    def seq_logp():
-        with torch.no_grad():
-            return mgrpo.token_logprobs(run.policy, ids, mask, cm).sum().item()
-
-    before = seq_logp()
-    mgrpo.policy_update(run, [prompt], [comp], torch.tensor([1.0]), args)
-    up = seq_logp()
-    mgrpo.policy_update(run, [prompt], [comp], torch.tensor([-1.0]), args)
-    mgrpo.policy_update(run, [prompt], [comp], torch.tensor([-1.0]), args)
-    assert up > before and seq_logp() < up
-
-
-def test_learning_rate_1e6_moves_fp32_master_weights(tiny):
-    (run, args) = tiny_run(tiny, lr=1e-6, beta=0.0)
-    before = [p.detach().clone() for p in run.policy.parameters()]
-    mgrpo.policy_update(run, [[5, 6, 7]], [[20, 21, 22]], torch.tensor([1.0]), args)
-    assert all(p.dtype == torch.float32 for p in run.policy.parameters())
-    changed = sum((p != b).sum().item() for p, b in zip(run.policy.parameters(), before))
-    assert changed > 0.5 * sum(b.numel() for b in before)
-
-
-@pytest.mark.parametrize("agg", ["seq-mean-token-mean", "token-mean", "seq-mean-token-sum-norm"])
-def test_micro_batching_gives_the_same_update_as_one_batch(tiny, agg):
-    prompts = [[5, 6, 7], [8, 9], [10, 11, 12, 13], [14], [15, 16]]
-    comps = [[20, 21], [22, 23, 24, 25], [26], [27, 28, 29], [30, 31, 32, 33, 34]]
-    adv = torch.tensor([1.0, -0.5, 0.7, -1.2, 0.3])
-    weights = []
-    # lengths 5, 6, 5, 4, 7: a budget of 1000 tokens is one micro-batch, 12 makes [[4], [1, 0], [2, 3]]
-    assert len(mgrpo.micro_batches([len(p) + len(c) for p, c in zip(prompts, comps)], 12)) == 3
-    for budget in (1000, 12):
-        (run, args) = tiny_run(tiny, beta=0.04, micro_tokens=budget, loss_agg=agg, max_grad_norm=1e9)
-        run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
-        with torch.no_grad():                        # move the reference so the KL term has a gradient
-            for p in run.ref.parameters():
-                p.mul_(0.9)
-        # SGD with lr 1 turns the accumulated gradient into the weight change (Adam would hide it)
-        run.opt = torch.optim.SGD(run.policy.parameters(), lr=1.0)
-        before = torch.cat([p.detach().flatten() for p in run.policy.parameters()])
-        mgrpo.policy_update(run, prompts, comps, adv, args)
-        weights.append(torch.cat([p.detach().flatten() for p in run.policy.parameters()]) - before)
-    assert weights[0].abs().max() > 1e-3
-    assert torch.allclose(weights[0], weights[1], rtol=1e-4, atol=1e-7)
-
-
-def test_full_mgrpo_step_runs_both_layers_and_changes_weights(tiny, toy_data, monkeypatch):
-    # A random model never answers correctly, so grade by a rule it can satisfy: odd completion length.
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))
-    (run, args) = tiny_run(tiny, G=4, H=4, l2_inputs="all")
-    run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
-    batch = mgrpo.load_problems(toy_data, "train")[:3]
-    before = [p.detach().clone() for p in run.policy.parameters()]
-    import random
-    log = mgrpo.train_step(run, batch, args, random.Random(0))
-    assert log["l1_tokens"] > 0 and log["l2_groups"] == 12 and log["l2_tokens"] > 0
-    assert 0 <= log["l1_pad_frac"] < 1 and 0 <= log["l2_pad_frac"] < 1
-    assert 0 < log["l2_samples_kept"] <= 48 and log["l2_groups_kept"] <= 12 and "l2_loss" in log
-    assert any((p != b).any() for p, b in zip(run.policy.parameters(), before))
+# The GPU benchmark's smoke mode, on the CPU (bench/bench_gpu.py)
 
 
 def test_gpu_benchmark_smoke_mode_runs_mgrpos_own_step_on_cpu(tmp_path):
@@ -706,35 +1242,6 @@ def test_gpu_benchmark_smoke_run_never_writes_where_gpu_measurements_live(tmp_pa
     bench.main(["--smoke", "--skip-sweep", "--skip-default", "--rounds", "0"])
     assert os.listdir(tmp_path / "smoke") == ["bench_gpu-smoke.json"] and not os.path.exists(tmp_path / "results")
     assert not os.listdir(tmp_path / "cwd") and not os.path.exists(tmp_path / "env")
-
-
-@pytest.mark.parametrize("budget", [1, 14, 10_000])       # each sequence alone; the cut one beside a kept one; one
-@pytest.mark.parametrize("agg", ["token-mean", "seq-mean-token-mean"])
-def test_masked_completions_give_the_same_update_however_the_micro_batches_fall(tiny, agg, budget):
-    # --mask-truncated: J's N counts a masked completion (its tokens, for token-mean, do not). Summed over
-    # micro-batches, the gradient of [ok1, cut, ok2] with `cut` masked is that of [ok1, ok2] in one micro-batch,
-    # times the share of N they keep: 1 for token-mean, 2/3 for the two means over sequences. A token count
-    # taken per micro-batch instead of over the layer only shows when `cut` sits in another micro-batch.
-    prompts, comps = [[5, 6], [7, 8], [9, 10]], [[20, 21, 22], [23, 24, 25, 26, 27], [28, 29]]
-    adv = torch.tensor([0.8, -1.3, -0.4])
-    grads = []
-    for keep, excluded, micro in (([0, 1, 2], [False, True, False], budget), ([0, 2], None, 10_000)):
-        # --max-grad-norm 0: the gradient as accumulated, unclipped, seen where AdamW would take it
-        (run, args) = tiny_run(tiny, beta=0.04, loss_agg=agg, mask_truncated=True, micro_tokens=micro, max_grad_norm=0)
-        run.opt.step = lambda *a, run=run, **kw: grads.append([p.grad.clone() for p in run.policy.parameters()])
-        run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
-        with torch.no_grad():
-            for q in run.ref.parameters():
-                q.mul_(0.9)
-        plan = mgrpo.plan_micro_batches(run, [prompts[i] for i in keep], [comps[i] for i in keep], adv[keep], args,
-                                        excluded)[0]
-        if excluded and budget == 14:
-            assert [mb.comp.shape[0] for mb in plan] == [2, 1]                     # [cut, ok1], [ok2]
-        mgrpo.policy_update(run, [prompts[i] for i in keep], [comps[i] for i in keep], adv[keep], args, excluded)
-    share = 1.0 if agg == "token-mean" else 2 / 3
-    assert max(g.abs().max().item() for g in grads[1]) > 1e-4
-    for a, b in zip(grads[0], grads[1]):          # float32 on rows padded differently: rounding only
-        assert torch.allclose(a, share * b, rtol=1e-4, atol=1e-7)
 
 
 # -----------------------------------------------------------------------------
@@ -851,7 +1358,7 @@ def test_cli_shows_its_own_progress_and_no_transformers_bars(tiny, toy_data, tmp
     assert "mgrpo" in err and "eval t1" in err and "eval t2" in err
 
 
-def test_jsonl_data_without_eval_data_says_it_will_not_evaluate(tiny, toy_data, tmp_path, capsys):
+def test_jsonl_data_without_eval_data_says_there_is_no_evaluation(tiny, toy_data, tmp_path, capsys):
     argv = cli_args(tiny, toy_data, str(tmp_path / "n"), "--steps", "1")
     del argv[4:6]                                     # no --eval-data
     mgrpo.main(argv)
@@ -864,19 +1371,6 @@ def test_cli_eval_only_writes_metrics(tiny, toy_data, tmp_path):
                     "--device", "cpu", "--output-dir", str(tmp_path)])
     assert set(m) == {"toy"} and set(m["toy"]) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"}
     assert len(open(tmp_path / "eval_only-toy.jsonl").readlines()) == 3
-
-
-def test_several_eval_sets_are_each_evaluated_logged_and_written(tiny, toy_data, tmp_path):
-    other = write_jsonl(tmp_path / "olymp.jsonl", [{"question": f"What is {k} + 1?", "final_answer": [f"${k + 1}$"]}
-                                                   for k in range(5)])
-    out = str(tmp_path / "multi")
-    argv = cli_args(tiny, toy_data, out, "--steps", "1")
-    argv[argv.index("--eval-data") + 1] = f"{toy_data},{other}"
-    log = mgrpo.main(argv)
-    assert set(log["eval"]) == {"toy", "olymp"} and all("acc_t1" in m for m in log["eval"].values())
-    rows = [json.loads(x) for x in open(os.path.join(out, "eval-olymp-000001.jsonl"))]
-    assert [r["gold"] for r in rows] == ["1", "2", "3"]                             # --eval-n 3, golds without $
-    assert len(open(os.path.join(out, "eval-toy-000001.jsonl")).readlines()) == 3
 
 
 @pytest.mark.parametrize("name", ["minerva_math", "olympiadbench"])
@@ -1688,170 +2182,8 @@ def test_the_models_generation_config_never_reaches_rollouts_or_greedy_evaluatio
     assert outs[0] == outs[1]
 
 
-def test_greedy_evaluation_is_exactly_argmax(tiny):
-    (run, _) = tiny_run(tiny)
-    prompt, want = [5, 6, 7], []
-    with torch.no_grad():
-        for _ in range(10):
-            want.append(run.policy(torch.tensor([prompt + want])).logits[0, -1].argmax().item())
-            if want[-1] in run.tk.stop:
-                break
-    assert mgrpo.generate(run.rollout, [prompt], 1, run.tk, 10, greedy=True) == [want]
-
-
-def first_token_frequencies_and_logprobs(run, prompt, temperature, n=6000):
-    """Sample the first token n times at `temperature`; return {token: (frequency, exp(logp at T))}."""
-    torch.manual_seed(0)
-    firsts = [o[0] for o in mgrpo.generate(run.rollout, [prompt], n, run.tk, 1, temperature, gen_batch=n)]
-    toks = sorted(set(firsts))
-    ids, mask, cm = mgrpo.pack([prompt] * len(toks), [[t] for t in toks], run.tk.pad, run.device)
-    with torch.no_grad():
-        p = mgrpo.token_logprobs(run.policy, ids, mask, cm, temperature=temperature)[cm].exp()
-    return {t: (firsts.count(t) / n, p[i].item()) for i, t in enumerate(toks)}
-
-
-def test_logprobs_are_those_of_the_distribution_sampled_at_temperature_half(tiny):
-    (run, _) = tiny_run(tiny)
-    with torch.no_grad():                 # a peaked next-token distribution, so the temperature matters
-        run.policy.get_output_embeddings().weight.mul_(6)
-    n = 6000
-    seen = first_token_frequencies_and_logprobs(run, [5, 6, 7], 0.5, n)
-    top = max(seen.values())
-    assert 0.3 < top[0] < 0.95                        # a distribution, not a near-constant
-    for f, p in seen.values():                        # within 4.5 standard errors of the model's probability
-        assert abs(f - p) <= 4.5 * math.sqrt(p * (1 - p) / n) + 1e-3
-    # the same check against log-probs at T = 1 would fail: the test can tell the two apart
-    wrong = first_token_frequencies_and_logprobs(run, [5, 6, 7], 1.0, n)
-    assert any(abs(seen[t][0] - wrong[t][1]) > 4.5 * math.sqrt(wrong[t][1] * (1 - wrong[t][1]) / n) + 1e-3
-               for t in seen if t in wrong)
-
-
-def test_old_and_reference_logprobs_use_the_sampling_temperature(tiny, monkeypatch):
-    # reference = policy and mu = 2: on the first pass ρ must be exactly 1 and the KL exactly 0 at any T
-    (run, args) = tiny_run(tiny, temperature=0.5, beta=0.1, mu=2)
-    run.ref = copy.deepcopy(run.policy).requires_grad_(False)
-    first = []
-    real = mgrpo.grpo_loss
-
-    def spy(logp, old, ref, *a):
-        if not first:
-            first.append(((logp - old).abs().max().item(), (logp - ref).abs().max().item()))
-        return real(logp, old, ref, *a)
-
-    monkeypatch.setattr(mgrpo, "grpo_loss", spy)
-    mgrpo.policy_update(run, [[5, 6, 7], [8, 9]], [[20, 21, 22], [23, 24]], torch.tensor([1.0, -1.0]), args)
-    assert first == [(0.0, 0.0)]
-
-
-def test_dropout_is_switched_off_so_scoring_and_training_see_one_policy(tiny, tmp_path):
-    path = str(tmp_path / "dropout")
-    shutil.copytree(tiny, path)
-    cfg = json.load(open(os.path.join(path, "config.json")))
-    cfg["attention_dropout"] = 0.5
-    json.dump(cfg, open(os.path.join(path, "config.json"), "w"))
-    (run, _) = tiny_run(path, beta=0.1)
-    ids, mask, cm = mgrpo.pack([[5, 6, 7, 8, 9]] * 2, [[20, 21, 22, 23]] * 2, run.tk.pad, run.device)
-    run.policy.train()
-    a, b = (mgrpo.token_logprobs(run.policy, ids, mask, cm) for _ in range(2))
-    run.policy.eval()
-    c = mgrpo.token_logprobs(run.policy, ids, mask, cm)
-    assert torch.equal(a, b) and torch.allclose(a, c, atol=1e-6)
-
-
 # -----------------------------------------------------------------------------
-# The update: what Layer 2 trains on, non-finite steps, the rollout copy
-
-
-def fake_rollouts(monkeypatch, run, layer1, layer2):
-    """generate returns the given completions (Layer 1 on the first call, Layer 2 on the second) and
-    reward is 1 for a completion whose first token is 20. Records every generate call's prompts."""
-    calls = []
-
-    def generate(model, prompts, n, tk, *a, **kw):
-        calls.append(prompts)
-        return [list(c) for c in (layer1 if len(calls) == 1 else layer2)]
-
-    monkeypatch.setattr(mgrpo, "generate", generate)
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(text == "right"))
-    run.tk.text = lambda ids: "right" if ids[0] == 20 else "wrong"
-    return calls
-
-
-def test_layer2_trains_only_on_selected_corrections_that_carry_an_advantage(tiny, monkeypatch):
-    # One question, G = 2, both answers wrong -> two q'. q'1: all 4 corrections right (advantage 0);
-    # q'2: 1 of 4 right. Counting q'1's four zero-advantage samples in the mean would shrink q'2's
-    # gradient 5x, so Layer 2 trains on q'2's one success alone, with its group advantage.
-    (run, args) = tiny_run(tiny, G=2, H=4, beta=0.0)
-    R, W = [20, 30, 31], [40, 41]
-    fake_rollouts(monkeypatch, run, [W, W], [R, R, R, R, W, R, W, W])
-    updates = []
-    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates := []))
-    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
-    a = 0.75 / (math.sqrt(3) / 4 + 1e-4)
-    assert updates[1][0] == [R] and updates[1][1] == pytest.approx([a])
-    assert log["l2_samples_kept"] == 5 and log["l2_samples_trained"] == 1 and log["l2_groups_kept"] == 2
-
-
-# Layer 2's N (--l2-loss-norm). One question, G = 2 wrong answers of 4 tokens each (Layer 1: N = B·G = 2
-# sequences, 8 tokens), so two q' with H = 4 corrections: a right one has 4 tokens, a wrong one 2. With
-# --scale-rewards none the advantages are exact: 1 right of 4 -> A = 0.75; 2 of 4 -> A = 0.5 each. At ρ = 1
-# and β = 0 the gradient of -J on each token of a trained correction c is -A / (N |c|) (token-mean: -A / N_tok).
-L2_GRADIENT = {  # (rule, agg, corrections trained) -> d(-J)/d log πθ on each of a trained correction's tokens
-    ("trained", "seq-mean-token-mean", 1): -0.75 / (1 * 4), ("batch", "seq-mean-token-mean", 1): -0.75 / (2 * 4),
-    ("trained", "token-mean", 1): -0.75 / 4, ("batch", "token-mean", 1): -0.75 / 8,
-    ("trained", "seq-mean-token-mean", 4): -0.5 / (4 * 4), ("batch", "seq-mean-token-mean", 4): -0.5 / (2 * 4),
-    ("trained", "token-mean", 4): -0.5 / 16, ("batch", "token-mean", 4): -0.5 / 8}
-
-
-@pytest.mark.parametrize("rule,agg,n_trained", list(L2_GRADIENT))
-def test_layer2_loss_norm_gives_each_trained_correction_its_hand_computed_gradient(rule, agg, n_trained, tiny,
-                                                                                  monkeypatch):
-    (run, args) = tiny_run(tiny, G=2, H=4, beta=0.0, scale_rewards="none", loss_agg=agg, l2_loss_norm=rule,
-                           micro_tokens=4096)         # one micro-batch per layer
-    R4, W2, W4 = [20, 30, 31, 32], [40, 41], [40, 41, 42, 43]
-    layer2 = [R4, W2, W2, W2] + [W2] * 4 if n_trained == 1 else [R4, R4, W2, W2] * 2     # q'1's four, q'2's four
-    fake_rollouts(monkeypatch, run, [W4, W4], layer2)
-    leaves = []        # every log πθ of an update, as a leaf whose .grad is d(-J)/d log πθ
-
-    def logprobs(model, ids, mask, comp, temperature=1.0):
-        leaves.append((torch.zeros(comp.shape, dtype=torch.float64, requires_grad=True), comp))
-        return leaves[-1][0]
-    monkeypatch.setattr(mgrpo, "token_logprobs", logprobs)
-    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
-    assert log["l2_samples_trained"] == n_trained and len(leaves) == 2         # Layer 1's update, Layer 2's
-    lp, comp = leaves[1]
-    assert lp.grad[comp].tolist() == [L2_GRADIENT[rule, agg, n_trained]] * (4 * n_trained)
-    assert not lp.grad[~comp].any()
-
-
-def test_zero_std_groups_counts_the_groups_that_carry_no_policy_gradient(tiny, monkeypatch):
-    assert mgrpo.zero_std_groups(torch.tensor([[1.0, 1, 1], [0, 0, 0], [0, 1, 0], [0.5, 0.5, 0.5]])) == 3
-    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, batch_size=2)
-    R, W = [20, 1], [40, 1]
-    # question 1: both right; question 2: one right -> 1 of 2 groups flat in Layer 1. Layer 2: W's one q',
-    # its corrections both wrong -> 1 of 1 flat.
-    fake_rollouts(monkeypatch, run, [R, R, R, W], [W, W])
-    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}, {"question": "r", "gold": "1"}], args,
-                           random.Random(0))
-    assert log["l1_zero_std_frac"] == 0.5 and log["l2_zero_std_frac"] == 1.0 and log["l2_groups"] == 1
-
-
-def nan_loss(monkeypatch):
-    real = mgrpo.grpo_loss
-    monkeypatch.setattr(mgrpo, "grpo_loss", lambda *a: (real(*a)[0] * float("nan"), real(*a)[1]))
-    return real
-
-
-def test_a_non_finite_loss_skips_the_optimizer_step(tiny, monkeypatch):
-    (run, args) = tiny_run(tiny, lr=1e-2, beta=0.0)
-    before = [p.detach().clone() for p in run.policy.parameters()]
-    real = nan_loss(monkeypatch)
-    st = mgrpo.policy_update(run, [[5, 6, 7]], [[20, 21, 22]], torch.tensor([1.0]), args)
-    assert st["skipped"] == 1
-    assert all(torch.equal(p, b) for p, b in zip(run.policy.parameters(), before))
-    monkeypatch.setattr(mgrpo, "grpo_loss", real)
-    st = mgrpo.policy_update(run, [[5, 6, 7]], [[20, 21, 22]], torch.tensor([1.0]), args)
-    assert st["skipped"] == 0 and any((p != b).any() for p, b in zip(run.policy.parameters(), before))
+# Non-finite steps in a run
 
 
 def test_non_finite_steps_in_a_row_stop_the_run_and_no_checkpoint_holds_nan(tiny, toy_data, tmp_path,
@@ -1869,101 +2201,8 @@ def test_non_finite_steps_in_a_row_stop_the_run_and_no_checkpoint_holds_nan(tiny
         assert all(torch.isfinite(p).all() for p in weights(os.path.join(out, d)))
 
 
-def test_the_rollout_copy_follows_every_update(tiny):
-    (run, args) = tiny_run(tiny, lr=1e-2, beta=0.0)
-    run.rollout = copy.deepcopy(run.policy).requires_grad_(False)     # a separate copy, as on CUDA
-    before = [p.detach().clone() for p in run.policy.parameters()]
-    mgrpo.policy_update(run, [[5, 6, 7]], [[20, 21, 22]], torch.tensor([1.0]), args)
-    assert any((p != b).any() for p, b in zip(run.policy.parameters(), before))
-    assert all(torch.equal(p, q) for p, q in zip(run.policy.parameters(), run.rollout.parameters()))
-
-
-def test_evaluation_asks_for_the_correction_with_the_first_guide(tiny, monkeypatch, tmp_path):
-    (run, args) = tiny_run(tiny)
-    real, seen = mgrpo.generate, []
-
-    def spy(model, prompts, *a, **kw):
-        seen.append((prompts, real(model, prompts, *a, **kw)))
-        return seen[-1][1]
-
-    monkeypatch.setattr(mgrpo, "generate", spy)
-    problems = [{"question": f"What is {a} + 1?", "gold": str(a + 1)} for a in range(3)]
-    mgrpo.evaluate(run, problems, args, str(tmp_path / "e.jsonl"))
-    (p1, t1), (p2, _) = seen
-    assert p2 == [p + run.tk.strip_stop(o) + run.tk.guides[0] for p, o in zip(p1, t1)]
-
-
 # -----------------------------------------------------------------------------
 # For copiers: the reward contract, one log schema, the Python API of the README, data and flags
-
-
-def no_update(updates):
-    """A stand-in for policy_update that records (completions, advantages) and trains nothing."""
-    return lambda run, prompts, comps, adv, args, excluded=None, N=None: updates.append((comps, adv.tolist())) or \
-        {"kl": 0.0, "clip_frac": 0.0, "grad_norm": 0.0, "loss": 0.0, "skipped": 0, "pad_frac": 0.0, "N": (1, 1)}
-
-
-def test_a_reward_below_full_marks_is_not_correct_so_every_answer_gets_a_correction_round(tiny, monkeypatch):
-    # 0.5 for every answer: none is correct, so all B * G = 4 answers get a q', and no correction is
-    # selected (none is correct either). Layer 2 used to test `== 0` and saw no wrong answer at all.
-    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0)
-    fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [[40, 41]] * 8)
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
-    updates = []
-    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
-    problems = [{"question": "q", "gold": "1"}, {"question": "r", "gold": "2"}]
-    log = mgrpo.train_step(run, problems, args, random.Random(0))
-    assert log["l1_reward"] == 0.5 and log["l2_groups"] == 4 and log["l2_reward"] == 0.5
-    assert log["l2_samples_kept"] == 0 and log["l2_correction_rate"] == 0.0 and len(updates) == 1
-    # CORRECT is the one place that says what counts: at 0.5, every answer is right and Layer 2 has nothing to do
-    monkeypatch.setattr(mgrpo, "CORRECT", 0.5)
-    fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [[40, 41]] * 8)
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
-    assert mgrpo.train_step(run, problems, args, random.Random(0))["l2_groups"] == 0
-    fake_rollouts(monkeypatch, run, [[40, 41]] * 2, [[40, 41]] * 2)
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
-    m = mgrpo.evaluate(run, problems, args, os.path.join(os.path.dirname(tiny), "e.jsonl"))
-    assert m["acc_t1"] == 1.0 and m["acc_t2"] == 1.0
-
-
-@pytest.mark.parametrize("bad", [1.5, -0.25, float("nan"), None, "1"])
-def test_a_reward_outside_zero_one_stops_the_run_with_one_line(bad, tiny, monkeypatch, capsys):
-    (run, args) = tiny_run(tiny, G=2, H=2)
-    fake_rollouts(monkeypatch, run, [[40, 41]] * 2, [])
-    run.reward = lambda text, problem: bad
-    with pytest.raises(SystemExit) as e:
-        mgrpo.train_step(run, [{"question": "What is 1 + 1?", "gold": "2"}], args, random.Random(0))
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and len(err.splitlines()) == 1 and "[0, 1]" in err and repr(bad) in err
-
-
-def test_a_reward_of_your_own_sees_every_field_of_the_row(tiny, tmp_path, monkeypatch):
-    data = write_jsonl(tmp_path / "own.jsonl", [{"question": "What is 1 + 1?", "answer": "2", "tests": ["a", "b"]},
-                                                {"problem": "What is 2 + 2?", "solution": "\\boxed{4}", "tests": []}])
-    problems = mgrpo.load_problems(data, "train")
-    assert problems[0] == {"question": "What is 1 + 1?", "answer": "2", "tests": ["a", "b"], "gold": "2"}
-    assert problems[1]["question"] == "What is 2 + 2?" and problems[1]["gold"] == "4" and problems[1]["tests"] == []
-    (run, args) = tiny_run(tiny, G=2, H=2, layers=1)
-    fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [])
-    seen = []
-    run.reward = lambda text, problem: seen.append(problem["tests"]) or 0.0
-    mgrpo.train_step(run, problems, args, random.Random(0))
-    assert seen == [["a", "b"]] * 2 + [[]] * 2
-
-
-def test_with_a_graded_reward_a_correct_correction_below_its_groups_mean_is_not_pushed_down(tiny, monkeypatch):
-    # CORRECT 0.5 and one q' whose H = 4 corrections score 1, 1, 0.5, 0: all but the last are correct, but
-    # the 0.5 sits below the mean (0.625), so its advantage is negative: selection trains on the two 1s only.
-    (run, args) = tiny_run(tiny, G=2, H=4, beta=0.0)
-    monkeypatch.setattr(mgrpo, "CORRECT", 0.5)
-    fake_rollouts(monkeypatch, run, [[40, 1], [20, 1]], [[20, 1], [20, 2], [30, 1], [40, 1]])
-    run.tk.text = lambda ids: {20: "right", 30: "half", 40: "wrong"}[ids[0]]
-    run.reward = lambda text, problem: {"right": 1.0, "half": 0.5, "wrong": 0.0}[text]
-    updates = []
-    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
-    log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
-    assert log["l2_groups"] == 1 and log["l2_samples_kept"] == 3 and log["l2_samples_trained"] == 2
-    assert updates[1][0] == [[20, 1], [20, 2]] and all(a > 0 for a in updates[1][1])
 
 
 def test_a_reward_given_to_cli_is_the_runs_reward(tiny, toy_data, tmp_path):
@@ -2003,50 +2242,6 @@ def test_a_file_already_in_question_and_gold_form_loads_as_it_is(tmp_path):
     data = write_jsonl(tmp_path / "qg.jsonl", [{"question": "What is 1 + 1?", "gold": "2", "answer": "#### 3"},
                                                {"question": "Name it.", "gold": " \\text{Monday} "}])
     assert [p["gold"] for p in mgrpo.load_problems(data, "train")] == ["2", "\\text{Monday}"]
-
-
-def test_every_step_logs_the_same_keys_whether_or_not_layer_2_had_anything_to_do(tiny, monkeypatch):
-    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0)
-    problems = [{"question": "q", "gold": "1"}]
-    logs = []
-    for layer1, layer2 in [([[20, 1]] * 2, []),                         # both answers right: no q'
-                           ([[40, 1]] * 2, [[40, 1]] * 4),              # two q', no correction right
-                           ([[40, 1]] * 2, [[20, 1], [40, 1]] * 2)]:    # two q', one right in each: trains
-        fake_rollouts(monkeypatch, run, layer1, layer2)
-        logs.append(mgrpo.train_step(run, problems, args, random.Random(0)))
-    assert logs[0]["l2_groups"] == 0 and logs[1]["l2_samples_trained"] == 0 and logs[2]["l2_samples_trained"] == 2
-    assert list(logs[0]) == list(logs[1]) == list(logs[2])
-    assert logs[0]["l2_reward"] is None and logs[0]["sec_gen2"] is None and logs[1]["l2_loss"] is None
-    assert logs[0]["l2_tokens"] == 0 and logs[1]["l2_skipped"] == 0 and logs[2]["l2_loss"] is not None
-    # plain GRPO logs no Layer-2 keys at all, every step alike
-    (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0, layers=1)
-    fake_rollouts(monkeypatch, run, [[40, 1]] * 2, [])
-    log = mgrpo.train_step(run, problems, args, random.Random(0))
-    assert not [k for k in log if k.startswith("l2_") or k.endswith("2")]
-
-
-def test_log_lines_have_the_same_keys_every_step_and_the_docs_name_each(tiny, toy_data, tmp_path):
-    out = str(tmp_path / "keys")
-    mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "2", "--eval-every", "2"))
-    log = read_log(out)
-    assert list(log[0]) == list(log[1]) and log[0]["eval"] is None and log[1]["eval"]
-    docs = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "docs", "running.md"), encoding="utf-8").read()
-    outputs = docs[docs.index("## Outputs"):docs.index("## A picture of a run")]
-    assert [k for k in log[0] if f"`{k}`" not in outputs] == []
-
-
-def test_select_all_is_plain_grpo_on_q_prime_with_all_equal_groups_in_the_mean(tiny, monkeypatch):
-    # Both corrections of both q' wrong: advantage 0 everywhere. `all` trains on all 4 (the KL term still
-    # pulls them with β > 0, and they count in the mean as in Layer 1); `successful` on none.
-    W = [40, 41]
-    updates = []
-    monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
-    for select, trained in [("all", 4), ("successful", 0)]:
-        (run, args) = tiny_run(tiny, G=2, H=2, l2_select=select)
-        fake_rollouts(monkeypatch, run, [W, W], [W] * 4)
-        log = mgrpo.train_step(run, [{"question": "q", "gold": "1"}], args, random.Random(0))
-        assert log["l2_samples_trained"] == trained
-    assert len(updates) == 3 and updates[1] == ([W] * 4, [0.0] * 4)
 
 
 def test_readme_python_api_snippet_runs(tiny, tmp_path, monkeypatch):
@@ -2123,134 +2318,6 @@ def test_a_null_gold_field_falls_through_to_the_next_and_none_at_all_is_refused(
     with pytest.raises(SystemExit) as e:
         mgrpo.load_problems(bad, "train")
     assert e.value.code == 2 and "line 2" in capsys.readouterr().err
-
-
-
-# -----------------------------------------------------------------------------
-# Sampled evaluation (--eval-samples K, --eval-temperature) and pass@K
-
-
-def test_pass_at_k_hand_computed():
-    assert mgrpo.pass_at_k(4, 1, 1) == 0.25                 # one draw of four, one right
-    assert mgrpo.pass_at_k(5, 2, 2) == 1 - 3 / 10           # 1 - C(3,2)/C(5,2)
-    assert mgrpo.pass_at_k(10, 3, 2) == 1 - 21 / 45         # 1 - C(7,2)/C(10,2) = 8/15
-    assert mgrpo.pass_at_k(4, 0, 3) == 0.0 and mgrpo.pass_at_k(4, 2, 3) == 1.0   # fewer wrong than drawn
-    assert [mgrpo.pass_at_k(4, c, 4) for c in range(5)] == [0.0, 1.0, 1.0, 1.0, 1.0]   # n = k: any right
-
-
-def test_pass_at_k_is_the_chance_that_k_draws_without_replacement_hold_a_right_one():
-    import itertools
-    from fractions import Fraction
-    for n in range(1, 7):
-        for c in range(n + 1):
-            for k in range(1, n + 1):
-                draws = list(itertools.combinations([1] * c + [0] * (n - c), k))
-                exact = Fraction(sum(any(d) for d in draws), len(draws))
-                assert mgrpo.pass_at_k(n, c, k) == pytest.approx(float(exact), abs=1e-15)
-
-
-@pytest.mark.parametrize("n,c,k", [(3, 4, 1), (3, -1, 1), (3, 1, 0), (3, 1, 4)])
-def test_pass_at_k_refuses_impossible_counts(n, c, k):
-    with pytest.raises(ValueError):
-        mgrpo.pass_at_k(n, c, k)
-
-
-def test_sampled_metrics_are_means_over_samples_plus_pass_at_k():
-    # 3 problems x K = 2: (t1, t2) pairs  p0: (1,1) (0,1)   p1: (0,0) (0,1)   p2: (1,0) (1,1)
-    m = self_correction_metrics([[1, 0], [0, 0], [1, 1]], [[1, 1], [0, 1], [0, 1]])
-    assert m == pytest.approx({"acc_t1": 3 / 6, "acc_t2": 4 / 6, "delta_i2c": 2 / 6, "delta_c2i": 1 / 6,
-                               "delta": 1 / 6, "pass@2": 2 / 3}, abs=1e-15)
-    # K = 3: per sample j the greedy-style metrics, then their mean over j, are the same numbers
-    t1, t2 = [[1, 0, 0], [0, 0, 1]], [[1, 1, 0], [1, 0, 0]]
-    m = self_correction_metrics(t1, t2)
-    per_sample = [self_correction_metrics([r[j] for r in t1], [r[j] for r in t2]) for j in range(3)]
-    for key in ("acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"):
-        assert m[key] == pytest.approx(sum(x[key] for x in per_sample) / 3, abs=1e-15)
-    assert m["pass@3"] == 1.0 and m["acc_t1"] == pytest.approx(2 / 6)
-    assert m["delta"] == pytest.approx(m["acc_t2"] - m["acc_t1"], abs=1e-15)
-    assert set(self_correction_metrics([1, 0], [1, 1])) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i"}
-
-
-def spy_on_generate(monkeypatch):
-    real, seen = mgrpo.generate, []
-
-    def spy(model, prompts, n, *a, **kw):
-        seen.append({"prompts": prompts, "n": n, "args": a, **kw, "out": real(model, prompts, n, *a, **kw)})
-        return seen[-1]["out"]
-
-    monkeypatch.setattr(mgrpo, "generate", spy)
-    return seen
-
-
-PLUS_ONE = [{"question": f"What is {a} + 1?", "gold": str(a + 1)} for a in range(3)]
-
-
-def test_one_eval_sample_is_the_greedy_path_bit_for_bit(tiny, monkeypatch, tmp_path):
-    (run, args) = tiny_run(tiny, eval_samples=1, eval_temperature=0.9)         # T is unused by greedy evaluation
-    tk = run.tk
-    prompts = [tk.prompt(p["question"]) for p in PLUS_ONE]
-    t1 = mgrpo.generate(run.rollout, prompts, 1, tk, args.max_new_tokens, greedy=True)
-    t2 = mgrpo.generate(run.rollout, [p + tk.strip_stop(o) + tk.guides[0] for p, o in zip(prompts, t1)], 1, tk,
-                        args.max_new_tokens, greedy=True)
-    want = [{"question": p["question"], "gold": p["gold"], "t1": tk.text(a), "t2": tk.text(b),
-             "correct_t1": reward(tk.text(a), p["gold"]) == 1.0, "correct_t2": reward(tk.text(b), p["gold"]) == 1.0}
-            for p, a, b in zip(PLUS_ONE, t1, t2)]
-    seen = spy_on_generate(monkeypatch)
-    rng = torch.get_rng_state()
-    m = mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "e.jsonl"))
-    assert [c["greedy"] for c in seen] == [True, True] and [c["n"] for c in seen] == [1, 1]
-    assert open(tmp_path / "e.jsonl").read() == "".join(json.dumps(r) + "\n" for r in want)
-    assert m == self_correction_metrics([r["correct_t1"] for r in want], [r["correct_t2"] for r in want])
-    assert torch.equal(torch.get_rng_state(), rng)
-
-
-def test_sampled_evaluation_keeps_every_sample_each_corrected_on_its_own_q_prime(tiny, monkeypatch, tmp_path):
-    (run, args) = tiny_run(tiny, eval_samples=4)
-    seen = spy_on_generate(monkeypatch)
-    rng = torch.get_rng_state()
-    m = mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "e.jsonl"))
-    assert torch.equal(torch.get_rng_state(), rng)             # training's random state is left as it was
-    first, second = seen
-    assert first["n"] == 4 and second["n"] == 1 and not first["greedy"] and not second["greedy"]
-    assert first["args"][2] == second["args"][2] == mgrpo.EVAL_TEMPERATURE == 0.6     # the default temperature
-    t1 = first["out"]
-    assert second["prompts"] == [first["prompts"][i // 4] + run.tk.strip_stop(o) + run.tk.guides[0]
-                                 for i, o in enumerate(t1)]
-    rows = [json.loads(x) for x in open(tmp_path / "e.jsonl")]
-    assert [len(r[k]) for r in rows for k in ("t1", "t2", "correct_t1", "correct_t2")] == [4] * 12
-    assert [r["t1"] for r in rows] == [[run.tk.text(o) for o in t1[4 * i:4 * i + 4]] for i in range(3)]
-    assert all(len(set(r["t1"])) > 1 for r in rows)              # sampled: the answers to one problem differ
-    assert m == self_correction_metrics([r["correct_t1"] for r in rows], [r["correct_t2"] for r in rows])
-    assert set(m) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "pass@4"}
-    mgrpo.evaluate(run, PLUS_ONE, args, str(tmp_path / "again.jsonl"))
-    assert open(tmp_path / "again.jsonl").read() == open(tmp_path / "e.jsonl").read()   # its own seeded stream
-
-
-def test_eval_temperature_is_the_sampling_temperature_of_evaluation(tiny, monkeypatch, tmp_path):
-    (run, args) = tiny_run(tiny, eval_samples=2, eval_temperature=1.3)
-    seen = spy_on_generate(monkeypatch)
-    mgrpo.evaluate(run, PLUS_ONE[:1], args, str(tmp_path / "e.jsonl"))
-    assert [c["args"][2] for c in seen] == [1.3, 1.3]
-
-
-def test_cli_eval_samples_reports_pass_at_k_and_resume_may_change_it(two_step_run, tmp_path):
-    b = copy_run(two_step_run, str(tmp_path / "b"), keep_steps=2)
-    log = mgrpo.main(["--resume", b, "--steps", "3", "--eval-samples", "2", "--eval-n", "2"])
-    assert set(log["eval"]["toy"]) == {"acc_t1", "acc_t2", "delta", "delta_i2c", "delta_c2i", "pass@2"}
-    rows = [json.loads(x) for x in open(os.path.join(b, "eval-toy-000003.jsonl"))]
-    assert [len(r["t1"]) for r in rows] == [2, 2]
-
-
-@pytest.mark.parametrize("argv,needle", [(["--eval-samples", "0"], "--eval-samples must be >= 1"),
-                                         (["--eval-samples", "two"], "invalid int value"),
-                                         (["--eval-temperature", "0"], "--eval-temperature must be a finite number >= 0.01"),
-                                         (["--eval-temperature", "-1", "--eval-samples", "4"], "--eval-temperature"),
-                                         (["--eval-temperature", "nan", "--eval-samples", "4"], "--eval-temperature")])
-def test_bad_eval_sampling_flags_exit_2_with_one_line(argv, needle, tiny, toy_data, capsys):
-    with pytest.raises(SystemExit) as e:
-        mgrpo.main(["--model", tiny, "--data", toy_data, "--device", "cpu"] + argv)
-    err = capsys.readouterr().err.strip()
-    assert e.value.code == 2 and needle in err and len(err.splitlines()) == 1
 
 
 # -----------------------------------------------------------------------------
@@ -2330,7 +2397,6 @@ def test_plot_run_without_matplotlib_says_how_to_get_it(tmp_path, monkeypatch, c
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and "pip install matplotlib" in err and len(err.splitlines()) == 1
     assert not os.path.exists(os.path.join(run, "run.png"))
-
 
 
 # -----------------------------------------------------------------------------
@@ -2723,7 +2789,6 @@ def test_distributed_bad_input_is_one_line_from_rank_0(tiny, toy_data, tmp_path)
     assert "mgrpo: error: --batch-size 3 does not split evenly over 2 processes" in r.stderr
     # no traceback from the ranks themselves (torchrun's launcher adds its own report of failed ranks)
     assert 'mgrpo.py", line' not in r.stderr and "[rank0]" not in r.stderr and "[rank1]" not in r.stderr
-
 
 
 # =============================================================================
@@ -3560,6 +3625,7 @@ def test_toy_digits_best_constant_answer_stays_below_the_warm_start_stop():
 # -----------------------------------------------------------------------------
 # The second toy task, column addition with the work shown (examples/toy.py TASKS["addition"]), and what
 # the experiments print.
+
 
 def test_column_work_writes_each_column_with_the_carry_it_takes_in():
     assert toy.column_work(47, 38) == "7+8=15, 4+3+1=8. \\boxed{85}"
