@@ -1,11 +1,12 @@
 """
 The GRPO variants of mgrpo.py (docs/variants.md) on the digits toy task, one seed each, beside plain MGRPO:
 
-    python examples/variants.py              # 5 runs of 150 steps, one torch thread; ~7-16 min each on 2 busy cores
+    python examples/variants.py              # 6 runs of 150 steps, one torch thread each
 
 Each run is examples/toy.py's run_toy (the same warm-started model for every run), with one variant's flags.
 Results: a table on stdout and variants.json in --out (default: a new folder in examples/runs/, ignored by git).
 """
+import numerics  # noqa: F401  (first, before torch: pins the CPU kernels, see numerics.py)
 import argparse
 import json
 import os
@@ -19,6 +20,7 @@ import toy  # noqa: E402
 
 VARIANTS = {  # name -> (label, mgrpo flags as keywords)
     "mgrpo": ("MGRPO (the defaults)", {}),
+    "l2_norm_batch": ("Layer 2's N = B·G, `--l2-loss-norm batch`", {"l2_loss_norm": "batch"}),
     "scale_none": ("Dr. GRPO's advantages, `--scale-rewards none`", {"scale_rewards": "none"}),
     "sum_norm": ("Dr. GRPO's normaliser, `--loss-agg seq-mean-token-sum-norm`", {"loss_agg": "seq-mean-token-sum-norm"}),
     "clip_higher_mu2": ("DAPO's clip-higher, `--clip-eps-high 0.28 --mu 2`", {"clip_eps_high": 0.28, "mu": 2}),
@@ -52,7 +54,8 @@ def main(argv=None):
               f"{r['sampled_corr_after']:.3f} | {r['optimizer_steps']} | {r['rollout_tokens']:,} | {r['wall_s']:.0f} |",
               flush=True)
         with open(os.path.join(out, "variants.json"), "w") as f:
-            json.dump({"seed": opts.seed, "steps": opts.steps, "threads": opts.threads, "runs": results}, f)
+            json.dump({"seed": opts.seed, "steps": opts.steps, "threads": opts.threads, "runs": results,
+                       "numerics": numerics.numerics(opts.threads)}, f)
 
 
 if __name__ == "__main__":
