@@ -1,139 +1,24 @@
 """
-The answer checker: the reward of MGRPO is reward(completion, gold) ∈ {0.0, 1.0}.
+The answer checker of MGRPO: reward(completion, gold) is 1.0 iff the final answer a completion commits to
+equals the gold answer, else 0.0. The route, in the order this file runs it:
 
-    extract_answer(text) -> str | None   the final answer a completion commits to
-    is_equiv(pred, gold) -> bool         are two final answers mathematically the same
-    reward(completion, gold) -> float    1.0 iff the extracted answer equals gold; never raises
+    reward(completion, gold)                                                    (just below)
+      extract_answer(completion) -> str | None   the final answer: a box, an <answer> block, an answer
+                                                 statement ('The answer is ...', '####', 'A:'), a final
+                                                 sentence that concludes; cut where the reply runs on
+      is_equiv(answer, gold) -> bool             normalize (surface forms: units, thousands, unicode, ...),
+                                                 parse (a whitelist recursive-descent parser that builds sympy
+                                                 objects), then compare (numbers exactly, expressions
+                                                 symbolically or at random points, sets, tuples, equations)
 
-Model text is hostile input. Nothing here passes it to eval/exec/sympify/parse_expr: a small
-recursive-descent parser over a whitelist of tokens builds sympy objects directly, and every
-costly thing (length, nesting, token count, sizes of exponents, factorials and binomials, the
-numbers of an inequality to be solved, the number of numeric comparisons in one call) is bounded
-*before* it is computed, so every call finishes quickly in any thread (no signals, no subprocesses).
+Model text is hostile input. Nothing here passes it to eval/exec/sympify/parse_expr, and every costly thing
+(length, nesting, token count, sizes of exponents, factorials and binomials, the numbers of an inequality to be
+solved, the number of numeric comparisons in one call) is bounded before it is computed, so every call finishes
+quickly in any thread (no signals, no subprocesses). A false positive is a reward the policy learns to hack:
+where a reading is ambiguous (two values, a cut-off reply, a hedge) the answer is None and earns nothing.
 
-Policies (what counts as equal):
-  - Extraction, in order: the \\boxed{}/\\fbox{} (nested braces; also braceless \\boxed 7); else the
-    answer statement -- '#### x', 'The (final) answer is x', 'Answer: x', 'Answer $x$' without a
-    colon, or a heading line 'Final Answer' with the answer on the next line -- cut to what it
-    states: the math span right after it, else its sentence (up to '. ', a newline or 'I hope it
-    is correct'), read from the value right after the marker up to the prose after it ('The answer
-    is 12, which is the number of red marbles' -> 12, '12 in all' -> 12, '2/5 of the class' -> 2/5);
-    words that go on with numbers or make the value a bound are not cut off ('1 in 4', '12 or
-    more', '5 squared' stay whole and so earn nothing). A marker inside display or inline math
-    ('\\[ \\text{Answer: } 12 \\]', '\\(Answer: 12\\)') states what that math holds, up to its closing
-    delimiter. A sentence in prose ('The largest $n$ is 34') gives the value after its first ' is '
-    that has one, else its last math span, else that sentence's last number, taken whole ('2/5', never its
-    '5'). A parenthesis may stand before 'is' (zero-shot chain of thought: 'Therefore, the answer
-    (arabic numerals) is 120.'). Else a completion that is itself a short answer. There is deliberately
-    no 'last number in the text' fallback: it rewards truncated work. Only text after the last </think>
-    counts (an unclosed <think> has no answer): a reasoning model's final answer is not in its thoughts.
-  - Answer containers. An <answer>...</answer> block (the R1-Zero template; nested tags are one block)
-    is read like a box: its box or answer line if it has one, else what it states, its last sentence
-    with a number read as a short statement ('<answer> She can fill 14 bags </answer>' -> 14, '<answer>=
-    $460.</answer>' -> 460, '<answer>5800+3600=9400</answer>' -> 9400); a sentence with two numbers and
-    no 'is' ('3 apples and 5 pears') states nothing. An <answer> left open has no answer (cut off).
-    Without a box or answer line: a last line 'A: 18' (few-shot GSM8K; an 'A:' line of working that is
-    not the last line is not read); else a final sentence that concludes, 'So' / 'Therefore' / 'Thus' /
-    'Hence' / 'In total' ... ('So Josh made a profit of $70,000.' -> 70000, 'Thus the value of $x$ is
-    $\\frac{14}{3}$' -> 14/3), read as a short statement: the value after its ' is ', else its only math
-    span, else its only number ('So she had 12 apples after 3 days.' states nothing), and only if the
-    completion ends there with a full stop or closed math (one cut off mid-sentence has no answer);
-    'so far' and 'so that' do not conclude. An intermediate number is never read: a marker-less
-    sentence must be the last one and must conclude.
-  - Markdown is read as the text it emphasises: '**Answer:** 12', 'The final answer is **12**.',
-    '**Final answer: 12**', '*12*', '__12__'; stars inside an expression ('2**3') stay and refuse.
-  - One rule for several answers, boxes or statements alike: the answer is what the completion
-    states before it runs on into a new exercise or turn of its own (a line 'Question:',
-    'Problem 2.', 'Q:' (also after a sentence end: '12. Q: ...'), 'User:', 'System:', 'Subproblem 2:',
-    a chat token like <|im_start|> or <start_of_turn>, or a line that is only 'system' / 'user' /
-    'assistant' where a template's tokens were decoded away, after its first answer). Code blocks
-    (```...```) are not statements: a box or answer line printed by code is not an answer
-    ('\\boxed{12} ```print("\\boxed{15}")```' -> 12; code between two boxes is text between them);
-    only a completion with no answer outside its code blocks is read with them. Of what
-    remains, boxes come first (a box beats an answer line, unless nothing in the box parses and the
-    line's value does: '\\boxed{\\langle H \\rangle \\ll \\Delta E} ... Answer: D'); else several statements
-    that state different values are a hedge and earn nothing ('#### 3 ... #### 5', 'The answer is
-    3. ... the answer is 5'), as several different boxes with text between them do; equal ones are
-    one answer. A statement in words ('check that the answer is correct') neither hedges nor
-    overrides a stated value. GSM8K's calculator notes ('<<3*4=12>>') are not part of the text.
-  - Several values are one list, compared as a set: '3 or 5', 'either 3 or 5', '3 and 5',
-    '$x = 3$ or $x = 5$', '\\pm 2', and several different boxes with only separators between them
-    (',', 'and', 'or', '\\quad', a few words around 'and': '\\boxed{1} papers and \\boxed{2} bins').
-    A list equals a gold that is that set ('1, 2', '\\{1, 2\\}', '1 and 2'), and never a single-valued
-    gold: listing candidates is a hedge that earns nothing. Several different boxes with other text
-    between them ('first \\boxed{3} then \\boxed{5}') have no answer at all. Equal values boxed twice
-    ('15\\frac{39}{40}' then '\\frac{639}{40}') are one, the first as written (so are equal answer
-    statements: 'is 25%. The answer (as a fraction) is 1/4' is 25%); so are an exact value and its
-    decimal rounded to the digits shown ('\\boxed{\\frac{\\sqrt2}{2}} \\approx \\boxed{0.707}' is
-    \\frac{\\sqrt2}{2}, which alone counts: against gold 0.707 it earns nothing); a decimal that is not
-    that rounding ('\\approx \\boxed{0.8}') is a second value. A ± inside a list stands for both
-    signs: '\\pm 1, \\pm 7' = '1, -1, 7, -7', and not '1, 7'.
-  - Numbers compare exactly. A decimal is the exact rational it spells: 0.5 = 1/2, but 0.333 !=
-    1/3 and 1.414 != sqrt(2); there is no tolerance, also not for long decimals, not in physics.
-  - Percent: '50\\%' (or '50 percent', '50 pct') may be read as 50 (a unit) or 0.5 (x1/100); a bare
-    number is never rescaled, so gold 50 rejects 0.5 and gold 0.5 rejects 50.
-  - Units, degrees, dollar signs, '\\text{...}' and words after a number are dropped ('5 apples',
-    '3 hours ago', '4 \\mathrm{cm}^{-1}'), but not words that change the value ('5 thousand', '2
-    thirds', '12 squared'); 'x \\approx 0.577' after an exact value is dropped. A '\\text{unit}' after
-    \\pi ('4π \\text{ cm}^2') or after a number inside a tuple ('(10^{3} \\text{ kg}, 5)' = '(1000, 5)')
-    is dropped too; a bare letter after \\pi is not ('2\\pi m' is 2πm).
-    Thousands: '1,000', '1{,}000', '10,\\!000', '1\\,000', '1 000' (a bare number only).
-  - Spelled-out numbers ('twenty-five'), mixed numbers ('2\\frac13', '2 1/3'), repeating decimals
-    ('0.\\overline{3}' = 1/3) are the numbers they name.
-  - A name on the left of '=' names the value on the right: 'x = 3', 'f(x) = 1', '|AB| = 1',
-    '\\frac{NO}{BO} = \\frac{1}{\\sqrt6}', 'V_1 : V_2 = 11 : 21', '(p, q) = (3, 2)' equal 3, 1, ...
-    (a name is a variable, a product or quotient of variables, a function value, |name|, or a
-    tuple or ratio of names). 'x = 1, y = 2' is the tuple (1, 2) against a tuple, the set of its
-    values against a list ('x_1 = 2, x_2 = 3' ~ '2, 3'). A chain 'x = 1 + 1 = 2' is its
-    value if every member is equal, and wrong otherwise; so is a chain that computes a left side
-    in unknowns from numbers ('p + q = 12 + 7 = 19' is 19; 'r+s+t = 4+5+6 = 16' is wrong), while an
-    equation of two members keeps its left side ('x + y + z = 0' is a plane, not 0). Two equations
-    whose left sides are not the same name are equal when one is a nonzero multiple of the other
-    (2x - y = 1 ~ y = 2x - 1). A differential equation (one with y' or \\dot{x}) may also be multiplied
-    by a product of parameters, not of the unknown function: '\\ddot{x} = -\\frac{k}{m} x' = 'm\\ddot{x}
-    + kx = 0', but 'x\\ddot{x} + kx^2 = 0' != '\\ddot{x} + kx = 0' (and 'x^2 = x' != 'x = 1').
-  - A side condition is not part of the value: 'A = 1/(4 - ω²), for ω² ≠ 4', 'A = \\frac{1}{4-\\omega^2}
-    \\text{ if } \\omega \\ne 2' and 'A = ..., \\omega \\neq \\pm 2' are A = 1/(4 - ω²): an inequality
-    introduced by 'for', 'where', 'if', 'when', ... or after a comma that follows 'name = value'. A
-    condition followed by more ('3 for x > 0, 5 for x < 0') is a piecewise answer and stays whole.
-  - A constant of integration may be named C or c: 'x^2 + C' = 'x^2 + c' (an added last term, where
-    neither answer uses the other letter).
-  - Inequalities are the sets they describe: 'x \\ge 5' = '5 \\le x' = '[5, \\infty)', '-x > -1' =
-    'x < 1', '-793 < a < 10' = '(-793, 10)', '1 \\le |z| \\le 3/2' = '[-3/2, -1] \\cup [1, 3/2]',
-    'x \\in [-2, 7]' = '-2 \\le x \\le 7' = '[-2, 7]'.
-  - Sets ('\\{1,2\\}', '1, 2', '1 and 2') are unordered and ignore repeats; tuples and intervals are
-    ordered and their brackets must match ('{1,3}' != '(1,3)'); ratios 'a : b' compare up to a
-    common factor; matrices (any bracket style, \\begin{array}) must have the same shape, and may be
-    given as a sum or product of matrices.
-  - Unicode is read as the LaTeX it stands for: 'π', 'ω', '√', '≠', superscripts ('ω²' = '\\omega^2').
-  - 'i' is the imaginary unit and 'e' Euler's number ('\\text{e}' is the word e); Greek letters,
-    primes (y') and accents (\\dot{x}) are variables; a subscript is part of a name (m_{\\max}).
-  - A braceless exponent takes the whole number after '^': '10^12' is 10^{12}, as a reader means it.
-  - '52_8' (a numeral in base 8) equals '52_8' and '52' (the base left implicit), never '42'.
-  - Expressions: equal if their difference expands to 0, or if they agree to 30 digits at several
-    random points, of both signs (so \\sqrt{x^2} != x). '\\log_2 8' = 3; '\\sin^{-1}' is arcsin;
-    degrees inside a trigonometric function are degrees (\\cos 60^\\circ = 1/2).
-  - Text answers ('\\text{Monday}') compare case-insensitively. A bare run of letters ('pq', 'p q')
-    is also the product of those single-letter variables, so 'qp', 'p \\cdot q' and '\\frac{p}{1/q}'
-    equal gold 'pq' (two bare runs that are anagrams are thus equal; a word meant as a word is
-    '\\text{...}', and a word never equals an expression).
-  - Multiple choice by letter, A-J (MMLU-Pro has ten options): 'G', '(G)', '\\text{G}',
-    '\\textbf{(G)}', 'G. x = 42', 'G) none of these', '(G) none of these', '\\text{G: none of these}'.
-    After an answer marker an option may be followed by its reason ('The answer is G because ...').
-  - Two answers that do not parse are equal only if they are the same text after normalisation.
-
-Where other projects' checkers decide differently (their test cases: ../shared/checker-suites),
-we adopt: several boxes as one list (above), answers inside <think> not counting, lists joined by
-'and' / 'or'. We keep ours, for RL rewards: no comma as decimal separator ('1,22' is a list or a
-thousands separator: ambiguity must not earn reward); no number pulled out of unmarked prose; no
-float tolerance (0.3333 != 1/3; '0.0833333333333333' != 1/12: a decimal is what it spells, and a
-rounded answer to an exact question is not the answer); a bare list is a set, not a tuple; '\\text{e}'
-is a word and 'e' Euler's number; a self-contradictory chain ('z = 3 + 3 = 2') is wrong whatever its
-last member; a boxed answer counts even without an 'Answer:' line, and 'The answer is 7' counts
-without a box; an answer in $...$ may span lines; an inequality equals the interval it describes
-whichever side is the gold; an option letter must be stated as the answer, not found in prose; the
-last of several different boxes or answer statements is not the answer (a hedge), but what a
-few-shot model writes after running on into a new question is not its answer either; f(x) != f(y).
+What counts as an answer and what counts as equal (every rule with an example and a near miss, and where other
+projects' checkers decide differently): docs/checker.md.
 """
 
 import bisect
@@ -165,8 +50,84 @@ class _Probes(random.Random):
     budget = 100
 
 
+def reward(completion, gold):
+    """1.0 if the completion's final answer equals gold, else 0.0. Never raises."""
+    try:
+        ans = extract_answer(completion)
+        return 1.0 if ans is not None and is_equiv(ans, str(gold)) else 0.0
+    except Exception:
+        return 0.0
+
+
 # -----------------------------------------------------------------------------
 # Extraction
+
+
+def extract_answer(text):
+    """The final answer a completion commits to, or None (the rules: docs/checker.md)."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT or "\x00" in text:
+        return None
+    if "<think>" in text or "</think>" in text:
+        if "</think>" not in text:
+            return None                                  # still thinking: no answer yet
+        text = text.rsplit("</think>", 1)[1]
+    text = re.sub(r"<<[^<>\n]*>>", "", text)              # GSM8K's calculator notes: 'is <<3*4=12>>12'
+    text = _ITALIC.sub(r"\1", _EMPHASIS.sub("", text))
+    if "```" in text:                   # code is not a statement; only a completion with no answer outside its
+        # code blocks is read with them, as before. Words stand in for the code, so that boxes on both sides
+        # of it still have text between them (two different ones are a hedge, not a list).
+        return _read(_CODE.sub("\ncode omitted\n", text)) or _read(text)
+    return _read(text)
+
+
+def _read(text):
+    """extract_answer after the text is prepared (thoughts, calculator notes, emphasis and code dropped)."""
+    boxes, marks = _boxes(text), _marks(text)
+    blocks = _answer_blocks(text) if "<answer>" in text else []
+    if blocks is None or len(blocks) > 4 * MAX_ITEMS:
+        return None
+    if blocks:            # a block is read as a whole, like a box: what is inside it is not read again
+        starts = [a for a, _, _ in blocks]
+
+        def outside(i):
+            k = bisect.bisect_right(starts, i) - 1
+            return k < 0 or i >= blocks[k][1]
+        boxes, marks = [b for b in boxes if outside(b[0])], [m for m in marks if outside(m.start())]
+    lines = [m for m in _A_LINE.finditer(text) if len(m.group(1)) <= MAX_ANSWER and _starts_value(m.group(1))] \
+        if "A:" in text else []
+    cut = _run_on(text, [x[1] for x in (boxes[:1] + blocks[:1])] + [m.end() for m in (marks[:1] + lines[:1])])
+    text, boxes, marks = text[:cut], [b for b in boxes if b[1] <= cut], [m for m in marks if m.end() <= cut]
+    blocks, lines = [b for b in blocks if b[1] <= cut], [m for m in lines if m.end() <= cut]
+    if len(boxes) > 4 * MAX_ITEMS or not boxes and len(marks) > 4 * MAX_ITEMS or len(lines) > 4 * MAX_ITEMS:
+        return None
+    if blocks:
+        read = [(a, b, _block_answer(c)) for a, b, c in blocks]
+        boxes = sorted(boxes + [(a, b, v if v is not None else c) for (a, b, v), (_, _, c) in zip(read, blocks)])
+    if boxes:
+        ans = _boxed_answer(text, boxes)
+        if ans is not None and marks and not blocks and not _parses(ans):   # a box that holds no answer in the
+            stated = _stated_answer(text, marks)                 # reasoning ('\boxed{\langle H \rangle \ll \Delta E}')
+            ans = stated if stated is not None and _parses(stated) else ans   # does not hide 'Answer: D'
+    elif marks:
+        ans = _stated_answer(text, marks)
+    elif lines and lines[-1].end() == len(text.rstrip()):      # a last line 'A: 18'
+        ans = _agreed([v for v in (_leading_value(m.group(1).strip().rstrip(".")) for m in lines) if v])
+    elif len(text.strip()) <= 40 and "\n" not in text.strip() and not re.search(r"\\(boxed|fbox)", text):
+        ans = text.strip().rstrip(".").strip().strip("$").strip()
+        ans = _concluding(text) or ans                                # 'In total, 5 + 7 = 12 apples.'
+    else:
+        ans = _concluding(text)
+    return ans if ans else None
+
+
+def _block_answer(content):
+    """The answer an <answer> block holds: its box or answer line if it has one, else what it states."""
+    boxes, marks = _boxes(content), _marks(content)
+    if len(boxes) > 4 * MAX_ITEMS or len(marks) > 4 * MAX_ITEMS:
+        return None
+    if boxes:
+        return _boxed_answer(content, boxes)
+    return _stated_answer(content, marks) if marks else _container_value(content)
 
 
 def _closing_braces(text):
@@ -549,73 +510,6 @@ def _concluding(text):
 def _marks(text):
     return [m for m in _MARKER.finditer(text)
             if m.group("heading") is None or _HEADING.search(text, max(0, m.start() - 80), m.start())]
-
-
-def extract_answer(text):
-    """The final answer a completion commits to, or None (see the module docstring for the rules)."""
-    if not isinstance(text, str) or len(text) > MAX_TEXT or "\x00" in text:
-        return None
-    if "<think>" in text or "</think>" in text:
-        if "</think>" not in text:
-            return None                                  # still thinking: no answer yet
-        text = text.rsplit("</think>", 1)[1]
-    text = re.sub(r"<<[^<>\n]*>>", "", text)              # GSM8K's calculator notes: 'is <<3*4=12>>12'
-    text = _ITALIC.sub(r"\1", _EMPHASIS.sub("", text))
-    if "```" in text:                   # code is not a statement; only a completion with no answer outside its
-        # code blocks is read with them, as before. Words stand in for the code, so that boxes on both sides
-        # of it still have text between them (two different ones are a hedge, not a list).
-        return _read(_CODE.sub("\ncode omitted\n", text)) or _read(text)
-    return _read(text)
-
-
-def _read(text):
-    """extract_answer after the text is prepared (thoughts, calculator notes, emphasis and code dropped)."""
-    boxes, marks = _boxes(text), _marks(text)
-    blocks = _answer_blocks(text) if "<answer>" in text else []
-    if blocks is None or len(blocks) > 4 * MAX_ITEMS:
-        return None
-    if blocks:            # a block is read as a whole, like a box: what is inside it is not read again
-        starts = [a for a, _, _ in blocks]
-
-        def outside(i):
-            k = bisect.bisect_right(starts, i) - 1
-            return k < 0 or i >= blocks[k][1]
-        boxes, marks = [b for b in boxes if outside(b[0])], [m for m in marks if outside(m.start())]
-    lines = [m for m in _A_LINE.finditer(text) if len(m.group(1)) <= MAX_ANSWER and _starts_value(m.group(1))] \
-        if "A:" in text else []
-    cut = _run_on(text, [x[1] for x in (boxes[:1] + blocks[:1])] + [m.end() for m in (marks[:1] + lines[:1])])
-    text, boxes, marks = text[:cut], [b for b in boxes if b[1] <= cut], [m for m in marks if m.end() <= cut]
-    blocks, lines = [b for b in blocks if b[1] <= cut], [m for m in lines if m.end() <= cut]
-    if len(boxes) > 4 * MAX_ITEMS or not boxes and len(marks) > 4 * MAX_ITEMS or len(lines) > 4 * MAX_ITEMS:
-        return None
-    if blocks:
-        read = [(a, b, _block_answer(c)) for a, b, c in blocks]
-        boxes = sorted(boxes + [(a, b, v if v is not None else c) for (a, b, v), (_, _, c) in zip(read, blocks)])
-    if boxes:
-        ans = _boxed_answer(text, boxes)
-        if ans is not None and marks and not blocks and not _parses(ans):   # a box that holds no answer in the
-            stated = _stated_answer(text, marks)                 # reasoning ('\boxed{\langle H \rangle \ll \Delta E}')
-            ans = stated if stated is not None and _parses(stated) else ans   # does not hide 'Answer: D'
-    elif marks:
-        ans = _stated_answer(text, marks)
-    elif lines and lines[-1].end() == len(text.rstrip()):      # a last line 'A: 18'
-        ans = _agreed([v for v in (_leading_value(m.group(1).strip().rstrip(".")) for m in lines) if v])
-    elif len(text.strip()) <= 40 and "\n" not in text.strip() and not re.search(r"\\(boxed|fbox)", text):
-        ans = text.strip().rstrip(".").strip().strip("$").strip()
-        ans = _concluding(text) or ans                                # 'In total, 5 + 7 = 12 apples.'
-    else:
-        ans = _concluding(text)
-    return ans if ans else None
-
-
-def _block_answer(content):
-    """The answer an <answer> block holds: its box or answer line if it has one, else what it states."""
-    boxes, marks = _boxes(content), _marks(content)
-    if len(boxes) > 4 * MAX_ITEMS or len(marks) > 4 * MAX_ITEMS:
-        return None
-    if boxes:
-        return _boxed_answer(content, boxes)
-    return _stated_answer(content, marks) if marks else _container_value(content)
 
 
 # -----------------------------------------------------------------------------
@@ -1241,6 +1135,33 @@ def parse(s):                        # group, a box once to see that it holds a 
 # Equivalence
 
 
+def is_equiv(pred, gold):
+    """Are two final answers mathematically the same (the policies: docs/checker.md)."""
+    if not isinstance(pred, str) or not isinstance(gold, str) or "\x00" in pred + gold:
+        return False
+    if len(pred) > MAX_ANSWER or len(gold) > MAX_ANSWER:
+        return False
+    if pred.strip() == gold.strip():
+        return True
+    if pred.rstrip()[-1:] in ("C", "c") and gold.rstrip()[-1:] in ("C", "c"):
+        pred, gold = _one_constant(pred, gold)
+    try:
+        a, pa = parse(pred)
+        b, pb = parse(gold)
+        rng = _Probes(0)                        # probing points are fixed: the same call, the same verdict
+        if _equal(a, b, rng):
+            return True
+        # percent: '50\%' may stand for 50 (done above) or for 50/100; a bare number is never rescaled.
+        if pa and _kind(a) == "expr" and _equal(a / 100, b, rng):
+            return True
+        return bool(pb and _kind(b) == "expr" and _equal(a, b / 100, rng))
+    except Exception:                 # Refuse, or one of sympy's many errors on odd input: no parse
+        try:
+            return re.sub(r"\s+", "", normalize(pred)[0]) == re.sub(r"\s+", "", normalize(gold)[0])
+        except Exception:
+            return False
+
+
 def _kind(v):
     if isinstance(v, tuple):
         return v[0]
@@ -1491,39 +1412,3 @@ def _one_constant(pred, gold):
         return pred, gold
     upper = _LETTER_C.sub("c", upper)
     return (upper, lower) if m.group(1) == "C" else (lower, upper)
-
-
-def is_equiv(pred, gold):
-    """Are two final answers mathematically the same (the module docstring lists the policies)."""
-    if not isinstance(pred, str) or not isinstance(gold, str) or "\x00" in pred + gold:
-        return False
-    if len(pred) > MAX_ANSWER or len(gold) > MAX_ANSWER:
-        return False
-    if pred.strip() == gold.strip():
-        return True
-    if pred.rstrip()[-1:] in ("C", "c") and gold.rstrip()[-1:] in ("C", "c"):
-        pred, gold = _one_constant(pred, gold)
-    try:
-        a, pa = parse(pred)
-        b, pb = parse(gold)
-        rng = _Probes(0)                        # probing points are fixed: the same call, the same verdict
-        if _equal(a, b, rng):
-            return True
-        # percent: '50\%' may stand for 50 (done above) or for 50/100; a bare number is never rescaled.
-        if pa and _kind(a) == "expr" and _equal(a / 100, b, rng):
-            return True
-        return bool(pb and _kind(b) == "expr" and _equal(a, b / 100, rng))
-    except Exception:                 # Refuse, or one of sympy's many errors on odd input: no parse
-        try:
-            return re.sub(r"\s+", "", normalize(pred)[0]) == re.sub(r"\s+", "", normalize(gold)[0])
-        except Exception:
-            return False
-
-
-def reward(completion, gold):
-    """1.0 if the completion's final answer equals gold, else 0.0. Never raises."""
-    try:
-        ans = extract_answer(completion)
-        return 1.0 if ans is not None and is_equiv(ans, str(gold)) else 0.0
-    except Exception:
-        return 0.0
