@@ -2850,6 +2850,10 @@ ANSWER_BLOCKS = [  # (completion, gold, question, reward)
     ("<think>...</think>\n<answer> Jean can fill 14 or 15 bags. </answer>", "14", JEAN, 0.0),
     ("<think>...</think>\n<answer> Jean can fill 14 bags or 2 bags. </answer>", "14", JEAN, 0.0),
     ("<think>...</think>\n<answer> Jean can fill 2 bags, not 14. </answer>", "14", JEAN, 0.0),
+    ("<think>...</think>\n<answer> Jean can fill 2 to 14 bags. </answer>", "14", JEAN, 0.0),          # a range
+    ("<think>...</think>\n<answer> Jean can fill between 2 and 14 bags. </answer>", "14", JEAN, 0.0),
+    ("<think>...</think>\n<answer> 5 + 7 = 12 or more </answer>", "12", None, 0.0),
+    ("<think>...</think>\n<answer> 5 + 7 = 12 times 2 </answer>", "12", None, 0.0),
     ("<think>...</think>\n<answer> Jean can fill at least 14 bags with 2 lollipops in each. </answer>", "14", JEAN, 0.0),
     # a nested block at the end of one left open is its answer
     ("<think> 3000 / 1000 = 3 </think>\n<answer> So, Jon will drive 3000 miles in 3 months (3000 miles / 1000 miles) "
@@ -2990,6 +2994,9 @@ PROSE_ANSWERS = [  # (completion, gold, question, reward)
      "did Natalia sell altogether in April and May?", 0.0),
     ("The largest digit in 3 8 1 5 is 8.", "8", "What is the largest digit in 3 8 1 5?", 0.0),   # all the question's
     ("3 8 1 5. The largest is 8.", "8", "What is the largest digit in 3 8 1 5?", 0.0),
+    ("Jean eats 2 of the lollipops.", "2", JEAN, 0.0),       # only the question's own number, and not where it asks
+    ("So Ruby is 6 times as old as Sam.", "6", None, 0.0), ("So she has twice 6 apples.", "6", None, 0.0),
+    ("7+8=15, 4+5+1=10, 3+2+1=6.\n605.", "605", "What is 347 + 258?", 0.0),     # a bare number is no sentence
     ("Ruby is 6 times as old as Sam now.", "6", "Ruby is 6 times older than Sam. In 9 years, Ruby will be 3 times as "
      "old as Sam. How old is Sam now?", 0.0),
     # number words
@@ -3028,6 +3035,61 @@ def test_checker_reads_a_prose_answer_beside_the_questions_own_numbers(completio
 def test_checker_question_changes_nothing_where_a_box_or_answer_line_decides(completion, gold, expected):
     for question in (None, "What is the largest digit in 3 8 1 5?", "What is 347 + 258?"):
         assert reward(completion, gold, question=question) == expected
+
+
+@pytest.mark.parametrize("pred,gold,expected", [
+    # an ordered pair or tuple equals a comma list in the same order, and only in that order
+    ("(1000, 10)", "10^{3},10", True), ("(10, 1000)", "10^{3},10", False), ("(1000, 10, 1)", "10^{3},10", False),
+    ("(3, -2)", "x = 3, y = -2", True), ("(2, 3)", "3, 2", False),
+    # one arbitrary constant: any usual name (C, c, C_1, K), the terms in any order; never two constants for one
+    ("y = C e^{2x} + x", "y = x + c e^{2x}", True), ("y = C_1 e^{2x} + x", "y=x+ce^{2x}", True),
+    ("x^2 + K", "x^2 + C", True), ("y = \\frac{1}{C - x}", "y = \\frac{1}{c - x}", True),
+    ("y = C_1 e^{x} + C_2 e^{-x}", "y = c e^{x} + c e^{-x}", False), ("y = C e^{2x} + x", "y = x + c e^{3x}", False),
+    ("y = C e^{2x} + x", "y = x + d e^{2x}", False), ("a + b + C", "a + b + d", False),
+    # an equation of motion rearranged and divided by a parameter (Leibniz notation or dots); never by the unknown
+    ("\\frac{d\\omega}{dt} = \\frac{T}{I} - \\frac{2B\\omega}{I}", "I \\frac{d\\omega}{dt} + 2B\\omega = T", True),
+    ("d\u03c9/dt = T/I \u2212 2B\u03c9/I", "I \\frac{d\\omega}{dt} + 2B\\omega = T", True),
+    ("\\dot{\\omega} = \\frac{T - 2B\\omega}{I}", "I \\frac{d\\omega}{dt} + 2B\\omega = T", True),
+    ("\\frac{d^2x}{dt^2} = -\\frac{k}{m + M} x", "(m + M)\\ddot{x} + kx = 0", True),
+    ("\\frac{dy}{dx} = 2y", "y' - 2y = 0", True),
+    ("\\omega \\frac{d\\omega}{dt} = \\frac{T\\omega}{I} - \\frac{2B\\omega^2}{I}", "I \\frac{d\\omega}{dt} + 2B\\omega = T", False),
+    ("\\frac{d\\omega}{dt} = \\frac{T}{I} + \\frac{2B\\omega}{I}", "I \\frac{d\\omega}{dt} + 2B\\omega = T", False),
+    ("\\frac{d^2x}{dt^2} = -\\frac{k}{m} x", "(m + M)\\ddot{x} + kx = 0", False),
+    # one value written twice is that value; two different ones are a hedge
+    ("0.5 or 0.50", "0.5", True), ("0.5 or 1/2", "\\frac{1}{2}", True), ("0.5 or 0.51", "0.5", False),
+    ("0.5 or 0.51", "0.51", False), ("3, 3", "3", True),
+    # plain-text sqrt() and pi
+    ("20 * sqrt(13)", "20\\sqrt{13}", True), ("sqrt(13)*20", "20\\sqrt{13}", True), ("3pi/2", "\\frac{3\\pi}{2}", True),
+    ("20 * sqrt(12)", "20\\sqrt{13}", False), ("sqrt(13)", "13", False),
+    # a unit of two or more letters glued to its number; a single letter may be a variable
+    ("72Mb", "72", True), ("72 Mb", "72", True), ("5kg", "5", True), ("60mph", "60", True), ("3.5km", "3.5", True),
+    ("72Mb", "73", False), ("72Mb", "72000", False), ("2x", "2", False), ("5m", "5", False),
+    # a bracketed list that cannot be an interval is a list; one that can stays an interval
+    ("\\{1,4\\}", "[4, 1]", True), ("\\{1,2,3\\}", "[3, 1, 2]", True), ("1, 4", "[4, 1]", True),
+    ("\\{1,4\\}", "[1, 4]", False), ("\\{1,4\\}", "[4, 2]", False), ("(3, 1, 2)", "[3, 1, 2]", False),
+    # an option letter with its content against the bare letter; another letter, or two options, is not it
+    ("(d) $\\theta^{-2}$", "(d)", True), ("(d) \\theta^{-2}", "D", True), ("(D) \\theta^{-2}", "(d)", True),
+    ("(c) \\theta^{-2}", "(d)", False), ("(A) or (B)", "A", False), ("(A) or (B)", "B", False), ("(a) (b)", "(a)", False),
+    ("(d) \\theta^{-2}", "\\theta^{-2}", False), ("d", "(d)", True),
+    # thousands separators inside arithmetic
+    ("76,000 + 53,200 = 129,200", "129200", True), ("76,000 + 53,200 = 129,300", "129300", False),
+    ("1,000, 2,000", "1000", False),
+])
+def test_checker_new_equivalences_both_ways(pred, gold, expected):
+    assert is_equiv(pred, gold) is expected and is_equiv(gold, pred) is expected
+
+
+@pytest.mark.parametrize("completion,gold,expected", [
+    ("The answer is 0.5 or 0.50.", "0.5", 1.0), ("The answer is 0.5 or 0.51.", "0.5", 0.0),
+    ("The answer is \\boxed{20 * sqrt(13)}.", "20\\sqrt{13}", 1.0), ("The answer is 20 * sqrt(13).", "20\\sqrt{13}", 1.0),
+    ("The answer is 20 * sqrt(12).", "20\\sqrt{13}", 0.0), ("The file takes 72Mb.\n#### 72Mb", "72", 1.0),
+    ("The answer is \\boxed{\\{1,4\\}}.", "[4, 1]", 1.0), ("The answer is \\boxed{\\{1,4\\}}.", "[1, 4]", 0.0),
+    ("The answer is (d) $\\theta^{-2}$.", "(d)", 1.0), ("The answer is (c) $\\theta^{-2}$.", "(d)", 0.0),
+    ("The answer is (A) or (B).", "A", 0.0), ("\\boxed{(A) \\text{ or } (B)}", "B", 0.0),
+    ("The pair is $\\boxed{(1000, 10)}$.", "10^{3},10", 1.0), ("The pair is $\\boxed{(10, 1000)}$.", "10^{3},10", 0.0),
+])
+def test_checker_new_equivalences_in_whole_replies(completion, gold, expected):
+    assert reward(completion, gold) == expected
 
 
 @pytest.mark.parametrize("first,second", [
