@@ -3092,6 +3092,75 @@ def test_checker_new_equivalences_in_whole_replies(completion, gold, expected):
     assert reward(completion, gold) == expected
 
 
+EGGS = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends "
+        "every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. How much in "
+        "dollars does she make every day at the farmers' market?")
+
+REAL_LOOKING = [  # (completion, gold, question, reward): replies as each kind of source writes them
+    # base model, plain prose prompt
+    (" Janet's ducks lay 16 eggs per day. She eats 3 for breakfast and bakes 4 into muffins. So she"
+     " has 16 - 3 - 4 = 9 eggs left. She sells them for $2 each, so she makes 9 * 2 = $18 per day.\n\nQuestion:"
+     " A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total"
+     " does it take?\nAnswer: It takes 2 / 2 = 1 bolt of white fiber. So the total is 2 + 1 = 3 bolts.",
+     "18", EGGS, 1.0),
+    (" Janet's ducks lay 16 eggs per day. She eats 3 for breakfast and bakes 4 into muffins. So she"
+     " has 16 - 3 - 4 = 9 eggs left. She sells them for $2 each, so she makes 9 * 2 = $18 per day.\n\nQuestion:"
+     " A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total"
+     " does it take?\nAnswer: It takes 2 / 2 = 1 bolt of white fiber. So the total is 2 + 1 = 3 bolts.",
+     "3", EGGS, 0.0),
+    (" She has 16 - 3 - 4 = 9 eggs left to sell. She makes 9 * $2 = $18 every day at the farmers'"
+     " market.", "18", EGGS, 1.0),
+    (" She has 16 - 3 - 4 = 9 eggs left to sell. She makes 9 * $2 = $18 every day at the farmers'"
+     " market.", "18", None, 0.0),
+    (" The answer is 18.\n\nQuestion: How many eggs does she eat in a week?\nAnswer: 21", "18", EGGS, 1.0),
+    (" $18", "18", EGGS, 1.0),
+    (" She makes $18 every day.", "18", EGGS, 1.0),
+    (" She makes $18 every day, or $126 every week.", "18", EGGS, 0.0),
+    (" She makes 18 dollars.\nShe eats 3 eggs, so 16 - 3 = 13.", "18", EGGS, 0.0),
+    # R1-Zero style rollouts
+    ("Let me figure this out. 16 - 3 - 4 = 9 eggs. 9 * 2 = 18.</think> <answer>18</answer>", "18", EGGS, 1.0),
+    ("Let me figure this out. 16 - 3 - 4 = 9 eggs. 9 * 2 = 18.</think> <answer> Janet makes $18 every"
+     " day at the farmers' market. </answer>", "18", EGGS, 1.0),
+    ("Let me figure this out. 16 - 3 - 4 = 9 eggs. 9 * 2 = 18.</think> <answer> 16 - 3 - 4 = 9 eggs,"
+     " 9 x $2 = $18 </answer>", "18", EGGS, 1.0),
+    ("Let me figure this out.</think> <answer> 16 - 3 - 4 = 9 eggs, 9 x $2 = $18 </answer>", "9", EGGS, 0.0),
+    ("16 - 3 - 4 = 9.</think> <answer>9 eggs</answer>\nUser: How much does she make?\nAssistant: <think>9*2=18</th"
+     "ink> <answer>18</answer>", "18", EGGS, 0.0),
+    ("16 - 3 - 4 = 9.</think> <answer>18</answer> <answer>18</answer>", "18", EGGS, 1.0),
+    ("9 * 2 = 18</think>\n<answer>\n$18\n</answer>", "18", EGGS, 1.0),
+    ("9 * 2 = 18</think>\n<answer>\\$18 per day</answer>", "18", EGGS, 1.0),
+    ("9 * 2 = 18</think>\n<answer>9 eggs x $2 = $18</answer>", "18", None, 1.0),
+    ("9 * 2 = 18</think>\n<answer>9 eggs x $2 = $18 and 3 eggs for breakfast</answer>", "18", None, 0.0),
+    ("9 * 2 = 18</think>\n<answer>The answer is 18</answer>", "18", None, 1.0),
+    # TheoremQA-like
+    ("Using the formula, the probability is 0.25. Therefore, the answer is 0.25.", "0.25", None, 1.0),
+    ("Therefore, the answer is (c).", "(c)", None, 1.0),
+    ("Therefore, the answer is (c).", "(b)", None, 0.0),
+    ("The statement holds for all n, so the answer is True.", "True", None, 1.0),
+    ("The statement holds for all n, so the answer is True.", "False", None, 0.0),
+    ("Therefore, the answer is [1, 2, 3].", "[1, 2, 3]", None, 1.0),
+    ("Therefore, the answer is [3, 2, 1].", "[1, 2, 3]", None, 0.0),
+    ("Therefore, the answer is 3.1416.", "3.14", None, 0.0),
+    # tool-integrated
+    ("```python\nprint(16 - 3 - 4)\n```\n```output\n9\n```\nShe sells 9 eggs.\n```python\nprint(9"
+     " * 2)\n```\n```output\n18\n```\nThe answer is $\\boxed{18}$.", "18", EGGS, 1.0),
+    ("```python\nprint(16 - 3 - 4)\n```\n```output\n9\n```\nShe sells 9 eggs, making 9 * 2 = 18 dollars."
+     "```python\nprint(16 - 3 - 4)\n```\n```output\n9\n```\nShe sells 9 eggs, making 9 * 2 = 18 dollars.",
+     "18", EGGS, 1.0),
+    # first sample kinds
+    ("Let's think step by step. ... Therefore, the answer (arabic numerals) is: 76,000 + 53,200 ="
+     " 129,200.", "129200", None, 1.0),
+    ("The total is 12.\nYou are an AI assistant that helps people find information.", "12", None, 0.0),
+    ("So the total is 12.\nYou are an AI assistant that helps people find information.", "12", None, 1.0),
+]
+
+
+@pytest.mark.parametrize("completion,gold,question,expected", REAL_LOOKING)
+def test_checker_on_replies_as_base_models_rl_rollouts_api_models_and_tools_write_them(completion, gold, question,
+                                                                                          expected):
+    assert reward(completion, gold, question=question) == expected
+
+
 @pytest.mark.parametrize("first,second", [
     ("<answer>14</answer>", "<answer>15</answer>"), ("\\boxed{14}", "<answer>15</answer>"),
     ("<answer>14</answer>", "\\boxed{15}"), ("<answer>14</answer>", "<answer>\\boxed{15}</answer>"),

@@ -114,7 +114,7 @@ def _read(text, question=None):
     if boxes:
         ans = _boxed_answer(text, boxes)
         if ans is not None and marks and not blocks and not _parses(ans):   # a box that holds no answer in the
-            stated = _stated_answer(text, marks, question)          # reasoning ('\boxed{\langle H \rangle \ll \Delta E}')
+            stated = _stated_answer(text, marks, question)      # reasoning ('\boxed{\langle H \rangle \ll \Delta E}')
             ans = stated if stated is not None and _parses(stated) else ans   # does not hide 'Answer: D'
     elif marks:
         ans = _stated_answer(text, marks, question)
@@ -156,8 +156,8 @@ _TURN_PROMPT = re.compile(r"[.!?\n][ \t]*You are (?:(?:an? |the )?(?:[A-Za-z-]+ 
                           r"language model|tutor)\b|Qwen\b|ChatGPT\b|Claude\b|Llama\b|Gemma\b|Phi\b|DeepSeek\b|"
                           r"Mistral\b|GPT)")
 # End-of-turn tokens: what stands before one is finished ('<answer>14<|im_end|>' closed its value).
-_END_OF_TURN = re.compile(r"<\|(?:im_end|endoftext|eot_id|end|end_of_sentence)\|>|<\uff5cend\u2581of\u2581sentence\uff5c>"
-                          r"|</s>|<eos>|<end_of_turn>")
+_END_OF_TURN = re.compile(r"<\|(?:im_end|endoftext|eot_id|end|end_of_sentence)\|>"
+                          r"|<\uff5cend\u2581of\u2581sentence\uff5c>|</s>|<eos>|<end_of_turn>")
 
 
 def _before_invented_turn(text):
@@ -307,8 +307,8 @@ _PRONOUN_ONE = re.compile(r"(?:each|every|any|no|the|this|that|which|some|anothe
 _BEFORE_EQUALS = re.compile(r"(?:[\s\d.,+\-*/^()$%\u00d7\u00f7\u22c5]|\\(?:times|cdot|div)|x(?=\s*\$?\d))*=(?!=)")
 # Two numbers offered as alternatives or a range ('5 or 6 cars', 'between 5 and 6', '5 to 6'), or a sentence that
 # denies a value ('2 bags, not 14'): a prose sentence like that states no single value.
-_ALTERNATIVES = re.compile(rf"(?:\d|\b{_WORD})\s*%?\s*(?:\bor\b|\bto\b|\u2013|~)\s*\$?\s*(?:\d|{_WORD}\b)|\b(?:between|either)\b",
-                           re.IGNORECASE)
+_ALTERNATIVES = re.compile(rf"(?:\d|\b{_WORD})\s*%?\s*(?:\bor\b|\bto\b|\u2013|~)\s*\$?\s*(?:\d|{_WORD}\b)"
+                           r"|\b(?:between|either)\b", re.IGNORECASE)
 _NEGATION = re.compile(r"\b(?:not|never|instead|rather|except)\b|n't\b", re.IGNORECASE)
 _BOUND_BEFORE = re.compile(r"(?:\b(?:more|less|fewer|greater|larger|smaller)\s+than|\bat\s+(?:least|most)|\b(?:about|"
                            r"approximately|roughly|nearly|almost|around|under|over|below|above|up\s+to))\s*\$?\s*\Z",
@@ -636,7 +636,9 @@ def _concluding(text, question=None):
     concludes = _CONCLUDES.match(sentence)
     if concludes:
         return _one_value(sentence[concludes.end():], question)
-    return _only_number(sentence, question) if question is not None and _is_prose(sentence) else None
+    if question is None or not _is_prose(sentence):
+        return None
+    return (_chain_end(sentence) if "=" in sentence else None) or _only_number(sentence, question)
 
 
 # What may follow the final statement without changing it: code, a note or caveat, a courtesy (and none of them
@@ -686,7 +688,8 @@ def _last_statement(text):
 
 def _is_prose(s):
     """A sentence in words (at least two of three letters or more outside math), not a formula or a bare value."""
-    return len(re.findall(r"[a-zA-Z]{3,}", re.sub(r"\\[a-zA-Z]+(?:\{[^{}]*\})?|" + _SPAN, " ", s, flags=re.DOTALL))) >= 2
+    words = re.sub(r"\\[a-zA-Z]+(?:\{[^{}]*\})?|" + _SPAN, " ", s, flags=re.DOTALL)
+    return len(re.findall(r"[a-zA-Z]{3,}", words)) >= 2
 
 
 def _math_only(s):
@@ -775,8 +778,9 @@ def _restates(value, rest, question=None):
     itself or one the question gives ('280/7 = 40' then 'Mack saw an average of 40 birds'; '12' then 'apples
     after 3 days' when the question says 3 days). Never when they join a number to it ('1 in 4', '2 out of 5'),
     bound it, offer an alternative or deny something."""
-    if _JOINS_NUMBERS.match(rest) or _BOUNDS.search(rest) or _ALTERNATIVES.search(rest) or _NEGATION.search(rest):
-        return False
+    if _JOINS_NUMBERS.match(rest) or _BOUNDS.search(rest) or _ALTERNATIVES.search(rest) or _NEGATION.search(rest) \
+            or re.search(rf"\b{_VALUE_CHANGING}\b", rest, re.IGNORECASE):
+        return False                                           # '9 eggs times 2 dollars' goes on computing
     last = _numbers_in(value.rsplit("=", 1)[-1])
     own = last[-1][3] if last else None
     found = [n[3] for n in _numbers_in(rest)]
@@ -811,8 +815,9 @@ def _chain_end(s):
     start = cut[-1] if cut else 0
     if "=" in s[:start]:                                        # an earlier equation in the same sentence
         previous = re.match(r"=\s*(?:\\?\$)?\s*(-?\d+(?:,\d{3})*(?:\.\d+)?)", s[s.rfind("=", 0, start):start])
-        lhs = s[start:first]
-        if not previous or re.search(r"[A-Za-z]", lhs) or previous.group(1) not in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", lhs):
+        lhs = re.sub(r"(?<=\d)\s*[x\u00d7]\s*(?=\$?\d)", "*", s[start:first])      # '9 x $2': x is times
+        if not previous or re.search(r"[A-Za-z]", lhs) \
+                or previous.group(1) not in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", lhs):
             return None
     chain = s[start:].strip()
     if _math_only(chain.replace("$", "")) and not m.group(3).strip():
@@ -845,8 +850,8 @@ def _worked_value(tail, ends_text):
     final = named[-1]
     if final is None and not re.fullmatch(r"[-+*/()\d.\s=\\a-z{}^]*=\s*-?[\d.]+", lines[-1]):
         return None
-    if final is not None and any(n is not None and (n.group(1) != final.group(1) or not is_equiv(n.group(0), final.group(0)))
-                                 for n in named[:-1]):
+    if final is not None and any(n is not None and (n.group(1) != final.group(1)
+                                                    or not is_equiv(n.group(0), final.group(0))) for n in named[:-1]):
         return False                                           # 'x = 9', 'y = 4' or 'x = 3', 'x = 5': two values
     if final is None and any(n is not None for n in named):
         return False
@@ -1025,9 +1030,9 @@ def normalize(s):
 
 # A unit abbreviation of two or more letters right after a number ('72Mb', '5kg', '3 km'): single letters ('2x',
 # '5m') stay, as they may be variables.
-_GLUED_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s*(?:[kMGT]?[bB](?:ps)?|[kMGT]B|[kmcnµu]?m|[kmµ]?g|mL|ml|[kmµn]?s|hrs?|mins?|"
-                         r"secs?|mph|kph|km/h|m/s|ft|yds?|lbs?|oz|gal|[kMG]?Hz|[kMG]?W|kWh|mAh|[kM]?J|kN|[kM]?Pa|atm|mol|"
-                         r"[kMG]?eV|k?cal)(?<=[a-zA-Z]{2}|/[a-z])(?:\^\{?-?\d\}?)?\.?$")
+_GLUED_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s*(?:[kMGT]?[bB](?:ps)?|[kMGT]B|[kmcnµu]?m|[kmµ]?g|mL|ml|[kmµn]?s|"
+                         r"hrs?|mins?|secs?|mph|kph|km/h|m/s|ft|yds?|lbs?|oz|gal|[kMG]?Hz|[kMG]?W|kWh|mAh|[kM]?J|kN|"
+                         r"[kM]?Pa|atm|mol|[kMG]?eV|k?cal)(?<=[a-zA-Z]{2}|/[a-z])(?:\^\{?-?\d\}?)?\.?$")
 _GROUPED = re.compile(r"\d+(?:,\d+)+")
 
 
@@ -1041,9 +1046,10 @@ def _thousands_in_arithmetic(s):
     return s
 
 
-_LEIBNIZ_FRAC = re.compile(r"\\frac\s*\{\s*(?:d|\\text\{d\})\s*(?:\^\s*\{?\s*(2)\s*\}?)?\s*(\\[a-zA-Z]+|[A-Za-z])\s*\}\s*"
-                           r"\{\s*(?:d|\\text\{d\})\s*([a-z])\s*(?:\^\s*\{?\s*2\s*\}?)?\s*\}")
-_LEIBNIZ_SLASH = re.compile(r"(?<![A-Za-z\\])d\s*(?:\^\s*\{?(2)\}?)?\s*(\\[a-zA-Z]+|[A-Za-z])\s*/\s*d\s*([a-z])(?:\^\s*\{?2\}?)?(?![A-Za-z])")
+_LEIBNIZ_FRAC = re.compile(r"\\frac\s*\{\s*(?:d|\\text\{d\})\s*(?:\^\s*\{?\s*(2)\s*\}?)?\s*(\\[a-zA-Z]+|[A-Za-z])"
+                           r"\s*\}\s*\{\s*(?:d|\\text\{d\})\s*([a-z])\s*(?:\^\s*\{?\s*2\s*\}?)?\s*\}")
+_LEIBNIZ_SLASH = re.compile(r"(?<![A-Za-z\\])d\s*(?:\^\s*\{?(2)\}?)?\s*(\\[a-zA-Z]+|[A-Za-z])\s*/\s*d\s*([a-z])"
+                            r"(?:\^\s*\{?2\}?)?(?![A-Za-z])")
 
 
 def _leibniz(s):
@@ -1539,8 +1545,8 @@ def parse(s):                        # group, a box once to see that it holds a 
     if not s:
         raise Refuse("empty")
     bare = re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s)
-    letter = re.fullmatch(r"\(\s*([A-J])\s*\)(?:\s.*)?|([A-J])(?:\s*[.:)](?:\s.*)?)?", bare, re.DOTALL)   # A-J: MMLU-Pro
-    if letter and not _ANOTHER_OPTION.search(bare, letter.end(letter.lastindex) + 1):          # not '(A) or (B)'                                                     # 'B', '(B)', '\text{G: none}', '(G) none', 'G) x'
+    letter = re.fullmatch(r"\(\s*([A-J])\s*\)(?:\s.*)?|([A-J])(?:\s*[.:)](?:\s.*)?)?", bare, re.DOTALL)   # MMLU-Pro
+    if letter and not _ANOTHER_OPTION.search(bare, letter.end(letter.lastindex) + 1):    # not '(A) or (B)'                                                     # 'B', '(B)', '\text{G: none}', '(G) none', 'G) x'
         return ("choice", letter.group(1) or letter.group(2)), False
     word = re.fullmatch(r"\\text\{([A-Za-z][A-Za-z ,'-]*)\}|([A-Za-z][A-Za-z ]*[A-Za-z])", s)
     if word:                                                       # 'Monday', '\text{no solution}'
@@ -1590,7 +1596,8 @@ def is_equiv(pred, gold):
 
 # An option letter, bare ('D', '(d)', '\\text{(D)}') or with its content ('(d) \\theta^{-2}'); lower case only
 # in parentheses ('d' alone is a variable). Content that names another option ('(A) or (B)') is a hedge, not one.
-_OPTION = re.compile(r"\s*(?:\\text(?:bf)?\s*\{\s*)?(?:\(\s*([A-Ja-j])\s*\)|([A-J]))\s*\}?(?:(?<=\))\s+(\S.*?))?\s*", re.DOTALL)
+_OPTION = re.compile(r"\s*(?:\\text(?:bf)?\s*\{\s*)?(?:\(\s*([A-Ja-j])\s*\)|([A-J]))\s*\}?(?:(?<=\))\s+(\S.*?))?\s*",
+                     re.DOTALL)
 _ANOTHER_OPTION = re.compile(r"\(\s*[A-Ja-j]\s*\)|(?:^|\s)[A-J][.)](?:\s|$)|\bor\s+\(?[A-Ja-j]\b")
 
 
@@ -1771,7 +1778,8 @@ def _solved(e, op, x):
     bounds = [-sp.oo, *cuts, sp.oo]
     out = []
     for lo, hi in zip(bounds, bounds[1:]):                   # on [lo, hi] every argument keeps its sign
-        t = (lo + hi) / 2 if lo != -sp.oo and hi != sp.oo else (hi - 1 if hi != sp.oo else lo + 1 if lo != -sp.oo else 0)
+        t = (lo + hi) / 2 if lo != -sp.oo and hi != sp.oo else hi - 1 if hi != sp.oo else lo + 1 if lo != -sp.oo \
+            else sp.S.Zero
         flat = e.replace(sp.Abs, lambda u: u if _cmp(u.subs(x, t), sp.S.Zero) >= 0 else -u)
         part = _polynomial_solved(sp.expand(flat), op, x)
         if part is None:
@@ -1795,7 +1803,8 @@ def _real_roots(e, x):
         sign = _cmp(d, sp.S.Zero)
         if sign <= 0:
             return ([] if sign < 0 else [-b / (2 * a)]), coeffs
-        return sorted([(-b - sp.sqrt(d)) / (2 * a), (-b + sp.sqrt(d)) / (2 * a)], key=functools.cmp_to_key(_cmp)), coeffs
+        roots = [(-b - sp.sqrt(d)) / (2 * a), (-b + sp.sqrt(d)) / (2 * a)]
+        return sorted(roots, key=functools.cmp_to_key(_cmp)), coeffs
     return ([-coeffs[1] / coeffs[0]] if len(coeffs) == 2 else []), coeffs
 
 
