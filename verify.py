@@ -1546,7 +1546,8 @@ def parse(s):                        # group, a box once to see that it holds a 
         raise Refuse("empty")
     bare = re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s)
     letter = re.fullmatch(r"\(\s*([A-J])\s*\)(?:\s.*)?|([A-J])(?:\s*[.:)](?:\s.*)?)?", bare, re.DOTALL)   # MMLU-Pro
-    if letter and not _ANOTHER_OPTION.search(bare, letter.end(letter.lastindex) + 1):    # not '(A) or (B)'                                                     # 'B', '(B)', '\text{G: none}', '(G) none', 'G) x'
+    if letter and not _ANOTHER_OPTION.search(bare, letter.end(letter.lastindex) + 1):    # not '(A) or (B)'
+        # 'B', '(B)', '\text{G: none}', '(G) none', 'G) x'
         return ("choice", letter.group(1) or letter.group(2)), False
     word = re.fullmatch(r"\\text\{([A-Za-z][A-Za-z ,'-]*)\}|([A-Za-z][A-Za-z ]*[A-Za-z])", s)
     if word:                                                       # 'Monday', '\text{no solution}'
