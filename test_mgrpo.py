@@ -2385,6 +2385,19 @@ def test_several_values_are_a_set_not_a_hedge_that_pays(text):
     assert reward(text, "3, 5") == 1.0 and reward(text, "\\{5, 3\\}") == 1.0 and reward(text, "3, 5, 7") == 0.0
 
 
+def test_checker_file_opens_with_its_route():
+    # a reader reaches how a reply becomes a reward in one screen: reward, then extraction, parsing, equivalence
+    with open(verify.__file__, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    assert any(line.startswith("def reward(") for line in lines[:60])
+    head = "\n".join(lines[:60])
+    assert head.index("extract_answer") < head.index("is_equiv") < head.index("def reward(")
+    assert "normalize" in head and "parse" in head and "docs/checker.md" in head
+    order = [next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
+             for name in ("reward", "extract_answer", "normalize", "parse", "is_equiv")]
+    assert order == sorted(order)
+
+
 REWARD = [
     ("Thus $\\boxed{1080}$ dollars.", "1080", 1.0),
     ("Thus $\\boxed{\\$1,080}$.", "1080", 1.0),

@@ -1,21 +1,23 @@
 """
-The answer checker of MGRPO: reward(completion, gold, question=None) is 1.0 iff the final answer a completion commits to
-equals the gold answer, else 0.0. The route, in the order this file runs it:
+The answer checker of MGRPO: reward(completion, gold, question=None) is 1.0 iff the final answer a completion
+commits to equals the gold answer, else 0.0. The route, in the order this file runs it:
 
-    reward(completion, gold, question=None)                                     (just below)
-      extract_answer(completion, question) -> str | None   the final answer: a box, an <answer> block, an answer
-                                                 statement ('The answer is ...', '####', 'A:'), a final
-                                                 sentence that concludes; cut where the reply runs on
-      is_equiv(answer, gold) -> bool             normalize (surface forms: units, thousands, unicode, ...),
-                                                 parse (a whitelist recursive-descent parser that builds sympy
-                                                 objects), then compare (numbers exactly, expressions
-                                                 symbolically or at random points, sets, tuples, equations)
+    reward(completion, gold, question=None)                                   (just below)
+      extract_answer(completion, question) -> str | None
+          the final answer: a box, an <answer> block, an answer statement ('The answer is ...', '####', 'A:'),
+          a final sentence; cut where the reply runs on into a turn or a problem of its own. The question, where
+          given, makes its own numbers context in a final sentence in prose, and does nothing else.
+      is_equiv(answer, gold) -> bool
+          normalize (surface forms: units, thousands, unicode, ...), parse (a whitelist recursive-descent parser
+          that builds sympy objects), then compare (numbers exactly, expressions symbolically or at random
+          points, sets, tuples, equations, inequalities as the sets they describe)
 
 Model text is hostile input. Nothing here passes it to eval/exec/sympify/parse_expr, and every costly thing
 (length, nesting, token count, sizes of exponents, factorials and binomials, the numbers of an inequality to be
 solved, the number of numeric comparisons in one call) is bounded before it is computed, so every call finishes
 quickly in any thread (no signals, no subprocesses). A false positive is a reward the policy learns to hack:
-where a reading is ambiguous (two values, a cut-off reply, a hedge) the answer is None and earns nothing.
+where a reading is ambiguous (two values, a cut-off reply, a hedge, an invented turn) the answer is None and
+earns nothing.
 
 What counts as an answer and what counts as equal (every rule with an example and a near miss, and where other
 projects' checkers decide differently): docs/checker.md.
