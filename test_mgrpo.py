@@ -3143,6 +3143,7 @@ REAL_LOOKING = [  # (completion, gold, question, reward): replies as each kind o
     ("9 * 2 = 18</think>\n<answer>\n$18\n</answer>", "18", EGGS, 1.0),
     ("9 * 2 = 18</think>\n<answer>\\$18 per day</answer>", "18", EGGS, 1.0),
     ("9 * 2 = 18</think>\n<answer>9 eggs x $2 = $18</answer>", "18", None, 1.0),
+    ("9 * 2 = 18</think>\n<answer>9 eggs times 2 dollars</answer>", "9", EGGS, 0.0),    # goes on computing
     ("9 * 2 = 18</think>\n<answer>9 eggs x $2 = $18 and 3 eggs for breakfast</answer>", "18", None, 0.0),
     ("9 * 2 = 18</think>\n<answer>The answer is 18</answer>", "18", None, 1.0),
     # TheoremQA-like
