@@ -2878,6 +2878,8 @@ ANSWER_BLOCKS = [  # (completion, gold, question, reward)
     # a tag closed by the wrong tag, cut just after the value, or left open after a complete value
     ("<think>1000 + 4 = 1004</think>\n<answer>1004</think>", "1004", None, 1.0),
     ("<think>1000 + 4 = 1004</think>\n<answer>1004</think>", "1005", None, 0.0),
+    ("<think>I will put it in <answer> tags. 1000 + 4 = 1004</think>\n<answer>1004</answer>", "1004", None, 1.0),
+    ("1000 + 4 = 1004</think>\n<answer>1004</think>", "1004", None, 1.0),         # the prompt opened <think>
     ("<think>1000 + 4 = 1004</think>\n<answer>1004</think> <answer>1005</answer>", "1005", None, 0.0),
     ("<think>1000 + 4 = 1004</think>\n<answer>1004</", "1004", None, 1.0),
     ("<think>1000 + 4 = 1004</think>\n<answer>1004</ans", "1004", None, 1.0),

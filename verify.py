@@ -181,18 +181,19 @@ _CUT_CLOSE = re.compile(r"</(?:a(?:n(?:s(?:w(?:e(?:r)?)?)?)?)?)?\s*\Z", re.IGNOR
 
 
 def _answer_tags(text):
-    """Answer tags as the model meant them: '<Answer>' is '<answer>'; a '</think>' that closes an open answer block
-    closes it ('<answer>1004</think>'); a closing tag cut off at the very end closes it ('<answer>1004</',
-    '</answ')."""
-    out, depth, last = [], 0, 0
+    """Answer tags as the model meant them: '<Answer>' is '<answer>'; after the thinking has closed, a '</think>' that
+    closes an open answer block closes it ('</think> <answer>1004</think>'; inside the thinking, '... put it in
+    <answer> tags </think>' is still the end of the thinking); a closing tag cut off at the very end closes it
+    ('<answer>1004</', '</answ')."""
+    out, depth, last, thought = [], 0, 0, False
     for m in _ANY_TAG.finditer(text):
         closing, name = m.group(1), m.group(2).lower()
         if name == "answer":
             tag, depth = ("</answer>", max(depth - 1, 0)) if closing else ("<answer>", depth + 1)
-        elif closing and depth:
+        elif closing and depth and thought:
             tag, depth = "</answer>", depth - 1
         else:
-            tag = m.group(0)
+            tag, thought = m.group(0), thought or bool(closing)
         out += [text[last:m.start()], tag]
         last = m.end()
     text = "".join(out) + text[last:]
