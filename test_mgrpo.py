@@ -3223,6 +3223,18 @@ def test_checker_final_statement_rules_on_hostile_input_are_refused_quickly(comp
     assert time.thread_time() - t < 1.0
 
 
+@pytest.mark.parametrize("completion,question", [
+    ("So she has 12 apples and 3 pears.", "1 2 3 " * 60_000),           # a huge question full of numbers
+    ("So " + "twenty-five " * 16_000 + ".", "What is twenty-five?"),
+    ("The answer is " + "1 = " * 240 + "1.", None), ("</think><answer>" * 12_000, None),
+    ("x." + " You are" * 25_000, None), ("x" + "\nuser" * 30_000, None),
+])
+def test_checker_question_and_new_patterns_stay_bounded(completion, question):
+    t = time.thread_time()
+    assert reward(completion, "2", question=question) == 0.0
+    assert time.thread_time() - t < 1.0
+
+
 # -----------------------------------------------------------------------------
 # Real data (skipped where ../shared/data is absent, as on users' machines)
 

@@ -81,7 +81,7 @@ def extract_answer(text, question=None):
         text = text.rsplit("</think>", 1)[1]
     text = re.sub(r"<<[^<>\n]*>>", "", text)              # GSM8K's calculator notes: 'is <<3*4=12>>12'
     text = _ITALIC.sub(r"\1", _EMPHASIS.sub("", text))
-    question = question[:20 * MAX_ANSWER] if isinstance(question, str) else None
+    question = question[:8 * MAX_ANSWER] if isinstance(question, str) else None
     if "```" in text:                   # code is not a statement; only a completion with no answer outside its
         # code blocks is read with them, as before. Words stand in for the code, so that boxes on both sides
         # of it still have text between them (two different ones are a hedge, not a list); a closed block reads as
