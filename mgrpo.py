@@ -272,8 +272,9 @@ def build_correction_prompt(prompt, response, guide):
 
 
 def rule_reward(completion, problem):
-    """The default reward (run.reward): verify.reward of the completion's text against problem["gold"]."""
-    return reward(completion, problem["gold"])
+    """The default reward (run.reward): verify.reward of the completion's text against problem["gold"], given
+    the question (its numbers are context, not answers, in a final sentence of prose)."""
+    return reward(completion, problem["gold"], question=problem.get("question"))
 
 
 def score(run, completions, problems):

@@ -613,7 +613,7 @@ def fake_rollouts(monkeypatch, run, layer1, layer2):
         return [list(c) for c in (layer1 if len(calls) == 1 else layer2)]
 
     monkeypatch.setattr(mgrpo, "generate", generate)
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(text == "right"))
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold, question=None: float(text == "right"))
     run.tk.text = lambda ids: "right" if ids[0] == 20 else "wrong"
     return calls
 
@@ -626,7 +626,7 @@ def no_update(updates):
 
 def test_train_step_runs_grpo_layer_then_correction_layer_and_changes_weights(tiny, toy_data, monkeypatch):
     # A random model never answers correctly, so grade by a rule it can satisfy: odd completion length.
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold, question=None: float(len(text) % 2))
     (run, args) = tiny_run(tiny, G=4, H=4, l2_inputs="all")
     run.ref = mgrpo.load_model(tiny, run.device, torch.float32).requires_grad_(False)
     batch = mgrpo.load_problems(toy_data, "train")[:3]
@@ -679,7 +679,7 @@ def test_a_reward_below_full_marks_is_not_correct_so_every_answer_gets_a_correct
     # selected (none is correct either). Layer 2 used to test `== 0` and saw no wrong answer at all.
     (run, args) = tiny_run(tiny, G=2, H=2, beta=0.0)
     fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [[40, 41]] * 8)
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold, question=None: 0.5)
     updates = []
     monkeypatch.setattr(mgrpo, "policy_update", no_update(updates))
     problems = [{"question": "q", "gold": "1"}, {"question": "r", "gold": "2"}]
@@ -689,10 +689,10 @@ def test_a_reward_below_full_marks_is_not_correct_so_every_answer_gets_a_correct
     # CORRECT is the one place that says what counts: at 0.5, every answer is right and Layer 2 has nothing to do
     monkeypatch.setattr(mgrpo, "CORRECT", 0.5)
     fake_rollouts(monkeypatch, run, [[40, 41]] * 4, [[40, 41]] * 8)
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold, question=None: 0.5)
     assert mgrpo.train_step(run, problems, args, random.Random(0))["l2_groups"] == 0
     fake_rollouts(monkeypatch, run, [[40, 41]] * 2, [[40, 41]] * 2)
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 0.5)
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold, question=None: 0.5)
     m = mgrpo.evaluate(run, problems, args, os.path.join(os.path.dirname(tiny), "e.jsonl"))
     assert m["acc_t1"] == 1.0 and m["acc_t2"] == 1.0
 
@@ -1644,7 +1644,7 @@ def test_a_negative_number_in_any_notation_is_a_flags_value():
 
 def test_max_grad_norm_0_trains_unclipped_and_logs_the_norm_before_clipping(tiny, toy_data, tmp_path, monkeypatch):
     # HF Trainer's convention: 0 turns clipping off. It once scaled every gradient to 0: no weight moved.
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))      # both layers train
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold, question=None: float(len(text) % 2))      # both layers train
     runs = {}
     for norm in ("0", "1e9", "1e-4"):
         out = str(tmp_path / norm)
@@ -1868,7 +1868,7 @@ def fail_at(where, monkeypatch):
     if where == "model":
         return ["--model", "/nonexistent/model"]
     if where == "reward":                       # the first step's rewards, before any log line
-        monkeypatch.setattr(mgrpo, "reward", lambda text, gold: 2.0)
+        monkeypatch.setattr(mgrpo, "reward", lambda text, gold, question=None: 2.0)
     return []
 
 
@@ -2088,7 +2088,7 @@ def test_out_of_memory_names_the_phase_and_the_flag_that_lowers_it(target, nth, 
         calls.clear()
         monkeypatch.setattr(mgrpo, target, fail_on_nth)
 
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))   # both layers train
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold, question=None: float(len(text) % 2))   # both layers train
     rc, err = run_until(tiny, toy_data, out, monkeypatch, capsys, 2, arm, "--eval-every", "2", "--l2-inputs", "all")
     smaller = "--micro-tokens 8192" if target == "policy_update" else "--gen-batch 128"
     assert rc == 1 and err[-1] == (f"mgrpo: error: out of GPU memory in {where}: lower {flag}; latest complete "
@@ -2189,7 +2189,7 @@ def test_the_models_generation_config_never_reaches_rollouts_or_greedy_evaluatio
 def test_non_finite_steps_in_a_row_stop_the_run_and_no_checkpoint_holds_nan(tiny, toy_data, tmp_path,
                                                                              monkeypatch, capsys):
     nan_loss(monkeypatch)
-    monkeypatch.setattr(mgrpo, "reward", lambda text, gold: float(len(text) % 2))   # both layers train
+    monkeypatch.setattr(mgrpo, "reward", lambda text, gold, question=None: float(len(text) % 2))   # both layers train
     out = str(tmp_path / "nan")
     with pytest.raises(SystemExit) as e:
         mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "10", "--eval-every", "0"))
@@ -2665,7 +2665,7 @@ def one_step_on_injected_rollouts(tiny, config, set_attr=setattr):
         return out
 
     set_attr(mgrpo, "generate", generate)
-    set_attr(mgrpo, "reward", lambda text, gold: float(text == "right"))
+    set_attr(mgrpo, "reward", lambda text, gold, question=None: float(text == "right"))
     run.tk.text = lambda ids: "right" if ids[0] == R else "wrong"
     log = mgrpo.train_step(run, mgrpo.my_share(problems), args, random.Random(0))
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
@@ -2980,6 +2980,19 @@ HEDGES = [  # several values: right for the gold that is that set, nothing for a
 def test_several_values_are_a_set_not_a_hedge_that_pays(text):
     assert reward(text, "3") == 0.0 and reward(text, "5") == 0.0
     assert reward(text, "3, 5") == 1.0 and reward(text, "\\{5, 3\\}") == 1.0 and reward(text, "3, 5, 7") == 0.0
+
+
+def test_checker_file_opens_with_its_route():
+    # a reader reaches how a reply becomes a reward in one screen: reward, then extraction, parsing, equivalence
+    with open(verify.__file__, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    assert any(line.startswith("def reward(") for line in lines[:60])
+    head = "\n".join(lines[:60])
+    assert head.index("extract_answer") < head.index("is_equiv") < head.index("def reward(")
+    assert "normalize" in head and "parse" in head and "docs/checker.md" in head
+    order = [next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
+             for name in ("reward", "extract_answer", "normalize", "parse", "is_equiv")]
+    assert order == sorted(order)
 
 
 REWARD = [
@@ -3367,6 +3380,455 @@ def test_checker_exact_and_decimal_boxes_and_kept_policies(completion, gold, exp
 def test_checker_new_rules_on_hostile_input_are_refused_quickly(completion):
     t = time.thread_time()
     assert reward(completion, "2") == 0.0 and reward(completion, "x") == 0.0
+    assert time.thread_time() - t < 1.0
+
+
+# -----------------------------------------------------------------------------
+# verify.py reads the value a reply ends on: a chain or working after the answer marker, prose and arithmetic in
+# an <answer> block, broken tags, invented turns, and (with the question) a prose sentence that names the
+# question's numbers beside its value. Each rule has its near misses, which earn 0.
+
+JEAN = ("Jean has 30 lollipops. Jean eats 2 of the lollipops. With the remaining lollipops, Jean wants to package 2 "
+        "lollipops in one bag. How many bags can Jean fill?")
+CARS = ("Cars have lined up on the motorway. Some of the cars drive through in the first 15 minutes of the traffic jam, "
+        "then 20 more cars drive through in the remaining 15 minutes of the jam. 5 cars from the line take an exit so "
+        "they don't have to drive through the traffic jam. If there were originally 30 cars on the motorway, how many "
+        "cars drove through the traffic jam in the first 15 minutes?")
+TRUCKS = ("A landscaping company is delivering flagstones to a customer's yard. Each flagstone weighs 75 pounds. If the "
+          "delivery trucks can carry a total weight of 2000 pounds, how many trucks will be needed to transport 80 "
+          "flagstones in one trip?")
+MACK = ("On days one and two, Mack saw a total of 50 birds. On day three he saw none. On days four and five, he saw 120 "
+        "birds. On day six he saw 20 and on day seven he saw 90. On average, how many birds did Mack see in a day?")
+PAY = ("Sally makes $10 an hour and 1.2 times as much for each hour of overtime. She worked 40 hours and 5 hours of "
+       "overtime. How much did she earn?")
+JON = "Jon drives 1000 miles a month. How many months does it take him to drive 3000 miles?"
+
+FINAL_STATEMENTS = [  # (completion, gold, question, reward)
+    # 1. a chain after the marker: its last value, checked where it is all numbers
+    ("Let's think step by step. The first shipment is worth 76,000 and the second 53,200.\nTherefore, the answer "
+     "(arabic numerals) is: 76,000 + 53,200 = 129,200.", "129200", None, 1.0),
+    ("Therefore, the answer (arabic numerals) is: 76,000 + 53,200 = 129,200.", "76000", None, 0.0),
+    ("Therefore, the answer (arabic numerals) is: 76,000 + 53,200 = 129,300.", "129300", None, 0.0),  # wrong sum
+    ("The answer is 280 / 7 = 40 birds.", "40", None, 1.0), ("A: 280 / 7 = 40", "40", None, 1.0),
+    ("The answer is 40 hours x $10/hour + 5 hours x $12/hour = $460.", "460", None, 1.0),
+    ("The answer is 40 hours x $10/hour + 5 hours x $12/hour = $460.", "400", None, 0.0),
+    ("The answer is 40 x 10 = 400 and 5 x 12 = 60.", "60", None, 0.0),                 # two results
+    ("The answer is 40 x 10 = 400 and 5 x 12 = 60.", "400", None, 0.0),
+    ("The answer is 30 - 2 = 28, and 28 / 2 = 14 bags.", "14", None, 1.0),             # computes on from 28
+    ("The answer is x = 3, y = 5.", "5", None, 0.0), ("The answer is 12 + 3 = 15 or 16.", "15", None, 0.0),
+    # 2. a few lines of working after the marker end on their 'x = value'
+    ("Let's think step by step.\nTherefore, the answer (arabic numerals) is:\n\n4x + 12 = 48\n4x = 36\nx = 9",
+     "9", None, 1.0),
+    ("Therefore, the answer (arabic numerals) is:\n\n4x + 12 = 48\n4x = 36\nx = 9\nSally has 9 books.", "9", None, 1.0),
+    ("Therefore, the answer (arabic numerals) is:\n\n4x + 12 = 48\n4x = 36\nx = 9", "36", None, 0.0),
+    ("Therefore, the answer (arabic numerals) is:\n\n4x + 12 = 48\nx = 9\ny = 4", "9", None, 0.0),    # two values
+    ("Therefore, the answer (arabic numerals) is:\n\n4x + 12 = 48\nx = 9\ny = 4", "4", None, 0.0),
+    ("The answer is:\nx = 3\nx = 5", "3", None, 0.0), ("The answer is:\nx = 3\nx = 5", "5", None, 0.0),
+    ("Therefore, the answer (arabic numerals) is:\n\n4x + 12 = 48\n4x = 36\nx = 9\nSally has 10 books.", "9", None, 0.0),
+    # 3. one sentence after it that restates the value; one that names another number is a second value
+    ("Therefore, the answer (arabic numerals) is 280/7 = 40\nMack saw an average of 40 birds per day.", "40", None, 1.0),
+    ("Therefore, the answer (arabic numerals) is 280/7 = 40 Mack saw an average of 40 birds per day.", "40", None, 1.0),
+    ("Therefore, the answer (arabic numerals) is 280/7 = 40\nMack saw an average of 41 birds per day.", "40", None, 0.0),
+    ("Therefore, the answer (arabic numerals) is 280/7 = 40\nMack saw an average of 41 birds per day.", "41", None, 0.0),
+    ("Therefore, the answer (arabic numerals) is 280/7 = 40 Mack saw 41 birds a day.", "40", None, 0.0),
+    ("Therefore, the answer (arabic numerals) is 280/7 = 40 birds over 8 days.", "40", MACK, 0.0),  # 8: not the question's
+    ("Therefore, the answer (arabic numerals) is 280/7 = 40 birds a day on days one and two.", "40", MACK, 1.0),
+]
+
+
+@pytest.mark.parametrize("completion,gold,question,expected", FINAL_STATEMENTS)
+def test_checker_reads_the_last_value_of_the_final_statement(completion, gold, question, expected):
+    assert reward(completion, gold, question=question) == expected
+
+
+ANSWER_BLOCKS = [  # (completion, gold, question, reward)
+    # prose and arithmetic inside an <answer> block, as a weak model early in R1-Zero-style RL writes it
+    ("<think>She works 40 hours at $10 and 5 hours at 1.2 x $10.</think>\n<answer> 40 hours x $10 / hour + 5 hours x 1.2 "
+     "x $10/hour = $460. </answer>", "460", PAY, 1.0),
+    ("<think>She works 40 hours at $10 and 5 hours at 1.2 x $10.</think>\n<answer> 40 hours x $10 / hour + 5 hours x 1.2 "
+     "x $10/hour = $460. </answer>", "460", None, 1.0),
+    ("<think>...</think>\n<answer> 40 hours x $10 / hour = $400, plus 5 hours of overtime </answer>", "400", None, 0.0),
+    ("<think>...</think>\n<answer> 40 x 10 = 400 and 5 x 12 = 60 </answer>", "60", None, 0.0),
+    ("<think>...</think>\n<answer> 5 + 7 = 13 </answer>", "13", None, 0.0),              # a chain that is wrong
+    ("<think>...</think>\n<answer> 5 apples + 7 apples = 12 apples </answer>", "12", None, 1.0),
+    ("<think>Jean has 30 - 2 = 28 lollipops. 28 / 2 = 14.</think>\n<answer> Jean has 28 lollipops left. Therefore, Jean "
+     "can fill 14 bags with 2 lollipops in each bag. </answer>", "14", JEAN, 1.0),
+    ("<think>Jean has 30 - 2 = 28 lollipops. 28 / 2 = 14.</think>\n<answer> Jean has 28 lollipops left. Therefore, Jean "
+     "can fill 14 bags with 2 lollipops in each bag. </answer>", "14", None, 0.0),     # without the question: which?
+    ("<think>...</think>\n<answer> Therefore, Jean can fill 14 bags with 3 lollipops in each bag. </answer>", "14", JEAN, 0.0),
+    ("<think>...</think>\n<answer> Therefore, Jean can fill 14 bags with 3 lollipops in each bag. </answer>", "3", JEAN, 0.0),
+    ("<think>...</think>\n<answer> Jean can fill 14 or 15 bags. </answer>", "14", JEAN, 0.0),
+    ("<think>...</think>\n<answer> Jean can fill 14 bags or 2 bags. </answer>", "14", JEAN, 0.0),
+    ("<think>...</think>\n<answer> Jean can fill 2 bags, not 14. </answer>", "14", JEAN, 0.0),
+    ("<think>...</think>\n<answer> Jean can fill 2 to 14 bags. </answer>", "14", JEAN, 0.0),          # a range
+    ("<think>...</think>\n<answer> Jean can fill between 2 and 14 bags. </answer>", "14", JEAN, 0.0),
+    ("<think>...</think>\n<answer> 5 + 7 = 12 or more </answer>", "12", None, 0.0),
+    ("<think>...</think>\n<answer> 5 + 7 = 12 times 2 </answer>", "12", None, 0.0),
+    ("<think>...</think>\n<answer> Jean can fill at least 14 bags with 2 lollipops in each. </answer>", "14", JEAN, 0.0),
+    # a nested block at the end of one left open is its answer
+    ("<think> 3000 / 1000 = 3 </think>\n<answer> So, Jon will drive 3000 miles in 3 months (3000 miles / 1000 miles) "
+     "<answer> 3 </answer>", "3", JON, 1.0),
+    ("<think> 3000 / 1000 = 3 </think>\n<answer> So, Jon will drive 3000 miles (3000 miles / 1000 miles) <answer> 3 "
+     "</answer>", "3", None, 1.0),
+    ("<think>...</think>\n<answer> So, Jon will drive 3000 miles <answer> 3 </answer> or <answer> 4 </answer>", "3", None, 0.0),
+    ("<think>...</think>\n<answer> So, Jon will drive 3000 miles <answer> 3 </answer> and then", "3", None, 0.0),
+    # a tag closed by the wrong tag, cut just after the value, or left open after a complete value
+    ("<think>1000 + 4 = 1004</think>\n<answer>1004</think>", "1004", None, 1.0),
+    ("<think>1000 + 4 = 1004</think>\n<answer>1004</think>", "1005", None, 0.0),
+    ("<think>I will put it in <answer> tags. 1000 + 4 = 1004</think>\n<answer>1004</answer>", "1004", None, 1.0),
+    ("1000 + 4 = 1004</think>\n<answer>1004</think>", "1004", None, 1.0),         # the prompt opened <think>
+    ("<think>1000 + 4 = 1004</think>\n<answer>1004</think> <answer>1005</answer>", "1005", None, 0.0),
+    ("<think>1000 + 4 = 1004</think>\n<answer>1004</", "1004", None, 1.0),
+    ("<think>1000 + 4 = 1004</think>\n<answer>1004</ans", "1004", None, 1.0),
+    ("<think>1000 + 4 = 1004</think>\n<Answer>1004</Answer>", "1004", None, 1.0),
+    ("<think>1000 + 4 = 1004</think>\n<answer>The answer is 1004.", "1004", None, 1.0),
+    ("<think>1000 + 4 = 1004</think>\n<answer>\\boxed{1004}", "1004", None, 1.0),
+    ("<think>1000 + 4 = 1004</think>\n<answer>1004\n", "1004", None, 1.0),                 # the line was finished
+    ("<think>1000 + 4 = 1004</think>\n<answer>1004", "1004", None, 0.0),                   # cut: maybe 10045
+    ("<think>1000 + 4 = 1004</think>\n<answer>She has 1004 stamps", "1004", None, 0.0),
+    ("<think>1000 + 4 = 1004</think>\n<answer>The answer is 1004 or", "1004", None, 0.0),
+    ("<think>The answer is <answer>1004</think>", "1004", None, 0.0),                      # still thinking
+]
+
+
+@pytest.mark.parametrize("completion,gold,question,expected", ANSWER_BLOCKS)
+def test_checker_reads_prose_chains_and_broken_tags_in_answer_blocks(completion, gold, question, expected):
+    assert reward(completion, gold, question=question) == expected
+
+
+# A turn the model invents, in each chat template's own tokens (as decoded with special tokens kept), in plain prose,
+# and where the template's tokens were decoded away. After it nothing is paid: not the invented turn's box or block.
+INVENTED_TURNS = {  # each token or phrase alone, then as whole templates write an invented user turn
+    "ChatML <|im_start|>": "\n<|im_start|>user\nHow many more books does she need?\n",
+    "ChatML <|im_end|>": "<|im_end|>\nHow many more books does she need?\n",
+    "<|endoftext|>": "<|endoftext|>How many more books does she need?\n",
+    "Llama-3 <|start_header_id|>": "\n<|start_header_id|>user\n\nHow many more books does she need?\n",
+    "Llama-3 <|end_header_id|>": "\nuser<|end_header_id|>\n\nHow many more books does she need?\n",
+    "Llama-3 <|eot_id|>": "<|eot_id|>\nHow many more books does she need?\n",
+    "<|begin_of_text|>": "<|begin_of_text|>How many more books does she need?\n",
+    "Gemma <start_of_turn>": "\n<start_of_turn>user\nHow many more books does she need?\n",
+    "Gemma <end_of_turn>": "<end_of_turn>\nHow many more books does she need?\n",
+    "Phi <|user|>": "\n<|user|>\nHow many more books does she need?\n",
+    "Phi <|assistant|>": "\n<|assistant|>\nLet me also answer: how many more books?\n",
+    "Phi <|system|>": "\n<|system|>\nYou answer questions.\n",
+    "Phi <|end|>": "<|end|>\nHow many more books does she need?\n",
+    "Mistral [INST]": " [INST] How many more books does she need? ",
+    "Mistral [/INST]": " [/INST] How many more books does she need?\n",
+    "Llama-2 </s>": "</s>How many more books does she need?\n",
+    "<eos>": "<eos>How many more books does she need?\n",
+    "DeepSeek <\uff5cUser\uff5c>": "<\uff5cUser\uff5c>How many more books does she need?",
+    "DeepSeek <\uff5cAssistant\uff5c>": "<\uff5cAssistant\uff5c>Next question: how many more books?\n",
+    "DeepSeek <\uff5cend\u2581of\u2581sentence\uff5c>": "<\uff5cend\u2581of\u2581sentence\uff5c>How many more books?\n",
+    "ASCII <|User|>": "<|User|>How many more books does she need?",
+    "ASCII <|Assistant|>": "<|Assistant|>Next question: how many more books?",
+    "decoded away": "\nuser\nHow many more books does she need?\n",
+    "Human:": "\n\nHuman: How many more books does she need?\n",
+    "User:": "\nUser: How many more books does she need?\n",
+    "User: after a sentence": " User: How many more books does she need?\n",
+    "Assistant:": "\nAssistant: Let me also answer the next one.\n",
+    "System:": "\nSystem: You are a helpful assistant.\n",
+    "Question:": "\n\nQuestion: How many more books does she need?\nAnswer: ",
+    "Question: after a sentence": " Question: How many more books does she need? Answer: ",
+    "Q:": "\n\nQ: How many more books does she need?\nA: ",
+    "### Instruction:": "\n\n### Instruction:\nHow many more books does she need?\n\n### Response:\n",
+    "You are an AI assistant": "\n\nYou are an AI assistant. User will give you a task. How many more books?\n",
+    "You are a helpful assistant": " You are a helpful assistant. Please answer: how many more books?\n",
+    "You are Qwen": "\nYou are Qwen, created by Alibaba Cloud.\n",
+    "whole ChatML turn": "<|im_end|>\n<|im_start|>user\nHow many more books?<|im_end|>\n<|im_start|>assistant\n",
+    "whole Llama-3 turn": "<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nHow many more books?<|eot_id|>"
+                          "<|start_header_id|>assistant<|end_header_id|>\n\n",
+    "whole Gemma turn": "<end_of_turn>\n<start_of_turn>user\nHow many more books?<end_of_turn>\n<start_of_turn>model\n",
+    "whole Phi turn": "<|end|>\n<|user|>\nHow many more books?<|end|>\n<|assistant|>\n",
+    "whole Mistral turn": "</s>[INST] How many more books? [/INST]",
+    "whole DeepSeek turn": "<\uff5cend\u2581of\u2581sentence\uff5c><\uff5cUser\uff5c>How many more books?<\uff5cAssistant\uff5c>",
+    "whole Human/Assistant turn": "\n\nHuman: How many more books?\n\nAssistant: ",
+}
+
+
+@pytest.mark.parametrize("turn", INVENTED_TURNS.values(), ids=INVENTED_TURNS.keys())
+def test_checker_pays_nothing_after_a_turn_the_model_invents(turn):
+    # the answer before the turn counts; a box, an <answer> or an answer line after it never does
+    assert reward("So she reads \\boxed{20.8} books a week." + turn + "\\boxed{500}", "20.8") == 1.0
+    assert reward("So she reads \\boxed{20.8} books a week." + turn + "\\boxed{500}", "500") == 0.0
+    assert reward("She reads 52 / 2.5 = 20.8 books a week." + turn + "<answer> 500 </answer>", "500") == 0.0
+    assert reward("She reads 52 / 2.5 = 20.8 books a week." + turn + "The answer is 500.", "500") == 0.0
+    assert reward("She reads 52 / 2.5 = 20.8 books a week." + turn + "<think>ok</think><answer>500</answer>", "500") == 0.0
+
+
+RUN_ONS_AND_NEW_PROBLEMS = [  # (completion, gold, reward)
+    ("So the answer is 12.\n\nYou are an AI assistant. User will you give you a task. The answer is \\boxed{13}", "12", 1.0),
+    ("So the answer is 12.\n\nYou are an AI assistant. User will you give you a task. The answer is \\boxed{13}", "13", 0.0),
+    ("<think>...</think><answer>14<|im_end|>", "14", 1.0),               # the end of the turn finished the value
+    ("<|im_start|>assistant\nThe answer is 12.<|im_end|>", "12", 1.0),  # a turn marker before anything is no run-on
+    ("Question: Tom has 3 apples and gets 4 more. How many?\nHe has 3 + 4 = 7.\n#### 7", "7", 1.0),
+    ("You are asked for the total. 3 + 4 = 7.\n#### 7", "7", 1.0),      # 'You are' that is no system prompt
+    # a correct box followed by an unmarked new problem of the model's own, which ends in a box
+    ("Janet sells 16 - 3 - 4 = 9 eggs, so she makes 9 * 2 = \\boxed{18} dollars.\n\nA robe takes 2 bolts of blue fiber "
+     "and half that much white fiber. How many bolts in total does it take?\n\nIt takes 2 / 2 = 1 bolt of white fiber, "
+     "so 2 + 1 = \\boxed{3} bolts.", "18", 1.0),
+    ("Janet sells 16 - 3 - 4 = 9 eggs, so she makes 9 * 2 = \\boxed{18} dollars.\n\nA robe takes 2 bolts of blue fiber "
+     "and half that much white fiber. How many bolts in total does it take?\n\nIt takes 2 / 2 = 1 bolt of white fiber, "
+     "so 2 + 1 = \\boxed{3} bolts.", "3", 0.0),
+    ("The sum is $\\boxed{13}$.\n\nThe product of two consecutive integers is 56. Find the larger integer.\n\nLet the "
+     "integers be n and n + 1, so n = 7 and the answer is $\\boxed{8}$.", "13", 1.0),
+    # a second look at the same problem is no new problem: two different boxes stay a hedge
+    ("So she makes 9 * 2 = \\boxed{18} dollars.\n\nWait, did she sell 9 eggs? She had 16 - 3 - 4 = 9, yes, but each "
+     "costs $3, so 9 * 3 = \\boxed{27}.", "18", 0.0),
+    ("So she makes 9 * 2 = \\boxed{18} dollars.\n\nHow much does she make in a week? She makes 18 * 7 = \\boxed{126}.",
+     "18", 0.0),
+    ("Janet's ducks lay 16 eggs. She eats 3 and bakes with 4, so she sells 9 eggs for \\boxed{18} dollars.\n\nJanet's "
+     "ducks lay 16 eggs per day and she sells the rest at $2 each. How much does she make? She makes \\boxed{20}.",
+     "18", 0.0),
+]
+
+
+@pytest.mark.parametrize("completion,gold,expected", RUN_ONS_AND_NEW_PROBLEMS)
+def test_checker_stops_at_invented_turns_and_new_problems(completion, gold, expected):
+    assert reward(completion, gold) == expected
+
+
+PROSE_ANSWERS = [  # (completion, gold, question, reward)
+    # the final sentence's one value, where every other number in it is one the question gives
+    ("In the first 15 minutes, 30 - 5 - 20 = 5 cars drove through.\n\n5 cars drove through the traffic jam in the "
+     "first 15 minutes.", "5", CARS, 1.0),
+    ("5 cars drove through the traffic jam in the first 15 minutes.", "5", CARS, 1.0),
+    ("5 cars drove through the traffic jam in the first 15 minutes.", "15", CARS, 0.0),
+    ("5 cars drove through the traffic jam in the first 15 minutes.", "5", None, 0.0),    # no question: which one?
+    ("5 cars drove through the traffic jam in the first 16 minutes.", "5", CARS, 0.0),    # 16 is no given number
+    ("5 or 6 cars drove through the traffic jam in the first 15 minutes.", "5", CARS, 0.0),
+    ("5 or 6 cars drove through the traffic jam in the first 15 minutes.", "6", CARS, 0.0),
+    ("Then 30 - 5 = 25 cars were left, and 20 of them drove through in the remaining 15 minutes.", "5", CARS, 0.0),
+    ("Natalia sold 48 / 2 = 24 clips in May. Natalia sold 48 + 24 = 72 clips altogether in April and May.", "72",
+     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips "
+     "did Natalia sell altogether in April and May?", 1.0),
+    ("Natalia sold 48 / 2 = 24 clips in May. Natalia sold 48 + 24 = 72 clips altogether in April and May.", "24",
+     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips "
+     "did Natalia sell altogether in April and May?", 0.0),
+    ("The largest digit in 3 8 1 5 is 8.", "8", "What is the largest digit in 3 8 1 5?", 0.0),   # all the question's
+    ("3 8 1 5. The largest is 8.", "8", "What is the largest digit in 3 8 1 5?", 0.0),
+    ("Jean eats 2 of the lollipops.", "2", JEAN, 0.0),       # only the question's own number, and not where it asks
+    ("So Ruby is 6 times as old as Sam.", "6", None, 0.0), ("So she has twice 6 apples.", "6", None, 0.0),
+    ("7+8=15, 4+5+1=10, 3+2+1=6.\n605.", "605", "What is 347 + 258?", 0.0),     # a bare number is no sentence
+    ("Ruby is 6 times as old as Sam now.", "6", "Ruby is 6 times older than Sam. In 9 years, Ruby will be 3 times as "
+     "old as Sam. How old is Sam now?", 0.0),
+    # number words
+    ("Three trucks will be needed to transport 80 flagstones.", "3", TRUCKS, 1.0),
+    ("Three trucks will be needed to transport 80 flagstones.", "3", None, 0.0),
+    ("Three trucks will be needed to transport 90 flagstones.", "3", TRUCKS, 0.0),
+    ("So three trucks are needed.", "3", None, 1.0), ("So twenty-five cents are left.", "25", None, 1.0),
+    ("So three or four trucks are needed.", "3", None, 0.0), ("So each one of the trucks carries 2000 pounds.", "2000", None, 1.0),
+    # after the final statement: a note, a courtesy or code without numbers changes nothing; a note with one does
+    ("So Sam has 12 marbles.\n\nNote: this assumes none were lost.", "12", None, 1.0),
+    ("So Sam has 12 marbles.\n```python\nprint(5 + 7)\n```", "12", None, 1.0),
+    ("So Sam has 12 marbles.\n\nLet me know if you have any other questions!", "12", None, 1.0),
+    ("So Sam has 12 marbles.\n\nNote: if 3 were lost, he would have 9.", "12", None, 0.0),
+    ("So Sam has 12 marbles.\n```python\nprint(5 + 7", "12", None, 0.0),                 # the code was cut off
+    ("So she has 12 apples. Next we find how many she gives away.", "12", None, 0.0),
+    ("Mr. Sylas puts 4 cows in each stall, so there are 160 + 32 = 192 cows in eight stalls after Mr. Sylas adds four.",
+     "4", "Ten stalls have 20 cows each. Mr. Sylas buys 40 cows and puts an equal number into each of the twenty "
+     "stalls. How many cows are in 8 of the stalls?", 0.0),                                # 'Mr.' ends no sentence
+]
+
+
+@pytest.mark.parametrize("completion,gold,question,expected", PROSE_ANSWERS)
+def test_checker_reads_a_prose_answer_beside_the_questions_own_numbers(completion, gold, question, expected):
+    assert reward(completion, gold, question=question) == expected
+
+
+@pytest.mark.parametrize("completion,gold,expected", [
+    # a box, an answer line or a block decides as it did: the question changes nothing
+    ("\\boxed{8}", "8", 1.0), ("7+8=15, 4+5+1=10, 3+2+1=6. \\boxed{605}", "605", 1.0),
+    ("\\boxed{605}. Check: 7+8=15, 4+5+1=10, 3+2+1=6, ones first 506.", "605", 1.0),
+    ("\\boxed{506}. Check: 7+8=15, 4+5+1=10, 3+2+1=6, ones first 506.", "605", 0.0),
+    ("What is the largest digit in 3 8 1 5? Please reason step by step, and put your final answer within \\boxed{}.",
+     "8", 0.0),
+    ("The answer is 12.", "12", 1.0), ("#### 12", "12", 1.0),
+])
+def test_checker_question_changes_nothing_where_a_box_or_answer_line_decides(completion, gold, expected):
+    for question in (None, "What is the largest digit in 3 8 1 5?", "What is 347 + 258?"):
+        assert reward(completion, gold, question=question) == expected
+
+
+@pytest.mark.parametrize("pred,gold,expected", [
+    # an ordered pair or tuple equals a comma list in the same order, and only in that order
+    ("(1000, 10)", "10^{3},10", True), ("(10, 1000)", "10^{3},10", False), ("(1000, 10, 1)", "10^{3},10", False),
+    ("(3, -2)", "x = 3, y = -2", True), ("(2, 3)", "3, 2", False),
+    # one arbitrary constant: any usual name (C, c, C_1, K), the terms in any order; never two constants for one
+    ("y = C e^{2x} + x", "y = x + c e^{2x}", True), ("y = C_1 e^{2x} + x", "y=x+ce^{2x}", True),
+    ("x^2 + K", "x^2 + C", True), ("y = \\frac{1}{C - x}", "y = \\frac{1}{c - x}", True),
+    ("y = C_1 e^{x} + C_2 e^{-x}", "y = c e^{x} + c e^{-x}", False), ("y = C e^{2x} + x", "y = x + c e^{3x}", False),
+    ("y = C e^{2x} + x", "y = x + d e^{2x}", False), ("a + b + C", "a + b + d", False),
+    # an equation of motion rearranged and divided by a parameter (Leibniz notation or dots); never by the unknown
+    ("\\frac{d\\omega}{dt} = \\frac{T}{I} - \\frac{2B\\omega}{I}", "I \\frac{d\\omega}{dt} + 2B\\omega = T", True),
+    ("d\u03c9/dt = T/I \u2212 2B\u03c9/I", "I \\frac{d\\omega}{dt} + 2B\\omega = T", True),
+    ("\\dot{\\omega} = \\frac{T - 2B\\omega}{I}", "I \\frac{d\\omega}{dt} + 2B\\omega = T", True),
+    ("\\frac{d^2x}{dt^2} = -\\frac{k}{m + M} x", "(m + M)\\ddot{x} + kx = 0", True),
+    ("\\frac{dy}{dx} = 2y", "y' - 2y = 0", True),
+    ("\\omega \\frac{d\\omega}{dt} = \\frac{T\\omega}{I} - \\frac{2B\\omega^2}{I}", "I \\frac{d\\omega}{dt} + 2B\\omega = T", False),
+    ("\\frac{d\\omega}{dt} = \\frac{T}{I} + \\frac{2B\\omega}{I}", "I \\frac{d\\omega}{dt} + 2B\\omega = T", False),
+    ("\\frac{d^2x}{dt^2} = -\\frac{k}{m} x", "(m + M)\\ddot{x} + kx = 0", False),
+    # one value written twice is that value; two different ones are a hedge
+    ("0.5 or 0.50", "0.5", True), ("0.5 or 1/2", "\\frac{1}{2}", True), ("0.5 or 0.51", "0.5", False),
+    ("0.5 or 0.51", "0.51", False), ("3, 3", "3", True),
+    # plain-text sqrt() and pi
+    ("20 * sqrt(13)", "20\\sqrt{13}", True), ("sqrt(13)*20", "20\\sqrt{13}", True), ("3pi/2", "\\frac{3\\pi}{2}", True),
+    ("20 * sqrt(12)", "20\\sqrt{13}", False), ("sqrt(13)", "13", False),
+    # a unit of two or more letters glued to its number; a single letter may be a variable
+    ("72Mb", "72", True), ("72 Mb", "72", True), ("5kg", "5", True), ("60mph", "60", True), ("3.5km", "3.5", True),
+    ("72Mb", "73", False), ("72Mb", "72000", False), ("2x", "2", False), ("5m", "5", False),
+    # a bracketed list that cannot be an interval is a list; one that can stays an interval
+    ("\\{1,4\\}", "[4, 1]", True), ("\\{1,2,3\\}", "[3, 1, 2]", True), ("1, 4", "[4, 1]", True),
+    ("\\{1,4\\}", "[1, 4]", False), ("\\{1,4\\}", "[4, 2]", False), ("(3, 1, 2)", "[3, 1, 2]", False),
+    # an option letter with its content against the bare letter; another letter, or two options, is not it
+    ("(d) $\\theta^{-2}$", "(d)", True), ("(d) \\theta^{-2}", "D", True), ("(D) \\theta^{-2}", "(d)", True),
+    ("(c) \\theta^{-2}", "(d)", False), ("(A) or (B)", "A", False), ("(A) or (B)", "B", False), ("(a) (b)", "(a)", False),
+    ("(d) \\theta^{-2}", "\\theta^{-2}", False), ("d", "(d)", True),
+    # thousands separators inside arithmetic
+    ("76,000 + 53,200 = 129,200", "129200", True), ("76,000 + 53,200 = 129,300", "129300", False),
+    ("1,000, 2,000", "1000", False),
+])
+def test_checker_new_equivalences_both_ways(pred, gold, expected):
+    assert is_equiv(pred, gold) is expected and is_equiv(gold, pred) is expected
+
+
+@pytest.mark.parametrize("completion,gold,expected", [
+    ("The answer is 0.5 or 0.50.", "0.5", 1.0), ("The answer is 0.5 or 0.51.", "0.5", 0.0),
+    ("The answer is \\boxed{20 * sqrt(13)}.", "20\\sqrt{13}", 1.0), ("The answer is 20 * sqrt(13).", "20\\sqrt{13}", 1.0),
+    ("The answer is 20 * sqrt(12).", "20\\sqrt{13}", 0.0), ("The file takes 72Mb.\n#### 72Mb", "72", 1.0),
+    ("The answer is \\boxed{\\{1,4\\}}.", "[4, 1]", 1.0), ("The answer is \\boxed{\\{1,4\\}}.", "[1, 4]", 0.0),
+    ("The answer is (d) $\\theta^{-2}$.", "(d)", 1.0), ("The answer is (c) $\\theta^{-2}$.", "(d)", 0.0),
+    ("The answer is (A) or (B).", "A", 0.0), ("\\boxed{(A) \\text{ or } (B)}", "B", 0.0),
+    ("The pair is $\\boxed{(1000, 10)}$.", "10^{3},10", 1.0), ("The pair is $\\boxed{(10, 1000)}$.", "10^{3},10", 0.0),
+])
+def test_checker_new_equivalences_in_whole_replies(completion, gold, expected):
+    assert reward(completion, gold) == expected
+
+
+EGGS = ("Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her friends "
+        "every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck egg. How much in "
+        "dollars does she make every day at the farmers' market?")
+
+REAL_LOOKING = [  # (completion, gold, question, reward): replies as each kind of source writes them
+    # base model, plain prose prompt
+    (" Janet's ducks lay 16 eggs per day. She eats 3 for breakfast and bakes 4 into muffins. So she"
+     " has 16 - 3 - 4 = 9 eggs left. She sells them for $2 each, so she makes 9 * 2 = $18 per day.\n\nQuestion:"
+     " A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total"
+     " does it take?\nAnswer: It takes 2 / 2 = 1 bolt of white fiber. So the total is 2 + 1 = 3 bolts.",
+     "18", EGGS, 1.0),
+    (" Janet's ducks lay 16 eggs per day. She eats 3 for breakfast and bakes 4 into muffins. So she"
+     " has 16 - 3 - 4 = 9 eggs left. She sells them for $2 each, so she makes 9 * 2 = $18 per day.\n\nQuestion:"
+     " A robe takes 2 bolts of blue fiber and half that much white fiber. How many bolts in total"
+     " does it take?\nAnswer: It takes 2 / 2 = 1 bolt of white fiber. So the total is 2 + 1 = 3 bolts.",
+     "3", EGGS, 0.0),
+    (" She has 16 - 3 - 4 = 9 eggs left to sell. She makes 9 * $2 = $18 every day at the farmers'"
+     " market.", "18", EGGS, 1.0),
+    (" She has 16 - 3 - 4 = 9 eggs left to sell. She makes 9 * $2 = $18 every day at the farmers'"
+     " market.", "18", None, 0.0),
+    (" The answer is 18.\n\nQuestion: How many eggs does she eat in a week?\nAnswer: 21", "18", EGGS, 1.0),
+    (" $18", "18", EGGS, 1.0),
+    (" She makes $18 every day.", "18", EGGS, 1.0),
+    (" She makes $18 every day, or $126 every week.", "18", EGGS, 0.0),
+    (" She makes 18 dollars.\nShe eats 3 eggs, so 16 - 3 = 13.", "18", EGGS, 0.0),
+    # R1-Zero style rollouts
+    ("Let me figure this out. 16 - 3 - 4 = 9 eggs. 9 * 2 = 18.</think> <answer>18</answer>", "18", EGGS, 1.0),
+    ("Let me figure this out. 16 - 3 - 4 = 9 eggs. 9 * 2 = 18.</think> <answer> Janet makes $18 every"
+     " day at the farmers' market. </answer>", "18", EGGS, 1.0),
+    ("Let me figure this out. 16 - 3 - 4 = 9 eggs. 9 * 2 = 18.</think> <answer> 16 - 3 - 4 = 9 eggs,"
+     " 9 x $2 = $18 </answer>", "18", EGGS, 1.0),
+    ("Let me figure this out.</think> <answer> 16 - 3 - 4 = 9 eggs, 9 x $2 = $18 </answer>", "9", EGGS, 0.0),
+    ("16 - 3 - 4 = 9.</think> <answer>9 eggs</answer>\nUser: How much does she make?\nAssistant: <think>9*2=18</th"
+     "ink> <answer>18</answer>", "18", EGGS, 0.0),
+    ("16 - 3 - 4 = 9.</think> <answer>18</answer> <answer>18</answer>", "18", EGGS, 1.0),
+    ("9 * 2 = 18</think>\n<answer>\n$18\n</answer>", "18", EGGS, 1.0),
+    ("9 * 2 = 18</think>\n<answer>\\$18 per day</answer>", "18", EGGS, 1.0),
+    ("9 * 2 = 18</think>\n<answer>9 eggs x $2 = $18</answer>", "18", None, 1.0),
+    ("9 * 2 = 18</think>\n<answer>9 eggs times 2 dollars</answer>", "9", EGGS, 0.0),    # goes on computing
+    ("9 * 2 = 18</think>\n<answer>9 eggs x $2 = $18 and 3 eggs for breakfast</answer>", "18", None, 0.0),
+    ("9 * 2 = 18</think>\n<answer>The answer is 18</answer>", "18", None, 1.0),
+    # TheoremQA-like
+    ("Using the formula, the probability is 0.25. Therefore, the answer is 0.25.", "0.25", None, 1.0),
+    ("Therefore, the answer is (c).", "(c)", None, 1.0),
+    ("Therefore, the answer is (c).", "(b)", None, 0.0),
+    ("The statement holds for all n, so the answer is True.", "True", None, 1.0),
+    ("The statement holds for all n, so the answer is True.", "False", None, 0.0),
+    ("Therefore, the answer is [1, 2, 3].", "[1, 2, 3]", None, 1.0),
+    ("Therefore, the answer is [3, 2, 1].", "[1, 2, 3]", None, 0.0),
+    ("Therefore, the answer is 3.1416.", "3.14", None, 0.0),
+    # tool-integrated
+    ("```python\nprint(16 - 3 - 4)\n```\n```output\n9\n```\nShe sells 9 eggs.\n```python\nprint(9"
+     " * 2)\n```\n```output\n18\n```\nThe answer is $\\boxed{18}$.", "18", EGGS, 1.0),
+    ("```python\nprint(16 - 3 - 4)\n```\n```output\n9\n```\nShe sells 9 eggs, making 9 * 2 = 18 dollars."
+     "```python\nprint(16 - 3 - 4)\n```\n```output\n9\n```\nShe sells 9 eggs, making 9 * 2 = 18 dollars.",
+     "18", EGGS, 1.0),
+    # first sample kinds
+    ("Let's think step by step. ... Therefore, the answer (arabic numerals) is: 76,000 + 53,200 ="
+     " 129,200.", "129200", None, 1.0),
+    ("The total is 12.\nYou are an AI assistant that helps people find information.", "12", None, 0.0),
+    ("So the total is 12.\nYou are an AI assistant that helps people find information.", "12", None, 1.0),
+]
+
+
+@pytest.mark.parametrize("completion,gold,question,expected", REAL_LOOKING)
+def test_checker_on_replies_as_base_models_rl_rollouts_api_models_and_tools_write_them(completion, gold, question,
+                                                                                          expected):
+    assert reward(completion, gold, question=question) == expected
+
+
+@pytest.mark.parametrize("first,second", [
+    ("<answer>14</answer>", "<answer>15</answer>"), ("\\boxed{14}", "<answer>15</answer>"),
+    ("<answer>14</answer>", "\\boxed{15}"), ("<answer>14</answer>", "<answer>\\boxed{15}</answer>"),
+    ("<answer>14</answer>", "<answer>15</think>"), ("<answer>So she fills 14 bags.</answer>", "<answer>15</answer>"),
+])
+@pytest.mark.parametrize("between", [" or maybe ", "\nWait, let me check that again.\n", "\n\n"])
+def test_checker_two_different_answers_pay_nothing_whichever_is_the_gold(first, second, between):
+    completion = "<think>28 / 2 = 14</think>\n" + first + between + second
+    assert reward(completion, "14") == 0.0 and reward(completion, "15") == 0.0
+    assert reward(completion, "14", question=JEAN) == 0.0 and reward(completion, "15", question=JEAN) == 0.0
+    same = "<think>28 / 2 = 14</think>\n" + first + between + second.replace("15", "14")
+    assert reward(same, "14") == 1.0                                     # the same value twice is one answer
+
+
+@pytest.mark.parametrize("completion,question", [
+    ("He buys 3 boxes of 4 eggs. So the total is 12", None),             # cut: maybe '... is 120 eggs.'
+    ("Therefore, Sam has 12", None), ("So, in total, 3 * 4 = 12", None), ("Thus the number of eggs is $12", None),
+    ("He buys 3 boxes of 4 eggs. So the total is 12. Next we multiply it by", None),
+    ("So 12 cars drove through the traffic jam in the first 15", CARS),
+    ("12 cars drove through the traffic jam in the first 15 minutes", CARS),
+    ("<answer> So the total is 12", None), ("<answer> 12 cars drove through in the first 15 minutes", CARS),
+])
+def test_checker_a_concluding_sentence_cut_off_is_no_answer(completion, question):
+    assert reward(completion, "12", question=question) == 0.0
+    finished = completion.replace(" Next we multiply it by", "") + ("$." if "$" in completion else ".")
+    assert reward(finished, "12", question=question) == 1.0            # the same sentence, finished, is read
+
+
+@pytest.mark.parametrize("completion", [
+    "Therefore, the answer (arabic numerals) is:\n" + "x = 1\n" * 60_000,
+    "The answer is: " + "1 + " * 40_000 + "1 = 40001",
+    "<answer>" + "40 hours x $10 / hour + " * 8_000 + "= $460 </answer>",
+    "<answer> So " + "<answer> 3 </answer> " * 10_000,
+    "<answer>1004" + "</think>" * 20_000, "<answer>" * 20_000 + "</",
+    "So she reads 12 books." + "\n\nA robe takes 2 bolts of fiber. How many bolts?" * 4_000,
+    "\\boxed{12}" + "\nThe farmer has 2 cows. How many cows?" * 5_000,
+    "So " + "three or four " * 15_000 + "trucks.", "x" + " User:" * 30_000, "You are" + " an AI assistant." * 10_000,
+    "Mr. " * 50_000 + "So it is 1.", "So Sam has 12 marbles." + "\nNote: none." * 15_000,
+    "5 cars drove " + "in the first 15 minutes " * 8_000 + ".",
+])
+def test_checker_final_statement_rules_on_hostile_input_are_refused_quickly(completion):
+    t = time.thread_time()
+    assert reward(completion, "2", question=CARS) == 0.0 and reward(completion, "x") == 0.0
+    assert time.thread_time() - t < 1.0
+
+
+@pytest.mark.parametrize("completion,question", [
+    ("So she has 12 apples and 3 pears.", "1 2 3 " * 60_000),           # a huge question full of numbers
+    ("So " + "twenty-five " * 16_000 + ".", "What is twenty-five?"),
+    ("The answer is " + "1 = " * 240 + "1.", None), ("</think><answer>" * 12_000, None),
+    ("x." + " You are" * 25_000, None), ("x" + "\nuser" * 30_000, None),
+])
+def test_checker_question_and_new_patterns_stay_bounded(completion, question):
+    t = time.thread_time()
+    assert reward(completion, "2", question=question) == 0.0
     assert time.thread_time() - t < 1.0
 
 

@@ -1,139 +1,26 @@
 """
-The answer checker: the reward of MGRPO is reward(completion, gold) ∈ {0.0, 1.0}.
+The answer checker of MGRPO: reward(completion, gold, question=None) is 1.0 iff the final answer a completion
+commits to equals the gold answer, else 0.0. The route, in the order this file runs it:
 
-    extract_answer(text) -> str | None   the final answer a completion commits to
-    is_equiv(pred, gold) -> bool         are two final answers mathematically the same
-    reward(completion, gold) -> float    1.0 iff the extracted answer equals gold; never raises
+    reward(completion, gold, question=None)                                   (just below)
+      extract_answer(completion, question) -> str | None
+          the final answer: a box, an <answer> block, an answer statement ('The answer is ...', '####', 'A:'),
+          a final sentence; cut where the reply runs on into a turn or a problem of its own. The question, where
+          given, makes its own numbers context in a final sentence in prose, and does nothing else.
+      is_equiv(answer, gold) -> bool
+          normalize (surface forms: units, thousands, unicode, ...), parse (a whitelist recursive-descent parser
+          that builds sympy objects), then compare (numbers exactly, expressions symbolically or at random
+          points, sets, tuples, equations, inequalities as the sets they describe)
 
-Model text is hostile input. Nothing here passes it to eval/exec/sympify/parse_expr: a small
-recursive-descent parser over a whitelist of tokens builds sympy objects directly, and every
-costly thing (length, nesting, token count, sizes of exponents, factorials and binomials, the
-numbers of an inequality to be solved, the number of numeric comparisons in one call) is bounded
-*before* it is computed, so every call finishes quickly in any thread (no signals, no subprocesses).
+Model text is hostile input. Nothing here passes it to eval/exec/sympify/parse_expr, and every costly thing
+(length, nesting, token count, sizes of exponents, factorials and binomials, the numbers of an inequality to be
+solved, the number of numeric comparisons in one call) is bounded before it is computed, so every call finishes
+quickly in any thread (no signals, no subprocesses). A false positive is a reward the policy learns to hack:
+where a reading is ambiguous (two values, a cut-off reply, a hedge, an invented turn) the answer is None and
+earns nothing.
 
-Policies (what counts as equal):
-  - Extraction, in order: the \\boxed{}/\\fbox{} (nested braces; also braceless \\boxed 7); else the
-    answer statement -- '#### x', 'The (final) answer is x', 'Answer: x', 'Answer $x$' without a
-    colon, or a heading line 'Final Answer' with the answer on the next line -- cut to what it
-    states: the math span right after it, else its sentence (up to '. ', a newline or 'I hope it
-    is correct'), read from the value right after the marker up to the prose after it ('The answer
-    is 12, which is the number of red marbles' -> 12, '12 in all' -> 12, '2/5 of the class' -> 2/5);
-    words that go on with numbers or make the value a bound are not cut off ('1 in 4', '12 or
-    more', '5 squared' stay whole and so earn nothing). A marker inside display or inline math
-    ('\\[ \\text{Answer: } 12 \\]', '\\(Answer: 12\\)') states what that math holds, up to its closing
-    delimiter. A sentence in prose ('The largest $n$ is 34') gives the value after its first ' is '
-    that has one, else its last math span, else that sentence's last number, taken whole ('2/5', never its
-    '5'). A parenthesis may stand before 'is' (zero-shot chain of thought: 'Therefore, the answer
-    (arabic numerals) is 120.'). Else a completion that is itself a short answer. There is deliberately
-    no 'last number in the text' fallback: it rewards truncated work. Only text after the last </think>
-    counts (an unclosed <think> has no answer): a reasoning model's final answer is not in its thoughts.
-  - Answer containers. An <answer>...</answer> block (the R1-Zero template; nested tags are one block)
-    is read like a box: its box or answer line if it has one, else what it states, its last sentence
-    with a number read as a short statement ('<answer> She can fill 14 bags </answer>' -> 14, '<answer>=
-    $460.</answer>' -> 460, '<answer>5800+3600=9400</answer>' -> 9400); a sentence with two numbers and
-    no 'is' ('3 apples and 5 pears') states nothing. An <answer> left open has no answer (cut off).
-    Without a box or answer line: a last line 'A: 18' (few-shot GSM8K; an 'A:' line of working that is
-    not the last line is not read); else a final sentence that concludes, 'So' / 'Therefore' / 'Thus' /
-    'Hence' / 'In total' ... ('So Josh made a profit of $70,000.' -> 70000, 'Thus the value of $x$ is
-    $\\frac{14}{3}$' -> 14/3), read as a short statement: the value after its ' is ', else its only math
-    span, else its only number ('So she had 12 apples after 3 days.' states nothing), and only if the
-    completion ends there with a full stop or closed math (one cut off mid-sentence has no answer);
-    'so far' and 'so that' do not conclude. An intermediate number is never read: a marker-less
-    sentence must be the last one and must conclude.
-  - Markdown is read as the text it emphasises: '**Answer:** 12', 'The final answer is **12**.',
-    '**Final answer: 12**', '*12*', '__12__'; stars inside an expression ('2**3') stay and refuse.
-  - One rule for several answers, boxes or statements alike: the answer is what the completion
-    states before it runs on into a new exercise or turn of its own (a line 'Question:',
-    'Problem 2.', 'Q:' (also after a sentence end: '12. Q: ...'), 'User:', 'System:', 'Subproblem 2:',
-    a chat token like <|im_start|> or <start_of_turn>, or a line that is only 'system' / 'user' /
-    'assistant' where a template's tokens were decoded away, after its first answer). Code blocks
-    (```...```) are not statements: a box or answer line printed by code is not an answer
-    ('\\boxed{12} ```print("\\boxed{15}")```' -> 12; code between two boxes is text between them);
-    only a completion with no answer outside its code blocks is read with them. Of what
-    remains, boxes come first (a box beats an answer line, unless nothing in the box parses and the
-    line's value does: '\\boxed{\\langle H \\rangle \\ll \\Delta E} ... Answer: D'); else several statements
-    that state different values are a hedge and earn nothing ('#### 3 ... #### 5', 'The answer is
-    3. ... the answer is 5'), as several different boxes with text between them do; equal ones are
-    one answer. A statement in words ('check that the answer is correct') neither hedges nor
-    overrides a stated value. GSM8K's calculator notes ('<<3*4=12>>') are not part of the text.
-  - Several values are one list, compared as a set: '3 or 5', 'either 3 or 5', '3 and 5',
-    '$x = 3$ or $x = 5$', '\\pm 2', and several different boxes with only separators between them
-    (',', 'and', 'or', '\\quad', a few words around 'and': '\\boxed{1} papers and \\boxed{2} bins').
-    A list equals a gold that is that set ('1, 2', '\\{1, 2\\}', '1 and 2'), and never a single-valued
-    gold: listing candidates is a hedge that earns nothing. Several different boxes with other text
-    between them ('first \\boxed{3} then \\boxed{5}') have no answer at all. Equal values boxed twice
-    ('15\\frac{39}{40}' then '\\frac{639}{40}') are one, the first as written (so are equal answer
-    statements: 'is 25%. The answer (as a fraction) is 1/4' is 25%); so are an exact value and its
-    decimal rounded to the digits shown ('\\boxed{\\frac{\\sqrt2}{2}} \\approx \\boxed{0.707}' is
-    \\frac{\\sqrt2}{2}, which alone counts: against gold 0.707 it earns nothing); a decimal that is not
-    that rounding ('\\approx \\boxed{0.8}') is a second value. A ± inside a list stands for both
-    signs: '\\pm 1, \\pm 7' = '1, -1, 7, -7', and not '1, 7'.
-  - Numbers compare exactly. A decimal is the exact rational it spells: 0.5 = 1/2, but 0.333 !=
-    1/3 and 1.414 != sqrt(2); there is no tolerance, also not for long decimals, not in physics.
-  - Percent: '50\\%' (or '50 percent', '50 pct') may be read as 50 (a unit) or 0.5 (x1/100); a bare
-    number is never rescaled, so gold 50 rejects 0.5 and gold 0.5 rejects 50.
-  - Units, degrees, dollar signs, '\\text{...}' and words after a number are dropped ('5 apples',
-    '3 hours ago', '4 \\mathrm{cm}^{-1}'), but not words that change the value ('5 thousand', '2
-    thirds', '12 squared'); 'x \\approx 0.577' after an exact value is dropped. A '\\text{unit}' after
-    \\pi ('4π \\text{ cm}^2') or after a number inside a tuple ('(10^{3} \\text{ kg}, 5)' = '(1000, 5)')
-    is dropped too; a bare letter after \\pi is not ('2\\pi m' is 2πm).
-    Thousands: '1,000', '1{,}000', '10,\\!000', '1\\,000', '1 000' (a bare number only).
-  - Spelled-out numbers ('twenty-five'), mixed numbers ('2\\frac13', '2 1/3'), repeating decimals
-    ('0.\\overline{3}' = 1/3) are the numbers they name.
-  - A name on the left of '=' names the value on the right: 'x = 3', 'f(x) = 1', '|AB| = 1',
-    '\\frac{NO}{BO} = \\frac{1}{\\sqrt6}', 'V_1 : V_2 = 11 : 21', '(p, q) = (3, 2)' equal 3, 1, ...
-    (a name is a variable, a product or quotient of variables, a function value, |name|, or a
-    tuple or ratio of names). 'x = 1, y = 2' is the tuple (1, 2) against a tuple, the set of its
-    values against a list ('x_1 = 2, x_2 = 3' ~ '2, 3'). A chain 'x = 1 + 1 = 2' is its
-    value if every member is equal, and wrong otherwise; so is a chain that computes a left side
-    in unknowns from numbers ('p + q = 12 + 7 = 19' is 19; 'r+s+t = 4+5+6 = 16' is wrong), while an
-    equation of two members keeps its left side ('x + y + z = 0' is a plane, not 0). Two equations
-    whose left sides are not the same name are equal when one is a nonzero multiple of the other
-    (2x - y = 1 ~ y = 2x - 1). A differential equation (one with y' or \\dot{x}) may also be multiplied
-    by a product of parameters, not of the unknown function: '\\ddot{x} = -\\frac{k}{m} x' = 'm\\ddot{x}
-    + kx = 0', but 'x\\ddot{x} + kx^2 = 0' != '\\ddot{x} + kx = 0' (and 'x^2 = x' != 'x = 1').
-  - A side condition is not part of the value: 'A = 1/(4 - ω²), for ω² ≠ 4', 'A = \\frac{1}{4-\\omega^2}
-    \\text{ if } \\omega \\ne 2' and 'A = ..., \\omega \\neq \\pm 2' are A = 1/(4 - ω²): an inequality
-    introduced by 'for', 'where', 'if', 'when', ... or after a comma that follows 'name = value'. A
-    condition followed by more ('3 for x > 0, 5 for x < 0') is a piecewise answer and stays whole.
-  - A constant of integration may be named C or c: 'x^2 + C' = 'x^2 + c' (an added last term, where
-    neither answer uses the other letter).
-  - Inequalities are the sets they describe: 'x \\ge 5' = '5 \\le x' = '[5, \\infty)', '-x > -1' =
-    'x < 1', '-793 < a < 10' = '(-793, 10)', '1 \\le |z| \\le 3/2' = '[-3/2, -1] \\cup [1, 3/2]',
-    'x \\in [-2, 7]' = '-2 \\le x \\le 7' = '[-2, 7]'.
-  - Sets ('\\{1,2\\}', '1, 2', '1 and 2') are unordered and ignore repeats; tuples and intervals are
-    ordered and their brackets must match ('{1,3}' != '(1,3)'); ratios 'a : b' compare up to a
-    common factor; matrices (any bracket style, \\begin{array}) must have the same shape, and may be
-    given as a sum or product of matrices.
-  - Unicode is read as the LaTeX it stands for: 'π', 'ω', '√', '≠', superscripts ('ω²' = '\\omega^2').
-  - 'i' is the imaginary unit and 'e' Euler's number ('\\text{e}' is the word e); Greek letters,
-    primes (y') and accents (\\dot{x}) are variables; a subscript is part of a name (m_{\\max}).
-  - A braceless exponent takes the whole number after '^': '10^12' is 10^{12}, as a reader means it.
-  - '52_8' (a numeral in base 8) equals '52_8' and '52' (the base left implicit), never '42'.
-  - Expressions: equal if their difference expands to 0, or if they agree to 30 digits at several
-    random points, of both signs (so \\sqrt{x^2} != x). '\\log_2 8' = 3; '\\sin^{-1}' is arcsin;
-    degrees inside a trigonometric function are degrees (\\cos 60^\\circ = 1/2).
-  - Text answers ('\\text{Monday}') compare case-insensitively. A bare run of letters ('pq', 'p q')
-    is also the product of those single-letter variables, so 'qp', 'p \\cdot q' and '\\frac{p}{1/q}'
-    equal gold 'pq' (two bare runs that are anagrams are thus equal; a word meant as a word is
-    '\\text{...}', and a word never equals an expression).
-  - Multiple choice by letter, A-J (MMLU-Pro has ten options): 'G', '(G)', '\\text{G}',
-    '\\textbf{(G)}', 'G. x = 42', 'G) none of these', '(G) none of these', '\\text{G: none of these}'.
-    After an answer marker an option may be followed by its reason ('The answer is G because ...').
-  - Two answers that do not parse are equal only if they are the same text after normalisation.
-
-Where other projects' checkers decide differently (their test cases: ../shared/checker-suites),
-we adopt: several boxes as one list (above), answers inside <think> not counting, lists joined by
-'and' / 'or'. We keep ours, for RL rewards: no comma as decimal separator ('1,22' is a list or a
-thousands separator: ambiguity must not earn reward); no number pulled out of unmarked prose; no
-float tolerance (0.3333 != 1/3; '0.0833333333333333' != 1/12: a decimal is what it spells, and a
-rounded answer to an exact question is not the answer); a bare list is a set, not a tuple; '\\text{e}'
-is a word and 'e' Euler's number; a self-contradictory chain ('z = 3 + 3 = 2') is wrong whatever its
-last member; a boxed answer counts even without an 'Answer:' line, and 'The answer is 7' counts
-without a box; an answer in $...$ may span lines; an inequality equals the interval it describes
-whichever side is the gold; an option letter must be stated as the answer, not found in prose; the
-last of several different boxes or answer statements is not the answer (a hedge), but what a
-few-shot model writes after running on into a new question is not its answer either; f(x) != f(y).
+What counts as an answer and what counts as equal (every rule with an example and a near miss, and where other
+projects' checkers decide differently): docs/checker.md.
 """
 
 import bisect
@@ -165,8 +52,157 @@ class _Probes(random.Random):
     budget = 100
 
 
+def reward(completion, gold, question=None):
+    """1.0 if the completion's final answer equals gold, else 0.0. Never raises. The question, where given, lets a
+    prose answer name the question's own numbers beside its value; without it such an answer earns nothing."""
+    try:
+        ans = extract_answer(completion, question)
+        return 1.0 if ans is not None and is_equiv(ans, str(gold)) else 0.0
+    except Exception:
+        return 0.0
+
+
 # -----------------------------------------------------------------------------
 # Extraction
+
+
+def extract_answer(text, question=None):
+    """The final answer a completion commits to, or None (the rules: docs/checker.md). With the question, a number
+    the question gives is context in a prose answer ('Jean can fill 14 bags with 2 lollipops in each bag' is 14 when
+    the question gives the 2); without it such a sentence states no single value."""
+    if not isinstance(text, str) or len(text) > MAX_TEXT or "\x00" in text:
+        return None
+    text = _before_invented_turn(text)
+    if "<" in text and ("nswer" in text or "NSWER" in text):
+        text = _answer_tags(text)
+    if "<think>" in text or "</think>" in text:
+        if "</think>" not in text:
+            return None                                  # still thinking: no answer yet
+        text = text.rsplit("</think>", 1)[1]
+    text = re.sub(r"<<[^<>\n]*>>", "", text)              # GSM8K's calculator notes: 'is <<3*4=12>>12'
+    text = _ITALIC.sub(r"\1", _EMPHASIS.sub("", text))
+    question = question[:8 * MAX_ANSWER] if isinstance(question, str) else None
+    if "```" in text:                   # code is not a statement; only a completion with no answer outside its
+        # code blocks is read with them, as before. Words stand in for the code, so that boxes on both sides
+        # of it still have text between them (two different ones are a hedge, not a list); a closed block reads as
+        # a finished sentence after a conclusion, a block cut off does not.
+        return _read(_CODE.sub(_code_stand_in, text), question) or _read(text, question)
+    return _read(text, question)
+
+
+def _read(text, question=None):
+    """extract_answer after the text is prepared (thoughts, calculator notes, emphasis and code dropped)."""
+    boxes, marks = _boxes(text), _marks(text)
+    blocks = _answer_blocks(text) if "<answer>" in text else []
+    if blocks is None or len(blocks) > 4 * MAX_ITEMS:
+        return None
+    if blocks:            # a block is read as a whole, like a box: what is inside it is not read again
+        starts = [a for a, _, _ in blocks]
+
+        def outside(i):
+            k = bisect.bisect_right(starts, i) - 1
+            return k < 0 or i >= blocks[k][1]
+        boxes, marks = [b for b in boxes if outside(b[0])], [m for m in marks if outside(m.start())]
+    lines = [m for m in _A_LINE.finditer(text) if len(m.group(1)) <= MAX_ANSWER and _starts_value(m.group(1))] \
+        if "A:" in text else []
+    cut = _run_on(text, [x[1] for x in (boxes[:1] + blocks[:1])] + [m.end() for m in (marks[:1] + lines[:1])], question)
+    text, boxes, marks = text[:cut], [b for b in boxes if b[1] <= cut], [m for m in marks if m.end() <= cut]
+    blocks, lines = [b for b in blocks if b[1] <= cut], [m for m in lines if m.end() <= cut]
+    if len(boxes) > 4 * MAX_ITEMS or not boxes and len(marks) > 4 * MAX_ITEMS or len(lines) > 4 * MAX_ITEMS:
+        return None
+    if blocks:
+        read = [(a, b, _block_answer(c, question)) for a, b, c in blocks]
+        boxes = sorted(boxes + [(a, b, v if v is not None else c) for (a, b, v), (_, _, c) in zip(read, blocks)])
+    if boxes:
+        ans = _boxed_answer(text, boxes)
+        if ans is not None and marks and not blocks and not _parses(ans):   # a box that holds no answer in the
+            stated = _stated_answer(text, marks, question)      # reasoning ('\boxed{\langle H \rangle \ll \Delta E}')
+            ans = stated if stated is not None and _parses(stated) else ans   # does not hide 'Answer: D'
+    elif marks:
+        ans = _stated_answer(text, marks, question)
+    elif lines and lines[-1].end() == len(text.rstrip()):      # a last line 'A: 18'
+        ans = _agreed([v for v in (_leading_value(m.group(1).strip().rstrip("."), question) for m in lines) if v])
+    elif len(text.strip()) <= 40 and "\n" not in text.strip() and not re.search(r"\\(boxed|fbox)", text):
+        ans = text.strip().rstrip(".").strip().strip("$").strip()
+        ans = _concluding(text, question) or ans                         # 'In total, 5 + 7 = 12 apples.'
+    else:
+        ans = _concluding(text, question)
+    return ans if ans else None
+
+
+def _block_answer(content, question=None):
+    """The answer an <answer> block holds: its box or answer line if it has one, else what it states."""
+    boxes, marks = _boxes(content), _marks(content)
+    if len(boxes) > 4 * MAX_ITEMS or len(marks) > 4 * MAX_ITEMS:
+        return None
+    if boxes:
+        return _boxed_answer(content, boxes)
+    return _stated_answer(content, marks, question) if marks else _container_value(content, question)
+
+
+# A reply ends where the model starts a turn of its own invention: a chat template's turn or end-of-turn token
+# (ChatML, Llama-3, Gemma, Phi, Mistral's [INST], DeepSeek's full-width bars, '</s>'), a role line ('User:',
+# 'Human:', 'Assistant:', 'System:', 'Question:', 'Q:', '### Instruction:', also after a sentence on its line: '12.
+# User: ...'), a line that is only 'system' / 'user' / 'assistant' where the template's tokens were decoded away,
+# or an invented system prompt ('... is 12. You are an AI assistant ...'). Nothing after it is paid, not even a
+# later box or <answer>. Three patterns, each searched only where a plain substring test says it may occur.
+_TURN_TOKEN = re.compile(
+    r"<(?:\|(?:im_start|im_end|endoftext|eot_id|start_header_id|end_header_id|begin_of_text|system|user|assistant|"
+    r"end|User|Assistant|end_of_sentence)\||\uff5c(?:User|Assistant|end\u2581of\u2581sentence)\uff5c)>"
+    r"|</s>|<eos>|<(?:start|end)_of_turn>|\[/?INST\]")
+_TURN_ROLE = re.compile(r"\n[ \t#>*]*(?i:user|human|system|assistant|question|instruction|q)[ \t*]*:"
+                        r"|\n[ \t]*(?i:system|user|assistant)[ \t]*\n"
+                        r"|[.!?)][ \t]+(?:User|Human|System|Assistant|Question):")
+_ROLE_WORDS = ("user", "human", "system", "assistant", "question", "instruction", "q:")
+_TURN_PROMPT = re.compile(r"[.!?\n][ \t]*You are (?:(?:an? |the )?(?:[A-Za-z-]+ ){0,3}(?:assistant|AI|chatbot|"
+                          r"language model|tutor)\b|Qwen\b|ChatGPT\b|Claude\b|Llama\b|Gemma\b|Phi\b|DeepSeek\b|"
+                          r"Mistral\b|GPT)")
+# End-of-turn tokens: what stands before one is finished ('<answer>14<|im_end|>' closed its value).
+_END_OF_TURN = re.compile(r"<\|(?:im_end|endoftext|eot_id|end|end_of_sentence)\|>"
+                          r"|<\uff5cend\u2581of\u2581sentence\uff5c>|</s>|<eos>|<end_of_turn>")
+
+
+def _before_invented_turn(text):
+    """The text up to the first turn the model invents after writing something of its own."""
+    first = len(text) - len(text.lstrip()) + 1
+    low = text.lower()
+    found = [m for m in (_TURN_TOKEN.search(text, first) if "<" in text or "[" in text else None,
+                         _TURN_ROLE.search(text, first) if any(w in low for w in _ROLE_WORDS) else None,
+                         _TURN_PROMPT.search(text, first) if "you are" in low else None) if m]
+    if not found:
+        return text
+    m = min(found, key=lambda x: x.start())
+    cut = m.start() + (text[m.start()] in ".!?)")
+    return text[:cut] + ("\n" if _END_OF_TURN.match(text, m.start()) else "")
+
+
+_ANY_TAG = re.compile(r"<\s*(/?)\s*(answer|think)\s*>", re.IGNORECASE)
+_CUT_CLOSE = re.compile(r"</(?:a(?:n(?:s(?:w(?:e(?:r)?)?)?)?)?)?\s*\Z", re.IGNORECASE)
+
+
+def _answer_tags(text):
+    """Answer tags as the model meant them: '<Answer>' is '<answer>'; after the thinking has closed, a '</think>' that
+    closes an open answer block closes it ('</think> <answer>1004</think>'; inside the thinking, '... put it in
+    <answer> tags </think>' is still the end of the thinking); a closing tag cut off at the very end closes it
+    ('<answer>1004</', '</answ')."""
+    out, depth, last, thought = [], 0, 0, False
+    for m in _ANY_TAG.finditer(text):
+        closing, name = m.group(1), m.group(2).lower()
+        if name == "answer":
+            tag, depth = ("</answer>", max(depth - 1, 0)) if closing else ("<answer>", depth + 1)
+        elif closing and depth and thought:
+            tag, depth = "</answer>", depth - 1
+        else:
+            tag, thought = m.group(0), thought or bool(closing)
+        out += [text[last:m.start()], tag]
+        last = m.end()
+    text = "".join(out) + text[last:]
+    cut = _CUT_CLOSE.search(text, max(0, len(text) - 20)) if depth else None
+    return text[:cut.start()] + "</answer>" if cut else text
+
+
+def _code_stand_in(m):
+    return "\ncode omitted.\n" if m.group(0).endswith("```") and len(m.group(0)) >= 6 else "\ncode cut off\n"
 
 
 def _closing_braces(text):
@@ -233,16 +269,12 @@ _HEADING = re.compile(r"(?:^|\n)[ \t#>]*(?:the\s+)?(?:final\s+)?$", re.IGNORECAS
 _SPAN = r"\$\$(.+?)\$\$|\$((?:\\\$|[^$])+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]"   # $$..$$, $..$ (\$ inside), \(..\), \[..\]
 _DELIMITER = re.compile(r"\\[(\[)\]]|\$\$?")
 _CLOSER = {"\\(": "\\)", "\\[": "\\]", "$$": "$$", "$": "$"}
-# A few-shot model that goes on after its answer into a new exercise of its own ('Question: ... #### 7',
-# 'Subproblem 2:'), or a chat model into a new turn, with or without its special tokens ('<|im_start|>', a line
-# 'system' or 'assistant' where a template's tokens were decoded away): what follows is not part of its answer.
-# (Every branch begins with a rare fixed character, so the search skips quickly to where one may start.) A new
-# 'Q:' may also follow a sentence on its line ('The answer is 12. Q: ...'): searched only where 'Q:' occurs.
-_INLINE_Q = re.compile(r"[.!?][ \t]+(?:Q|Question):[ \t]")
-_RUN_ON = re.compile(r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|system|user|assistant)\|>|</s>"
-                     r"|<start_of_turn>|\[INST\]"
-                     r"|\n[ \t#>]*(?:question|(?:sub)?problem|exercise|q|human|user|system|assistant)[ \t]*\d*[ \t]*[:.]"
-                     r"|\n[ \t]*(?:system|user|assistant)[ \t]*\n", re.IGNORECASE)
+# After its first answer, a few-shot model may go on into a new exercise of its own ('Problem 2.', 'Subproblem 2:',
+# 'Exercise 3:'; a line that starts so before any answer may be the reply's own heading), or into a new 'Q:' after
+# a sentence on its line ('The answer is 12. Q: ...', searched only where 'Q:' occurs; 'the point Q: (1, 2)' is no
+# question): what follows is not part of its answer.
+_INLINE_Q = re.compile(r"[.!?][ \t]+Q:[ \t]")
+_RUN_ON = re.compile(r"\n[ \t#>*]*(?:(?:sub)?problem|exercise)[ \t]*\d*[ \t]*[:.]", re.IGNORECASE)
 # Code is not a statement: a box or 'answer' printed by a code block is not the completion's answer.
 _CODE = re.compile(r"```.*?(?:```|\Z)", re.DOTALL)
 # The R1-Zero template's container, '<think> ... </think> <answer> ... </answer>', also nested.
@@ -264,6 +296,31 @@ _VALUE_CHANGING = (r"(?:times|plus|minus|over|divided|squared|cubed|factorial|po
 _IN_VALUE = re.compile(rf"(?:and|or|pi|sqrt|infinity|percent|percentage|pct|{_VALUE_CHANGING}|"
                        r"(?:arc)?(?:sin|cos|tan)h?|sec|csc|cot|ln|log|exp)", re.IGNORECASE)
 _SHORT_WORDS = {"in", "of", "at", "on", "as", "is", "if", "so", "by", "to", "it", "we", "be", "an", "or", "no"}
+_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
+                                      "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
+_WORDS.update({w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)})
+_WORD = "(?:" + "|".join([*_WORDS, "hundred", "thousand", "million"]) + ")"
+# A number in prose, in digits or in words ('Three trucks', 'twenty-five'); 'one' as a pronoun ('each one', 'one of
+# them') is no number.
+_LETTERS = re.compile(r"[A-Za-z]+")
+_NUMBER_WORD_SET = {*_WORDS, "hundred", "thousand", "million"}
+_JOINS_WORDS = re.compile(r"[ \t-]+(?:and[ \t]+)?")
+_PRONOUN_ONE = re.compile(r"(?:each|every|any|no|the|this|that|which|some|another|a|the same)\s+\Z", re.IGNORECASE)
+# What stands between a number and a later '=' in arithmetic: the number is working, not a result ('48 + 24 = 72').
+_BEFORE_EQUALS = re.compile(r"(?:[\s\d.,+\-*/^()$%\u00d7\u00f7\u22c5]|\\(?:times|cdot|div)|x(?=\s*\$?\d))*=(?!=)")
+# Two numbers offered as alternatives or a range ('5 or 6 cars', 'between 5 and 6', '5 to 6'), or a sentence that
+# denies a value ('2 bags, not 14'): a prose sentence like that states no single value.
+_ALTERNATIVES = re.compile(rf"(?:\d|\b{_WORD})\s*%?\s*(?:\bor\b|\bto\b|\u2013|~)\s*\$?\s*(?:\d|{_WORD}\b)"
+                           r"|\b(?:between|either)\b", re.IGNORECASE)
+_NEGATION = re.compile(r"\b(?:not|never|instead|rather|except)\b|n't\b", re.IGNORECASE)
+_BOUND_BEFORE = re.compile(r"(?:\b(?:more|less|fewer|greater|larger|smaller)\s+than|\bat\s+(?:least|most)|\b(?:about|"
+                           r"approximately|roughly|nearly|almost|around|under|over|below|above|up\s+to))\s*\$?\s*\Z",
+                           re.IGNORECASE)
+_SCALED_BEFORE = re.compile(r"\b(?:twice|double|triple|thrice|half|times)\s+(?:of\s+)?\$?\s*\Z", re.IGNORECASE)
+_SCALED_AFTER = re.compile(rf"\s*(?:{_VALUE_CHANGING}|percent\s+of|%\s*of|fold)\b", re.IGNORECASE)
+_BOUND_AFTER = re.compile(r"\s*(?:or\s+(?:more|less|fewer|greater|so)|at\s+(?:most|least))\b", re.IGNORECASE)
+# Words that join a number to the next one into one value: '1 in 4', '2 out of 5', '3 to 1', '5 per 2'.
+_JOINS_NUMBERS = re.compile(r"\s*(?:in|out\s+of|of|to|per|for\s+every|over|by|times|x)\s+\$?\d", re.IGNORECASE)
 # Words that begin an explanation: after them the value has ended, whatever numbers the explanation holds.
 _EXPLAINS = re.compile(r"(?:because|since|as|so|which|where|when|while|given|thus|hence|therefore|i\.e|e\.g)\b",
                        re.IGNORECASE)
@@ -299,11 +356,13 @@ def _starts_value(s):
                     s) is not None
 
 
-def _leading_value(s):
+def _leading_value(s, question=None):
     """The value at the start of a sentence, up to the prose that follows it: '12, since both agree' -> '12',
-    '12 in all' -> '12', '2/5 of the class' -> '2/5', '(G) none of these' -> '(G)'. Where the words after it
-    go on with numbers or make it a bound ('1 in 4', '12 in base 3', '12 or more') the value is not cut out:
-    the whole sentence is returned (and then usually does not parse)."""
+    '12 in all' -> '12', '2/5 of the class' -> '2/5', '(G) none of these' -> '(G)', '280/7 = 40 Mack saw an
+    average of 40 birds' -> '280/7 = 40' (the words restate it). Where the words after it go on with other numbers
+    or make it a bound ('1 in 4', '12 in base 3', '12 or more', '40 Mack saw 41 birds') the value is not cut out:
+    the whole sentence is returned (and then usually does not parse). Numbers the question gives are
+    context, not other values ('12 apples after 3 days' -> '12' when the question says '3 days')."""
     depth, i = 0, 0
     while i < len(s):
         p = _PIECE.match(s, i).group(0)
@@ -322,7 +381,7 @@ def _leading_value(s):
     if re.search(r"(?:[,;(]|\u2014|\s-+)\s*$", s[:i]) or _EXPLAINS.match(s, i) \
             or not (re.search(rf"\d|\b{_WORD}\b", clause, re.IGNORECASE) or _BOUNDS.search(clause)):
         return value or None
-    return s.strip()
+    return value if value and _restates(value, s[i:], question) else s.strip()
 
 
 def _spans_first(s):
@@ -333,12 +392,14 @@ def _spans_first(s):
     return None
 
 
-def _stated(text, mark, math_spans):
+def _stated(text, mark, math_spans, question=None):
     """What one answer statement states: the math span right after the marker; else its sentence (up to '. ',
     a newline or 'I hope it is correct', and, for a marker inside math or a {group}, up to where that ends),
     from the value right after the marker up to the prose after it; a sentence in prose ('The largest $n$ is
     34') gives the value after its first ' is ' that is followed by one, else its last math span, else its
-    last whole number."""
+    last whole number. A chain with words in it ends on its last value ('40 hours x $10/hour = $460' -> '460'),
+    and a statement that is the first of a few lines of working ends where they end ('4x + 12 = 48 / 4x = 36 /
+    x = 9' -> 'x = 9')."""
     end = mark.end() + MAX_ANSWER * 4
     k = bisect.bisect_right(math_spans, (mark.start(), math.inf)) - 1
     if k >= 0 and math_spans[k][0] <= mark.start() < math_spans[k][1]:   # '\[ \text{Answer: } 12 \]', '\(Answer: 12\)'
@@ -362,15 +423,22 @@ def _stated(text, mark, math_spans):
     sentence = sentence[:_closing_braces("{" + sentence + "}").get(0, len(sentence) + 1) - 1].strip()
     if len(sentence) > MAX_ANSWER:
         return None                                          # no answer is that long (and a cut one is a piece)
+    if "=" in sentence:
+        worked = _worked_value(tail, end >= len(text)) if _math_only(sentence) else None
+        if worked is False:
+            return None
+        chain = worked or _chain_end(sentence)
+        if chain:
+            return chain
     if _starts_value(sentence):
-        return _leading_value(sentence)
+        return _leading_value(sentence, question)
     bare = re.sub(r"\\text\{[^{}]*\}|" + _SPAN, " ", sentence, flags=re.DOTALL)
     if len(re.findall(r"[a-zA-Z]{3,}", bare)) < 2:       # not prose: 'either 3 or 5', 'twenty-five', 'Monday'
         return sentence.strip("$ ")
     for m in re.finditer(r" is ", sentence):                 # 'The largest $n$ is 34'
         rest = sentence[m.end():].lstrip()
         if _starts_value(rest):
-            return _spans_first(rest) or _leading_value(rest)
+            return _spans_first(rest) or _leading_value(rest, question)
     if " is " in sentence:
         return sentence.rsplit(" is ", 1)[1].strip("$ ")
     spans = re.findall(_SPAN, sentence, re.DOTALL)
@@ -434,10 +502,19 @@ def _rounds(decimal, exact):
         return False
 
 
-def _stated_answer(text, marks):
-    """The answer of the answer statements: the value they state; None if they state different values."""
+def _stated_answer(text, marks, question=None):
+    """The answer of the answer statements: the value they state; None if they state different values, or if
+    a worked value ('280/7 = 40', 'x = 9') is followed by a final sentence that names another one ('Mack saw an
+    average of 41 birds per day.')."""
     math_spans = _math_spans(text)
-    return _agreed([s for s in (_stated(text, m, math_spans) for m in marks) if s])
+    value = _agreed([s for s in (_stated(text, m, math_spans, question) for m in marks) if s])
+    if value is not None and "=" in value:
+        last = _last_statement(text)
+        if last and last[0] > marks[-1].end() and _is_prose(last[1]):
+            other = _only_number(last[1], question)
+            if other is not None and not is_equiv(other, value.rsplit("=", 1)[1]):
+                return None
+    return value
 
 
 def _agreed(stated):
@@ -449,173 +526,381 @@ def _agreed(stated):
     return values[0] if values else (stated[-1] if stated else None)
 
 
-def _run_on(text, firsts):
+def _run_on(text, firsts, question=None):
     """Where the text runs on, after its first answer (the least of firsts, the ends of the first box, answer
-    statement, answer block and 'A:' line), into a new question or turn (len(text) if it does not)."""
+    statement, answer block and 'A:' line), into a new exercise or problem of its own (len(text) if it does
+    not)."""
     first = min(firsts, default=None)
     if first is None:
         return len(text)
     m = _RUN_ON.search(text, first)
-    q = _INLINE_Q.search(text, first, m.start() if m else len(text)) if "Q:" in text or "Question:" in text else None
-    return (q or m).start() if q or m else len(text)
+    stop = m.start() if m else len(text)
+    q = _INLINE_Q.search(text, first, stop) if "Q:" in text else None
+    stop = q.start() if q else stop
+    return _new_problem(text, first, stop, question)
 
 
 def _answer_blocks(text):
-    """(start, end, content) of every outermost <answer>...</answer>, inner tags dropped; None if a tag is left
-    open (the completion was cut before its answer ended)."""
-    blocks, depth, start = [], 0, None
+    """(start, end, content) of every outermost <answer>...</answer>, inner tags dropped. A block left open at
+    the end is read when what it holds is complete: a nested block that ends the text is its answer ('<answer> So
+    ... (3000 / 1000) <answer> 3 </answer>'), and so is content that ends in a full stop, a closed box or math, or
+    a line break ('<answer> The answer is 1004.'). Else None: '<answer>14' was cut before its answer ended."""
+    blocks, depth, start, inner, opened = [], 0, None, [], None
     for m in _TAG.finditer(text):
         if not m.group(1):
-            start = m if depth == 0 else start
+            start, inner = (m, []) if depth == 0 else (start, inner)
+            opened = m if depth == 1 else opened
             depth += 1
         elif depth:                                            # a stray closing tag closes nothing
             depth -= 1
             if depth == 0:
                 blocks.append((start.start(), m.end(), _TAG.sub(" ", text[start.end():m.start()])))
-    return None if depth else blocks
+            elif depth == 1:
+                inner.append((opened.start(), m.end(), _TAG.sub(" ", text[opened.end():m.start()])))
+    if not depth:
+        return blocks
+    if depth > 1 or inner and text[inner[-1][1]:].strip():
+        return None
+    if inner:
+        return blocks + inner
+    content = text[start.end():]
+    if len(content) > 4 * MAX_ANSWER or not re.search(
+            r"(?:[.!]|\$|\\[)\]]|\\(?:boxed|fbox)\s*\{[^\n]*\})\s*\Z|\S[ \t]*\n\s*\Z", content):
+        return None
+    return blocks + [(start.start(), len(text), _TAG.sub(" ", content))]
 
 
-def _one_value(s):
+def _one_value(s, question=None):
     """The value a short statement states, or None: all of it when it begins with a value ('14 bags' -> 14,
-    '= $460' -> 460, '5800+3600=9400'), a word or two ('Monday'); in a sentence, the value after its first
-    ' is ' / ' are ' / ' equals ' that has one, else its only math span, else its only number ('She can fill 14
-    bags' -> 14). Two numbers without such a verb ('12 apples after 3 days') are no answer: which one is meant?"""
+    '= $460' -> 460, '5800+3600=9400'), a word or two ('Monday'); the last value of a chain that ends it ('40 hours
+    x $10/hour = $460.' -> 460); in a sentence, the value after its first ' is ' / ' are ' / ' equals ' that has
+    one, else its only math span, else its only number ('She can fill 14 bags' -> 14, 'Three trucks are needed'
+    -> 3). Two numbers without such a verb ('12 apples after 3 days') are no answer: which one is meant? With the
+    question, the numbers it gives are context ('14 bags with 2 lollipops in each' -> 14 when it gives 2)."""
     s = s.strip().rstrip(".!").strip().lstrip("=:").strip()
     if not s or len(s) > MAX_ANSWER:
         return None
     whole = re.fullmatch(rf"(?:{_SPAN})", s, re.DOTALL)               # '\[ \frac{14}{3} \]'
     if whole:
         return next(g for g in whole.groups() if g).strip()
+    chain = _chain_end(s) if "=" in s else None
+    if chain:
+        return chain
     if _starts_value(s):
-        return _ends(_leading_value(s), s)
+        return _ends(_leading_value(s, question), s, question)
     for m in re.finditer(r" (?:is|are|was|equals|=) ", s):
         rest = s[m.end():].lstrip()
         if _starts_value(rest):
-            return _ends(_spans_first(rest) or _leading_value(rest), rest)
+            return _ends(_spans_first(rest) or _leading_value(rest, question), rest, question)
     bare = re.sub(r"\\text\{[^{}]*\}|" + _SPAN, " ", s, flags=re.DOTALL)
     if len(re.findall(r"[a-zA-Z]{3,}", bare)) < 2:           # not prose: 'Monday', 'either 3 or 5'
         return s.strip("$ ")
     spans = re.findall(_SPAN, s, re.DOTALL)
     if spans:
         return next(g for g in spans[0] if g).strip() if len(spans) == 1 else None
-    numbers = _NUMBER.findall(s)
-    return numbers[0] if len(numbers) == 1 else None
+    return _only_number(s, question)
 
 
-def _ends(value, rest):
-    """The value, if nothing after it in its sentence holds a number: not 'x = 3, then y = 5', nor 'which is 16
-    ounces, ... a total of 6+8+16=30 ounces' (the value read there would be an intermediate one)."""
-    return value if value and len(re.findall(r"\d+", rest)) <= len(re.findall(r"\d+", value)) else None
+def _ends(value, rest, question=None):
+    """The value, if nothing after it in its sentence holds another number: not 'x = 3, then y = 5', nor 'which is
+    16 ounces, ... a total of 6+8+16=30 ounces' (the value read there would be an intermediate one)."""
+    if not value or len(re.findall(r"\d+", rest)) <= len(re.findall(r"\d+", value)):
+        return value
+    at = rest.find(value)
+    return value if at >= 0 and _restates(value, rest[at + len(value):], question) else None
 
 
-def _container_value(content):
+def _container_value(content, question=None):
     """What an <answer> block without a box or answer line inside states: its last sentence that holds a number
     or math ('<answer>She can fill 14 bags</answer>' -> 14), read by _one_value."""
     if len(content) > 4 * MAX_ANSWER:
         return None
     parts = [x for x in re.split(r"(?<=[.!?])\s+|\n", content) if x.strip()]
-    valued = [x for x in parts if re.search(r"[\d\\$]", x)]
-    return _one_value((valued or parts or [""])[-1])
+    for k in range(len(parts) - 1, 0, -1):                  # 'Mr. Sylas', '80 lbs. of carrots' end no sentence
+        if _ABBREVIATION.search(parts[k - 1][:-1]) and parts[k - 1].endswith("."):
+            parts[k - 1:k + 1] = [parts[k - 1] + " " + parts[k]]
+    valued = [x for x in parts if _holds_number(x)]
+    last = (valued or parts or [""])[-1]
+    concludes = _CONCLUDES.match(last)
+    return _one_value(last[concludes.end():] if concludes else last, question)
 
 
-# A courtesy line after the conclusion says nothing about the answer.
-_CLOSER_LINE = re.compile(r"(?:\bI\s+)?\bhope\s+(?:this|that|it)\s+(?:helps|is\s+correct)[.!]*\Z", re.IGNORECASE)
-
-
-def _concluding(text):
+def _concluding(text, question=None):
     """The value of a final sentence that concludes without a marker ('So Josh made a profit of $70,000.',
-    'Thus the value of $x$ is $\\frac{14}{3}$'), read by _one_value; None unless the text ends there with a full
-    stop or closed math (a completion cut off mid-sentence has no answer)."""
+    'Thus the value of $x$ is $\\frac{14}{3}$'), read by _one_value. With the question, a final
+    sentence in prose need not begin with 'So': its one number that the question does not give is its value ('5
+    cars drove through the traffic jam in the first 15 minutes.' -> 5 when the question asks about 'the first 15
+    minutes'). None unless the text ends there (or in a note, a courtesy or code after it) with a full stop or
+    closed math: a completion cut off mid-sentence has no answer."""
+    last = _last_statement(text)
+    if last is None or len(last[1]) > MAX_ANSWER:
+        return None
+    sentence = last[1]
+    concludes = _CONCLUDES.match(sentence)
+    if concludes:
+        return _one_value(sentence[concludes.end():], question)
+    if question is None or not _is_prose(sentence):
+        return None
+    return (_chain_end(sentence) if "=" in sentence else None) or _only_number(sentence, question)
+
+
+# What may follow the final statement without changing it: code, a note or caveat, a courtesy (and none of them
+# holds a number: 'Note: if 3 were lost he would have 9.' is another statement).
+_TRAILING = re.compile(r"\s*(?:code omitted|notes?\b|remark|caveat|this (?:assumes|is assuming)|assuming\b|"
+                       r"(?:I\s+)?hope\s+(?:this|that|it)|let me know|feel free|if you have|please let|good luck|"
+                       r"thanks?\b|have a (?:nice|great|good))", re.IGNORECASE)
+
+
+# A full stop after these ends no sentence: 'Mr. Sylas adds four', '80 lbs. of carrots', 'J. K. Rowling'.
+_ABBREVIATION = re.compile(r"(?:\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Prof|vs|etc|approx|lbs?|oz|ft|yds?|hrs?|mins?|secs?|yrs?|"
+                           r"sq|cu|No|Fig|Eq|e\.g|i\.e)|(?<![A-Za-z])[A-Z])\Z")
+
+
+def _holds_number(s):
+    return re.search(r"[\d\\$]", s) is not None or any(w.lower() in _NUMBER_WORD_SET for w in _LETTERS.findall(s))
+
+
+def _last_statement(text):
+    """(start, sentence) of the text's final statement: its last sentence that holds a number or math, where
+    what follows it is only a note, a courtesy or code without numbers ('So Sam has 12 marbles.\n\nNote: this
+    assumes none were lost.'). None unless the text ends with a full stop or closed math (a completion cut off
+    mid-sentence has no answer), or where the sentence is thousands of characters long."""
     t = text.rstrip()
-    closer = _CLOSER_LINE.search(t[-80:])                     # 'So she needs 20 more cups. I hope this helps!'
-    t = t[:len(t) - len(t[-80:]) + closer.start()].rstrip() if closer else t
     if not re.search(r"(?:[.!]|\$|\\[)\]])$", t):
         return None
-    tail = t[-2 * MAX_ANSWER:]
+    tail = t[-4 * MAX_ANSWER:]
     spans = _math_spans(tail)
     starts = [a for a, _, _ in spans]
 
     def in_math(i):                                           # '$3.5 \text{ m}. $' does not end a sentence
         k = bisect.bisect_right(starts, i) - 1
         return k >= 0 and i < spans[k][1]
-    ends = [m.end() for m in re.finditer(r"\n|[.!?](?=\s)", tail) if not in_math(m.start())]
-    if not ends and len(t) > len(tail):
-        return None                                            # a 'sentence' thousands of characters long
-    sentence = tail[ends[-1] if ends else 0:]
-    m = _CONCLUDES.match(sentence)
-    return _one_value(sentence[m.end():]) if m and len(sentence) <= MAX_ANSWER else None
+    ends = [0] + [m.end() for m in re.finditer(r"\n|[.!?](?=\s)", tail) if not in_math(m.start())
+                  and not _ABBREVIATION.search(tail, max(0, m.start() - 8), m.start())] + [len(tail)]
+    pieces = [(a, b) for a, b in zip(ends, ends[1:]) if tail[a:b].strip()]
+    k = len(pieces) - 1
+    while k >= 0 and not _holds_number(tail[pieces[k][0]:pieces[k][1]]):
+        k -= 1
+    if k < 0 or pieces[k][0] == 0 and len(t) > len(tail):
+        return None                                            # no number, or a 'sentence' thousands of characters long
+    a, b = pieces[k]
+    if tail[b:].strip() and not _TRAILING.match(tail, b):
+        return None                                            # 'So she has 12 apples. Next we find how many ...'
+    return len(t) - len(tail) + a, tail[a:b].strip()
+
+
+def _is_prose(s):
+    """A sentence in words (at least two of three letters or more outside math), not a formula or a bare value."""
+    words = re.sub(r"\\[a-zA-Z]+(?:\{[^{}]*\})?|" + _SPAN, " ", s, flags=re.DOTALL)
+    return len(re.findall(r"[a-zA-Z]{3,}", words)) >= 2
+
+
+def _math_only(s):
+    """No words in it, only numbers, operators, single-letter names and LaTeX: '4x + 12 = 48', '$x = 9$'."""
+    return re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}", re.sub(r"\\text\s*\{[^{}]*\}", " ", s)) is None
+
+
+def _number_value(token):
+    """The exact value of a number written in prose ('1,000', '3.5', '2/5', 'twenty-five'), or None."""
+    t = token.strip().replace(",", "")
+    try:
+        if re.fullmatch(r"[-+]?\d+(?:\.\d+)?", t):
+            return Fraction(t)
+        if "/" in t:
+            n, d = (Fraction(x.strip()) for x in t.split("/"))
+            return n / d if d else None
+        m = _NUMBER_WORDS.match(t)
+        return Fraction(int(_number_words(t))) if m and m.end() == len(t) else None
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def _numbers_in(s):
+    """[(start, end, text, value, working)] for every number in a prose sentence, in digits or in words ('twenty-five',
+    'one hundred and three'); working: followed by more arithmetic and an '=' ('48 + 24 = 72': 48 and 24 are
+    working, 72 is the result). 'one' as a pronoun is not a number."""
+    spans, run = [(m.start(), m.end()) for m in _NUMBER.finditer(s)], None
+    for m in _LETTERS.finditer(s):                  # words by a set lookup: a regex of every number word is slow
+        if m.group(0).lower() not in _NUMBER_WORD_SET:
+            continue
+        if run and _JOINS_WORDS.fullmatch(s, run[1], m.start()):
+            run[1] = m.end()
+            continue
+        if run:
+            spans.append(tuple(run))
+        run = [m.start(), m.end()]
+    if run:
+        spans.append(tuple(run))
+    out = []
+    for a, b in sorted(spans):
+        if s[a:b].lower() == "one" and (_PRONOUN_ONE.search(s, max(0, a - 12), a)
+                                        or re.match(r"\s+(?:of|another|by)\b", s[b:b + 12], re.IGNORECASE)):
+            continue
+        value = _number_value(s[a:b])
+        if value is not None:
+            out.append((a, b, s[a:b], value, _BEFORE_EQUALS.match(s, b, b + 200) is not None))
+    return out
+
+
+@functools.lru_cache(maxsize=256)     # the G replies of a group share their question
+def _given(question):
+    """The question's numbers, context for a prose answer: (all of them, those of its sentence that asks)."""
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+|\n", question) if x.strip()]
+    ask = next((x for x in reversed(sentences) if "?" in x), sentences[-1] if sentences else "")
+    return frozenset(n[3] for n in _numbers_in(question)), frozenset(n[3] for n in _numbers_in(ask))
+
+
+def _only_number(s, question=None):
+    """The one number a prose sentence states, or None: 'She can fill 14 bags' -> '14', 'Three trucks are
+    needed.' -> '3'. Numbers that an '=' follows are working ('48 + 24 = 72 clips' -> '72'). With the question,
+    a number it gives is context: '14 bags with 2 lollipops in each' -> '14' when it gives the 2;
+    if the question gives every number of the sentence, the one that the question's own asking sentence does not
+    hold ('5 cars drove through in the first 15 minutes' -> '5' for '... how many cars drove through in the first
+    15 minutes?'). Alternatives or a range ('5 or 6 cars'), a denial ('2 bags, not 14') and a bound next to the
+    number ('at least 5') state no single value."""
+    if len(s) > MAX_ANSWER or _ALTERNATIVES.search(s) or _NEGATION.search(s) or question is not None and " or " in s:
+        return None
+    found = [n for n in _numbers_in(s) if not n[4]]
+    if question is not None:
+        known, asked = _given(question)
+        fresh = [n for n in found if n[3] not in known]
+        echoes = any(n[3] in asked for n in found)              # it restates the asking sentence's numbers
+        found = fresh or echoes and [n for n in found if n[3] not in asked]
+    if not found or len({n[3] for n in found}) != 1:
+        return None
+    start, end, text, value, _ = found[0]
+    if _BOUND_BEFORE.search(s, max(0, start - 30), start) or _BOUND_AFTER.match(s, end) \
+            or _SCALED_BEFORE.search(s, max(0, start - 30), start) or _SCALED_AFTER.match(s, end):
+        return None                                            # 'at least 5', '5 or more', 'twice 6', '6 times'
+    number = text if re.match(r"[-+\d]", text) else str(value)
+    return number + "%" if re.match(r"\s*(?:\\?%|percent\b)", s[end:end + 12]) else number
+
+
+def _restates(value, rest, question=None):
+    """Do the words after a value restate it rather than state another one? Every number in them is the value
+    itself or one the question gives ('280/7 = 40' then 'Mack saw an average of 40 birds'; '12' then 'apples
+    after 3 days' when the question says 3 days). Never when they join a number to it ('1 in 4', '2 out of 5'),
+    bound it, offer an alternative or deny something."""
+    if _JOINS_NUMBERS.match(rest) or _BOUNDS.search(rest) or _ALTERNATIVES.search(rest) or _NEGATION.search(rest) \
+            or re.search(rf"\b{_VALUE_CHANGING}\b", rest, re.IGNORECASE):
+        return False                                           # '9 eggs times 2 dollars' goes on computing
+    last = _numbers_in(value.rsplit("=", 1)[-1])
+    own = last[-1][3] if last else None
+    found = [n[3] for n in _numbers_in(rest)]
+    return bool(found) and all(v == own or question is not None and v in _given(question)[0] for v in found)
+
+
+# The value a chain ends its statement on: '= $460.', '= 14 bags', '= 129,200', '= 25%'; after it only up to four
+# words (a unit, 'in total'), none of which goes on with the value ('or', 'more', 'times', ...).
+_CHAIN_END = re.compile(r"=\s*(?:\\?\$)?\s*(-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?)\s*(\\?%|percent\b)?"
+                        r"((?:\s*[A-Za-z][A-Za-z'-]*\.?){0,4})\s*\Z")
+_SEPARATOR = re.compile(r"[,;](?=\s)|\b(?:and|or|then|so|but|while)\b", re.IGNORECASE)
+
+
+def _chain_end(s):
+    """The value an arithmetic chain ends a statement on, or None. A chain of numbers and names only is returned
+    whole, so that the parser checks it ('76,000 + 53,200 = 129,200' -> 129200; '5 + 7 = 13' is refused); one with
+    words in it ('40 hours x $10 / hour + 5 hours x 1.2 x $10/hour = $460') gives its last value. Two equations
+    are two values ('x = 3, y = 5', '40 x 10 = 400 and 5 x 12 = 60'), unless the second computes on from the
+    first's result ('30 - 2 = 28, and 28 / 2 = 14' -> 14)."""
+    j = s.rfind("=")
+    m = _CHAIN_END.match(s, j) if j >= 0 else None
+    if not m or any(w.lower() in ("or", "and", "to", "plus", "minus", "times", "over") or _BOUNDS.fullmatch(w)
+                    for w in m.group(3).split()):
+        return None
+    first = j                                                   # the first '=' of the last chain
+    while True:
+        k = s.rfind("=", 0, first)
+        if k < 0 or _SEPARATOR.search(s, k + 1, first):
+            break
+        first = k
+    cut = [x.end() for x in _SEPARATOR.finditer(s, 0, first)]
+    start = cut[-1] if cut else 0
+    if "=" in s[:start]:                                        # an earlier equation in the same sentence
+        previous = re.match(r"=\s*(?:\\?\$)?\s*(-?\d+(?:,\d{3})*(?:\.\d+)?)", s[s.rfind("=", 0, start):start])
+        lhs = re.sub(r"(?<=\d)\s*[x\u00d7]\s*(?=\$?\d)", "*", s[start:first])      # '9 x $2': x is times
+        if not previous or re.search(r"[A-Za-z]", lhs) \
+                or previous.group(1) not in re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", lhs):
+            return None
+    chain = s[start:].strip()
+    if _math_only(chain.replace("$", "")) and not m.group(3).strip():
+        return re.sub(r"(?<=\d)\s*[x\u00d7]\s*(?=\$?\d)", r" \\times ", chain)
+    return m.group(1) + ("%" if m.group(2) else "")
+
+
+def _worked_value(tail, ends_text):
+    """A statement that is the first of a few lines of working ends where they end: '4x + 12 = 48', '4x = 36',
+    'x = 9' -> 'x = 9'; '2 + 3 = 5', '5 + 4 = 9' -> '5 + 4 = 9'. Only where the working runs to the end of the
+    text or to one last sentence (which _stated_answer checks); False (no answer at all) for working that ends on
+    two values ('x = 9', 'y = 4'; 'x = 3', 'x = 5'); None where the statement is not followed by working."""
+    lines, rest = [], ""
+    for k, line in enumerate(tail.split("\n")):
+        bare = line.strip().strip("$").strip()
+        bare = re.sub(r"^\\\[|\\\]$|^\\\(|\\\)$", "", bare).strip()
+        if not bare:
+            continue
+        if "=" in bare and _math_only(bare) and len(bare) <= 200 and len(lines) < 12:
+            lines.append(bare.rstrip("."))
+            continue
+        rest = "\n".join(tail.split("\n")[k:])
+        break
+    else:
+        if not ends_text:
+            return None
+    if len(lines) < 2 or len(re.findall(r"(?<=[.!?])\s|\n", rest.strip())) > 1:
+        return None
+    named = [re.fullmatch(r"((?:\\[a-zA-Z]+|[A-Za-z])(?:_\{?\w+\}?)?)\s*=\s*-?[\d.]+(?:\s*/\s*\d+)?", x) for x in lines]
+    final = named[-1]
+    if final is None and not re.fullmatch(r"[-+*/()\d.\s=\\a-z{}^]*=\s*-?[\d.]+", lines[-1]):
+        return None
+    if final is not None and any(n is not None and (n.group(1) != final.group(1)
+                                                    or not is_equiv(n.group(0), final.group(0))) for n in named[:-1]):
+        return False                                           # 'x = 9', 'y = 4' or 'x = 3', 'x = 5': two values
+    if final is None and any(n is not None for n in named):
+        return False
+    return lines[-1]
+
+
+# A paragraph that opens a new problem of the model's own after its first answer: it starts with a word that is
+# not a reflection on the answer ('Wait', 'Let me check', 'So', ...), it asks something ('How many ...?', 'Find
+# ...'), and most of its words are new to the reply and the question (a re-check reuses them).
+_REFLECTS = re.compile(r"(?:wait|but|however|hmm+|let|let's|check|checking|verify|verifying|verification|so|therefore|"
+                       r"thus|hence|note|actually|alternatively|also|now|since|because|this|that|these|those|it|i|i'm|"
+                       r"we|our|my|yes|no|oh|oops|double|correct|final|answer|step|first|then|next|to|here|recall|"
+                       r"remember|looking|again|well|okay|ok|great|sure|indeed|in|on|for|from|after|before|using|with|"
+                       r"by|as|explanation|reasoning|solution|proof|summary|is|are|does|did|do|was|can|could|should|"
+                       r"would|will|if|what|how|why)\b", re.IGNORECASE)
+_ASKS = re.compile(r"\?|\b(?:Find|Compute|Calculate|Determine|Evaluate|Simplify|Solve|Express|Show|Prove)\b")
+_COMMON = set("that this with from have does much many what when which will would there their they them each then "
+              "than into more some total what your were been also only just like make made find many much".split())
+
+
+def _new_problem(text, first, stop, question):
+    """Where the text starts a new problem of its own after its first answer (ends at `first`), before `stop`;
+    `stop` if it does not."""
+    start = text.find("\n", first, stop)
+    if start < 0:
+        return stop
+    window = text[start:min(stop, start + 20 * MAX_ANSWER)]
+    seen = {w[:4] for w in re.findall(r"[a-z]{4,}", (text[max(0, first - 20 * MAX_ANSWER):first]
+                                                      + " " + (question or "")).lower())}
+    for k, m in enumerate(re.finditer(r"\n[ \t]*(?=([A-Z][A-Za-z']*))", window)):
+        if k >= 30:
+            break
+        if _REFLECTS.fullmatch(m.group(1)):
+            continue
+        para = window[m.end():m.end() + MAX_ANSWER].split("\n\n")[0]
+        if not _ASKS.search(para):
+            continue
+        words = [w[:4] for w in re.findall(r"[a-z]{4,}", para.lower()) if w not in _COMMON]
+        if len(words) >= 4 and sum(w not in seen for w in words) >= 0.6 * len(words):
+            return start + m.start()
+    return stop
 
 
 def _marks(text):
     return [m for m in _MARKER.finditer(text)
             if m.group("heading") is None or _HEADING.search(text, max(0, m.start() - 80), m.start())]
-
-
-def extract_answer(text):
-    """The final answer a completion commits to, or None (see the module docstring for the rules)."""
-    if not isinstance(text, str) or len(text) > MAX_TEXT or "\x00" in text:
-        return None
-    if "<think>" in text or "</think>" in text:
-        if "</think>" not in text:
-            return None                                  # still thinking: no answer yet
-        text = text.rsplit("</think>", 1)[1]
-    text = re.sub(r"<<[^<>\n]*>>", "", text)              # GSM8K's calculator notes: 'is <<3*4=12>>12'
-    text = _ITALIC.sub(r"\1", _EMPHASIS.sub("", text))
-    if "```" in text:                   # code is not a statement; only a completion with no answer outside its
-        # code blocks is read with them, as before. Words stand in for the code, so that boxes on both sides
-        # of it still have text between them (two different ones are a hedge, not a list).
-        return _read(_CODE.sub("\ncode omitted\n", text)) or _read(text)
-    return _read(text)
-
-
-def _read(text):
-    """extract_answer after the text is prepared (thoughts, calculator notes, emphasis and code dropped)."""
-    boxes, marks = _boxes(text), _marks(text)
-    blocks = _answer_blocks(text) if "<answer>" in text else []
-    if blocks is None or len(blocks) > 4 * MAX_ITEMS:
-        return None
-    if blocks:            # a block is read as a whole, like a box: what is inside it is not read again
-        starts = [a for a, _, _ in blocks]
-
-        def outside(i):
-            k = bisect.bisect_right(starts, i) - 1
-            return k < 0 or i >= blocks[k][1]
-        boxes, marks = [b for b in boxes if outside(b[0])], [m for m in marks if outside(m.start())]
-    lines = [m for m in _A_LINE.finditer(text) if len(m.group(1)) <= MAX_ANSWER and _starts_value(m.group(1))] \
-        if "A:" in text else []
-    cut = _run_on(text, [x[1] for x in (boxes[:1] + blocks[:1])] + [m.end() for m in (marks[:1] + lines[:1])])
-    text, boxes, marks = text[:cut], [b for b in boxes if b[1] <= cut], [m for m in marks if m.end() <= cut]
-    blocks, lines = [b for b in blocks if b[1] <= cut], [m for m in lines if m.end() <= cut]
-    if len(boxes) > 4 * MAX_ITEMS or not boxes and len(marks) > 4 * MAX_ITEMS or len(lines) > 4 * MAX_ITEMS:
-        return None
-    if blocks:
-        read = [(a, b, _block_answer(c)) for a, b, c in blocks]
-        boxes = sorted(boxes + [(a, b, v if v is not None else c) for (a, b, v), (_, _, c) in zip(read, blocks)])
-    if boxes:
-        ans = _boxed_answer(text, boxes)
-        if ans is not None and marks and not blocks and not _parses(ans):   # a box that holds no answer in the
-            stated = _stated_answer(text, marks)                 # reasoning ('\boxed{\langle H \rangle \ll \Delta E}')
-            ans = stated if stated is not None and _parses(stated) else ans   # does not hide 'Answer: D'
-    elif marks:
-        ans = _stated_answer(text, marks)
-    elif lines and lines[-1].end() == len(text.rstrip()):      # a last line 'A: 18'
-        ans = _agreed([v for v in (_leading_value(m.group(1).strip().rstrip(".")) for m in lines) if v])
-    elif len(text.strip()) <= 40 and "\n" not in text.strip() and not re.search(r"\\(boxed|fbox)", text):
-        ans = text.strip().rstrip(".").strip().strip("$").strip()
-        ans = _concluding(text) or ans                                # 'In total, 5 + 7 = 12 apples.'
-    else:
-        ans = _concluding(text)
-    return ans if ans else None
-
-
-def _block_answer(content):
-    """The answer an <answer> block holds: its box or answer line if it has one, else what it states."""
-    boxes, marks = _boxes(content), _marks(content)
-    if len(boxes) > 4 * MAX_ITEMS or len(marks) > 4 * MAX_ITEMS:
-        return None
-    if boxes:
-        return _boxed_answer(content, boxes)
-    return _stated_answer(content, marks) if marks else _container_value(content)
 
 
 # -----------------------------------------------------------------------------
@@ -644,10 +929,6 @@ _UNITS = (r"(?:dollars?|cents?|units?|degrees?|cm|mm|km|m|meters?|inches|inch|fe
 # A doubled backslash before a command is an escaping accident ('\\frac' for '\frac'), not a row break.
 _DOUBLED = re.compile(r"(?<!\\)\\\\(?=(?:frac|dfrac|tfrac|sqrt|left|right|boxed|pi|le|ge|leq|geq|lt|gt|cdot|"
                       r"times|text|mathrm|infty|in|cup|pm|sin|cos|tan|log|ln|begin|end)(?![a-zA-Z]))")
-_WORDS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve thirteen "
-                                      "fourteen fifteen sixteen seventeen eighteen nineteen".split())}
-_WORDS.update({w: 10 * i for i, w in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2)})
-_WORD = "(?:" + "|".join([*_WORDS, "hundred", "thousand", "million"]) + ")"
 _NUMBER_WORDS = re.compile(rf"^{_WORD}(?:[\s-]+(?:and\s+)?{_WORD})*\b", re.IGNORECASE)
 
 
@@ -707,6 +988,10 @@ def normalize(s):
                r"textsf)\s*\{", r"\\text{", s)
     s = re.sub(r"\\text\s+\{", r"\\text{", s)
     s = s.replace("\\$", "").replace("$", "")
+    if "," in s:
+        s = _thousands_in_arithmetic(s)
+    if "d" in s:
+        s = _leibniz(s)
     s = re.sub(r">=|\\geqslant", r"\\ge ", s)
     s = re.sub(r"<=|\\leqslant", r"\\le ", s)
     s = s.replace("!=", r"\ne ").replace(r"\lt", "<").replace(r"\gt", ">")
@@ -730,6 +1015,7 @@ def normalize(s):
         s = re.sub(r"(?<=[\d}])\s*\\text\{\s*[a-zA-Z][a-zA-Z\s.]*\}(\^\{?-?\d+\}?)?(?=\s*[,)\]])", "", s)
     s = re.sub(r"(?<=[\d}])\s*(?:\b" + _UNITS + r"\b\s*)+(\^\{?-?\d+\}?)?\.?\s*$", "", s)
     s = re.sub(rf"^(-?\d[\d,]*(?:\.\d+)?)\s+(?!{_VALUE_CHANGING}\b)(?:[a-zA-Z]{{3,}}\.?\s*){{1,4}}$", r"\1", s)
+    s = _GLUED_UNIT.sub(r"\1", s)                                       # '72Mb', '5kg', '60 mph'
     s = re.sub(r"\\AA\b", "", s)
     if re.fullmatch(r"\s*-?\d{1,3}(,\d{3})+(\.\d+)?\s*", s):            # 1,000 (a bare number only)
         s = s.replace(",", "")
@@ -743,6 +1029,39 @@ def normalize(s):
     s = re.sub(r"\\frac\s*(\{[^{}]*\})\s*(\d)", r"\\frac\1{\2}", s)
     s = re.sub(r"\\sqrt\s*(\d)", r"\\sqrt{\1}", s)                     # \sqrt2
     return _unwrap(s.strip().rstrip(".\\").strip()), percent
+
+
+# A unit abbreviation of two or more letters right after a number ('72Mb', '5kg', '3 km'): single letters ('2x',
+# '5m') stay, as they may be variables.
+_GLUED_UNIT = re.compile(r"^(-?\d[\d,]*(?:\.\d+)?)\s*(?:[kMGT]?[bB](?:ps)?|[kMGT]B|[kmcnµu]?m|[kmµ]?g|mL|ml|[kmµn]?s|"
+                         r"hrs?|mins?|secs?|mph|kph|km/h|m/s|ft|yds?|lbs?|oz|gal|[kMG]?Hz|[kMG]?W|kWh|mAh|[kM]?J|kN|"
+                         r"[kM]?Pa|atm|mol|[kMG]?eV|k?cal)(?<=[a-zA-Z]{2}|/[a-z])(?:\^\{?-?\d\}?)?\.?$")
+_GROUPED = re.compile(r"\d+(?:,\d+)+")
+
+
+def _thousands_in_arithmetic(s):
+    """'76,000 + 53,200 = 129,200' -> '76000 + 53200 = 129200': in arithmetic every comma between digit groups of
+    three is a thousands separator, when no other comma stands in the answer (a list '1,000, 2' is left alone)."""
+    groups = _GROUPED.findall(s)
+    if groups and all(re.fullmatch(r"\d{1,3}(?:,\d{3})+", g) for g in groups) and "," not in _GROUPED.sub("", s) \
+            and re.search(r"[=+*/]|\\times|\\cdot|\d\s*-\s*\d", s):
+        return _GROUPED.sub(lambda m: m.group(0).replace(",", ""), s)
+    return s
+
+
+_LEIBNIZ_FRAC = re.compile(r"\\frac\s*\{\s*(?:d|\\text\{d\})\s*(?:\^\s*\{?\s*(2)\s*\}?)?\s*(\\[a-zA-Z]+|[A-Za-z])"
+                           r"\s*\}\s*\{\s*(?:d|\\text\{d\})\s*([a-z])\s*(?:\^\s*\{?\s*2\s*\}?)?\s*\}")
+_LEIBNIZ_SLASH = re.compile(r"(?<![A-Za-z\\])d\s*(?:\^\s*\{?(2)\}?)?\s*(\\[a-zA-Z]+|[A-Za-z])\s*/\s*d\s*([a-z])"
+                            r"(?:\^\s*\{?2\}?)?(?![A-Za-z])")
+
+
+def _leibniz(s):
+    """A derivative in Leibniz notation as the parser's derivative names: '\\frac{d\\omega}{dt}' and 'd\\omega/dt'
+    are '\\dot{\\omega}', '\\frac{d^2x}{dt^2}' is '\\ddot{x}', '\\frac{dy}{dx}' is y'."""
+    def name(m):
+        order, f, t = m.group(1), m.group(2), m.group(3)
+        return (f"\\{'dd' if order else 'd'}ot{{{f}}}" if t == "t" else f + ("''" if order else "'")) + " "
+    return _LEIBNIZ_SLASH.sub(name, _LEIBNIZ_FRAC.sub(name, s))
 
 
 def _without_condition(s):
@@ -779,7 +1098,8 @@ _FUNCS = {"sin": sp.sin, "cos": sp.cos, "tan": sp.tan, "sec": sp.sec, "csc": sp.
 _INVERSE = {"sin": sp.asin, "cos": sp.acos, "tan": sp.atan}            # \sin^{-1} x is arcsin x
 _TOKEN = re.compile(r"""
     (?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+(?![a-zA-Z]))?|\.\d+)
-  | (?P<cmd>\\[a-zA-Z]+|\\\\|(?:arc)?(?:sin|cos|tan)h?(?![a-zA-Z])|(?:sec|csc|cot|ln|log|exp)(?![a-zA-Z]))
+  | (?P<cmd>\\[a-zA-Z]+|\\\\|(?:arc)?(?:sin|cos|tan)h?(?![a-zA-Z])|(?:sec|csc|cot|ln|log|exp|sqrt)(?![a-zA-Z])
+          |(?<![a-zA-Z])pi(?![a-zA-Z]))
   | (?P<letter>[a-zA-Z])
   | (?P<sym>[-+*/^_()\[\]{},=<>!|&;:'])
   | (?P<space>\s+)
@@ -1056,7 +1376,7 @@ class _Parser:
         if name in _GREEK:
             return self.name(name)
         if name in _ACCENTS:
-            return self.name(f"{name}({self.raw_arg()})")
+            return self.name(f"{name}({self.raw_arg().lstrip(chr(92))})")
         if name == "angle":                     # \angle ABC: the angle's name
             return self.atom()
         if name == "binom":
@@ -1217,6 +1537,9 @@ def _computes(members):
         not isinstance(m, tuple) and not isinstance(m, sp.MatrixBase) and m.is_number for m in members[1:])
 
 
+_PROSE = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{3,}\s+[A-Za-z]{3,}\s+[A-Za-z]{3,}(?![A-Za-z])")
+
+
 @functools.lru_cache(maxsize=4096)   # the same answer is parsed again and again: a gold once per sample of its
 def parse(s):                        # group, a box once to see that it holds a value and once to compare it
     """Answer string -> (value, had_percent); value as in _Parser, ('choice', letter) or ('letters', text,
@@ -1224,9 +1547,10 @@ def parse(s):                        # group, a box once to see that it holds a 
     s, percent = normalize(s)
     if not s:
         raise Refuse("empty")
-    letter = re.fullmatch(r"\(\s*([A-J])\s*\)(?:\s.*)?|([A-J])(?:\s*[.:)](?:\s.*)?)?",   # A-J: MMLU-Pro has ten
-                          re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s), re.DOTALL)
-    if letter:                                                     # 'B', '(B)', '\text{G: none}', '(G) none', 'G) x'
+    bare = re.sub(r"\\text\{\s*([^{}]*?)\s*\}", r"\1", s)
+    letter = re.fullmatch(r"\(\s*([A-J])\s*\)(?:\s.*)?|([A-J])(?:\s*[.:)](?:\s.*)?)?", bare, re.DOTALL)   # MMLU-Pro
+    if letter and not _ANOTHER_OPTION.search(bare, letter.end(letter.lastindex) + 1):    # not '(A) or (B)'
+        # 'B', '(B)', '\text{G: none}', '(G) none', 'G) x'
         return ("choice", letter.group(1) or letter.group(2)), False
     word = re.fullmatch(r"\\text\{([A-Za-z][A-Za-z ,'-]*)\}|([A-Za-z][A-Za-z ]*[A-Za-z])", s)
     if word:                                                       # 'Monday', '\text{no solution}'
@@ -1234,11 +1558,59 @@ def parse(s):                        # group, a box once to see that it holds a 
         if word.group(2) and re.fullmatch(r"[A-Za-z]+|[A-Za-z](?: [A-Za-z])+", s):   # 'pq', 'p q': also a product
             return ("letters", text, sp.Mul(*(sp.Symbol(c) for c in s if c != " "))), False
         return text, False
+    if _PROSE.search(s):
+        raise Refuse("prose")                 # '12 distinct arithmetic sequences that ...': not a product of letters
     return _Parser(tokenize(s)).parse(), percent
 
 
 # -----------------------------------------------------------------------------
 # Equivalence
+
+
+def is_equiv(pred, gold):
+    """Are two final answers mathematically the same (the policies: docs/checker.md)."""
+    if not isinstance(pred, str) or not isinstance(gold, str) or "\x00" in pred + gold:
+        return False
+    if len(pred) > MAX_ANSWER or len(gold) > MAX_ANSWER:
+        return False
+    if pred.strip() == gold.strip():
+        return True
+    options = _option(pred), _option(gold)
+    if all(options) and not (options[0][1] and options[1][1]):      # '(d) $\theta^{-2}$' for the gold '(d)'
+        return options[0][0] == options[1][0]
+    try:
+        a, pa = parse(pred)
+        b, pb = parse(gold)
+        rng = _Probes(0)                        # probing points are fixed: the same call, the same verdict
+        if _equal(a, b, rng):
+            return True
+        renamed = _renamed_constant(a, b)       # 'y = Ce^{2x} + x' for 'y = x + ce^{2x}'
+        if renamed is not None and _equal(renamed, b, rng):
+            return True
+        # percent: '50\%' may stand for 50 (done above) or for 50/100; a bare number is never rescaled.
+        if pa and _kind(a) == "expr" and _equal(a / 100, b, rng):
+            return True
+        return bool(pb and _kind(b) == "expr" and _equal(a, b / 100, rng))
+    except Exception:                 # Refuse, or one of sympy's many errors on odd input: no parse
+        try:
+            return re.sub(r"\s+", "", normalize(pred)[0]) == re.sub(r"\s+", "", normalize(gold)[0])
+        except Exception:
+            return False
+
+
+# An option letter, bare ('D', '(d)', '\\text{(D)}') or with its content ('(d) \\theta^{-2}'); lower case only
+# in parentheses ('d' alone is a variable). Content that names another option ('(A) or (B)') is a hedge, not one.
+_OPTION = re.compile(r"\s*(?:\\text(?:bf)?\s*\{\s*)?(?:\(\s*([A-Ja-j])\s*\)|([A-J]))\s*\}?(?:(?<=\))\s+(\S.*?))?\s*",
+                     re.DOTALL)
+_ANOTHER_OPTION = re.compile(r"\(\s*[A-Ja-j]\s*\)|(?:^|\s)[A-J][.)](?:\s|$)|\bor\s+\(?[A-Ja-j]\b")
+
+
+def _option(s):
+    """(letter, whether content follows it) for an option answer, else None."""
+    m = _OPTION.fullmatch(s)
+    if not m or m.group(3) and _ANOTHER_OPTION.search(m.group(3)):
+        return None
+    return (m.group(1) or m.group(2)).upper(), bool(m.group(3))
 
 
 def _kind(v):
@@ -1276,16 +1648,17 @@ def _assignment(v):
 
 def _real_set(v):
     """(variable, the set of reals it describes) for an interval, a union, an inequality or chain in one
-    name, or 'name \\in set'; None for anything else."""
+    name, or 'name \\in set'; None for anything else. A set is a tuple of disjoint intervals (see _pieces):
+    sympy's own sets and solveset took tens of milliseconds for 'x \\ne 3' or '-x > -1'."""
     k = _kind(v)
     if k == "seq" and len(v[2]) == 2 and all(_kind(x) == "expr" and x.is_number for x in v[2]):
         lo, hi = v[2]
         if not (lo.is_extended_real and hi.is_extended_real):
             return None
-        return None, sp.Interval(lo, hi, v[1] == "(" or lo == -sp.oo, v[3] == ")" or hi == sp.oo)
+        return None, _pieces(lo, hi, v[1] == "[", v[3] == "]")
     if k == "union":
         parts = [_real_set(x) for x in v[1]]
-        return (None, sp.Union(*(p[1] for p in parts))) if all(p and p[0] is None for p in parts) else None
+        return (None, _union([p[1] for p in parts])) if all(p and p[0] is None for p in parts) else None
     if k == "in":
         inner = _real_set(v[2])
         return (v[1], inner[1]) if inner and inner[0] is None and _is_name(v[1]) else None
@@ -1297,33 +1670,168 @@ def _real_set(v):
     names = [m for m in members if not m.is_number]
     if len(names) != 1:
         return None
-    name, result = names[0], sp.Reals
+    name, result = names[0], _REALS
     if _is_name(name) and not isinstance(name, sp.Abs):       # a named quantity's range: bounds on the name
         for a, op, b in zip(members, ops, members[1:]):
             c, op = (b, op) if a is name else (a, _FLIP[op])
             if not c.is_extended_real:
                 return None
-            result = sp.Intersection(result, {"<": sp.Interval.open(-sp.oo, c), "<=": sp.Interval(-sp.oo, c),
-                                              ">": sp.Interval.open(c, sp.oo), ">=": sp.Interval(c, sp.oo),
-                                              "!=": sp.Reals - sp.FiniteSet(c)}[op])
+            result = _intersection(result, _signs_true(((-sp.oo, c), (c, c), (c, sp.oo)), (-1, 0, 1), op))
         return name, result
     if len(name.free_symbols) != 1 or not _solvable(name, members):    # one variable inside: -x > -1, 1 <= |z|
         return None
     x = next(iter(name.free_symbols))
     for a, op, b in zip(members, ops, members[1:]):
-        rel = {"<": sp.Lt, "<=": sp.Le, ">": sp.Gt, ">=": sp.Ge, "!=": sp.Ne}[op](a, b)
-        result = sp.Intersection(result, sp.solveset(rel, x, sp.Reals))
+        solved = _solved(sp.expand(a - b), op, x)
+        if solved is None:
+            return None
+        result = _intersection(result, solved)
     return x, result
 
 
 def _solvable(e, members):
-    """A polynomial of degree <= 2 in one variable, possibly inside |...|, with small numbers: solveset
-    is then quick and exact."""
+    """A polynomial of degree <= 2 in one variable, possibly inside |...|, with small numbers: it is then solved
+    quickly and exactly."""
     try:
         return _cheap(e) and sp.Poly(e.replace(sp.Abs, lambda u: u), *e.free_symbols).total_degree() <= 2 and all(
             abs(n) < 10 ** 50 for m in members for n in m.atoms(sp.Number) if n.is_finite)
     except sp.PolificationFailed:
         return False
+
+
+# Sets of reals: a tuple of disjoint intervals (lo, hi, lo_closed, hi_closed), in order, none touching another.
+_REALS = ((-sp.oo, sp.oo, False, False),)
+
+
+def _cmp(a, b):
+    """-1, 0 or 1 as the extended real a is below, equal to or above b (equal within 30 digits: endpoints are
+    roots of small polynomials, which sympy may write in two forms)."""
+    if a == b:
+        return 0
+    if a.is_Rational and b.is_Rational:                       # exact, and much faster than sympy's comparison
+        d = a.p * b.q - b.p * a.q
+        return (d > 0) - (d < 0)
+    if a in (sp.oo, -sp.oo) or b in (sp.oo, -sp.oo):
+        return -1 if a == -sp.oo or b == sp.oo else 1
+    d = sp.N(a - b, 30)
+    if not d.is_real:
+        raise Refuse("a complex bound")
+    return 0 if abs(d) < 1e-25 else (-1 if d < 0 else 1)
+
+
+def _pieces(lo, hi, lo_closed, hi_closed):
+    """The interval from lo to hi as a set (empty where lo > hi; an infinite end is open)."""
+    lo_closed, hi_closed = lo_closed and lo != -sp.oo, hi_closed and hi != sp.oo
+    c = _cmp(lo, hi)
+    return ((lo, hi, lo_closed, hi_closed),) if c < 0 or c == 0 and lo_closed and hi_closed else ()
+
+
+def _intersection(xs, ys):
+    out, i, j = [], 0, 0
+    while i < len(xs) and j < len(ys):
+        a, b = xs[i], ys[j]
+        c = _cmp(a[0], b[0])
+        lo = (a[0], a[2]) if c > 0 else (b[0], b[2]) if c < 0 else (a[0], a[2] and b[2])
+        c = _cmp(a[1], b[1])
+        hi = (a[1], a[3]) if c < 0 else (b[1], b[3]) if c > 0 else (a[1], a[3] and b[3])
+        out += _pieces(lo[0], hi[0], lo[1], hi[1])
+        i, j = (i + 1, j) if c < 0 else (i, j + 1) if c > 0 else (i + 1, j + 1)
+    return tuple(out)
+
+
+def _union(sets):
+    pieces = sorted((p for s in sets for p in s), key=functools.cmp_to_key(
+        lambda a, b: _cmp(a[0], b[0]) or (b[2] - a[2])))
+    out = []
+    for p in pieces:
+        if out:
+            c = _cmp(p[0], out[-1][1])
+            if c < 0 or c == 0 and (p[2] or out[-1][3]):          # overlapping or touching: one interval
+                last, k = out[-1], _cmp(p[1], out[-1][1])
+                out[-1] = (last[0], p[1] if k > 0 else last[1], last[2], p[3] if k > 0 else last[3] or k == 0 and p[3])
+                continue
+        out.append(p)
+    return tuple(out)
+
+
+def _same_set(xs, ys):
+    return len(xs) == len(ys) and all(_cmp(a[0], b[0]) == 0 and _cmp(a[1], b[1]) == 0 and a[2:] == b[2:]
+                                      for a, b in zip(xs, ys))
+
+
+def _signs_true(regions, signs, op):
+    """The union of the regions (lo, hi) of the line, in order, on which an expression of the given sign makes
+    'expression op 0' true; a region (c, c) is the point c."""
+    truth = {"<": lambda g: g < 0, "<=": lambda g: g <= 0, ">": lambda g: g > 0, ">=": lambda g: g >= 0,
+             "!=": lambda g: g != 0}[op]
+    return _union([_pieces(lo, hi, lo == hi, lo == hi) for (lo, hi), g in zip(regions, signs) if truth(g)])
+
+
+def _solved(e, op, x):
+    """{x real : e op 0} for e a polynomial of degree <= 2 in x, or one with |...| of such polynomials inside
+    (split where each argument changes sign); None for anything else."""
+    inner = [a.args[0] for a in e.atoms(sp.Abs)]
+    if not inner:
+        return _polynomial_solved(e, op, x)
+    if any(u.has(sp.Abs) for u in inner) or len(inner) > 2:
+        return None
+    roots = [_real_roots(u, x) for u in inner]
+    if any(r is None for r in roots):
+        return None
+    cuts = sorted({r for rs in roots for r in rs[0]}, key=functools.cmp_to_key(_cmp))
+    bounds = [-sp.oo, *cuts, sp.oo]
+    out = []
+    for lo, hi in zip(bounds, bounds[1:]):                   # on [lo, hi] every argument keeps its sign
+        t = (lo + hi) / 2 if lo != -sp.oo and hi != sp.oo else hi - 1 if hi != sp.oo else lo + 1 if lo != -sp.oo \
+            else sp.S.Zero
+        flat = e.replace(sp.Abs, lambda u: u if _cmp(u.subs(x, t), sp.S.Zero) >= 0 else -u)
+        part = _polynomial_solved(sp.expand(flat), op, x)
+        if part is None:
+            return None
+        out.append(_intersection(part, _pieces(lo, hi, True, True)))
+    return _union(out)
+
+
+def _real_roots(e, x):
+    """(the real roots in order, a double root once; the coefficients) of a polynomial of degree <= 2 in x with
+    real numbers for coefficients; None for anything else."""
+    try:
+        coeffs = sp.Poly(e, x).all_coeffs()
+    except sp.PolificationFailed:
+        return None
+    if len(coeffs) > 3 or not all(c.is_number and c.is_extended_real for c in coeffs):
+        return None
+    if len(coeffs) == 3:
+        a, b, c = coeffs
+        d = b * b - 4 * a * c
+        sign = _cmp(d, sp.S.Zero)
+        if sign <= 0:
+            return ([] if sign < 0 else [-b / (2 * a)]), coeffs
+        roots = [(-b - sp.sqrt(d)) / (2 * a), (-b + sp.sqrt(d)) / (2 * a)]
+        return sorted(roots, key=functools.cmp_to_key(_cmp)), coeffs
+    return ([-coeffs[1] / coeffs[0]] if len(coeffs) == 2 else []), coeffs
+
+
+def _polynomial_solved(e, op, x):
+    """{x real : e op 0} for a polynomial e of degree <= 2, from its roots and the sign of its leading coefficient
+    (no sampling, exact)."""
+    found = _real_roots(e, x)
+    if found is None:
+        return None
+    roots, coeffs = found
+    lead = _cmp(coeffs[0], sp.S.Zero)
+    degree = len(coeffs) - 1
+    bounds = [-sp.oo, *roots, sp.oo]
+    regions, signs = [], []
+    for k, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+        # the sign on an open stretch: the leading coefficient's on the right, flipped at each simple root
+        flips = len(roots) - k if not (degree == 2 and len(roots) == 1) else 0
+        regions.append((lo, hi))
+        signs.append(lead * (-1) ** flips)
+        if hi != sp.oo:
+            regions.append((hi, hi))
+            signs.append(0)
+    return _signs_true(regions, signs, op)
 
 
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "!=": "!="}
@@ -1349,9 +1857,9 @@ def _numbers_equal(a, b, rng):
     syms = sorted(a.free_symbols | b.free_symbols, key=lambda x: x.name)
     for k in range(4 if syms else 1):      # probe at random points of both signs: simplify misses identities
         env = {x: (-1) ** (j + k) * sp.Rational(rng.randint(300, 2100), 1000) for j, x in enumerate(syms)}
-        try:
-            va, vb = complex(sp.N(a.subs(env), 40)), complex(sp.N(b.subs(env), 40))
-            diff = abs(complex(sp.N((a - b).subs(env), 40)))
+        try:                               # evalf(subs=...): five times faster than subs, then N
+            fa, fb = a.evalf(40, subs=env), b.evalf(40, subs=env)
+            va, vb, diff = complex(fa), complex(fb), abs(complex(fa - fb))
         except (TypeError, ValueError, ZeroDivisionError, OverflowError):
             return False
         if not (_finite(va) and _finite(vb)) or diff > 1e-25 * max(1.0, abs(va), abs(vb)):
@@ -1399,12 +1907,23 @@ def _equal(a, b, rng):
         t = _assignment(a if ka == "list" else b)
         if t:
             return _equal(t, b, rng) if ka == "list" else _equal(a, t, rng)
+        seq, bare = (a, b) if ka == "seq" else (b, a)
+        if seq[1] == "(" and seq[3] == ")":                            # '(1000, 10)' = '10^{3}, 10', in that order
+            return len(seq[2]) == len(bare[1]) and all(_equal(x, y, rng) for x, y in zip(seq[2], bare[1]))
+    if "list" in (ka, kb) and ka != kb and not {ka, kb} & {"set", "pm", "seq"}:
+        once = _said_twice(a if ka == "list" else b, rng)              # '0.5 or 0.50' is one value
+        if once is not None:
+            return _equal(once, b, rng) if ka == "list" else _equal(a, once, rng)
+    if ka == "seq" and kb in ("set", "list", "pm") and not _interval_like(a):
+        a, ka = ("set", a[2]), "set"                                   # '[4, 1]' is a list, not an interval
+    if kb == "seq" and ka in ("set", "list", "pm") and not _interval_like(b):
+        b, kb = ("set", b[2]), "set"
     if {ka, kb} == {"based", "expr"}:                                  # '52' for '52_8': the base left implicit
         based, plain = (a, b) if ka == "based" else (b, a)
         return plain.is_Integer and str(plain) == based[1]
     sa, sb = (_real_set(x) if _kind(x) in ("rel", "in", "union", "seq") else None for x in (a, b))
     if sa and sb and (ka in ("rel", "in") or kb in ("rel", "in")):    # inequalities: the sets they describe
-        return sa[1] == sb[1] and (sa[0] is None or sb[0] is None or sa[0] == sb[0])
+        return _same_set(sa[1], sb[1]) and (sa[0] is None or sb[0] is None or sa[0] == sb[0])
     a = _as_set(a) if ka in ("pm", "list", "set") else a
     b = _as_set(b) if kb in ("pm", "list", "set") else b
     ka, kb = _kind(a), _kind(b)
@@ -1430,6 +1949,23 @@ def _equal(a, b, rng):
     return False
 
 
+def _said_twice(v, rng):
+    """The one value a list writes in several forms ('0.5 or 0.50', '1/2, 0.5'), or None if its items differ."""
+    items = v[1]
+    return items[0] if all(_equal(x, items[0], rng) for x in items[1:]) else None
+
+
+def _interval_like(v):
+    """Could a bracketed pair be an interval? '(1, 4)', '[1, 4]', '[a, b]' can; '[4, 1]' and '[1, 2, 3]' cannot."""
+    if len(v[2]) != 2:
+        return False
+    lo, hi = v[2]
+    try:
+        return not (_kind(lo) == _kind(hi) == "expr" and lo.is_number and hi.is_number and bool(lo > hi))
+    except TypeError:
+        return True
+
+
 def _same_elements(xs, ys, rng):
     """As sets: every element of one has an equal element in the other (repeats do not count). Equal
     written forms are matched first, so only the rest need a real comparison."""
@@ -1450,80 +1986,77 @@ def _equations_equal(a, b, rng):
     ratios = []
     for _ in range(4):
         env = {x: sp.Rational(rng.randint(300, 2100), 1000) for x in syms}
-        gv = complex(sp.N(g.subs(env), 30))
+        gv = complex(g.evalf(30, subs=env))
         if abs(gv) < 1e-20:
             return False
-        ratios.append(complex(sp.N(f.subs(env), 30)) / gv)
+        ratios.append(complex(f.evalf(30, subs=env)) / gv)
     if abs(ratios[0]) > 1e-12 and all(abs(r - ratios[0]) < 1e-10 * abs(ratios[0]) for r in ratios):
         return True
     return _scaled_by_parameters(f, g)
 
 
 def _scaled_by_parameters(f, g):
-    """A differential equation solved for its derivative ('\\ddot{x} = -kx/m' against 'm\\ddot{x} + kx = 0') is
-    the same equation multiplied by a product of parameters. Only where there is a derivative (y', \\dot{x}) can
-    the unknown be told from the parameters, and the factor may not hold the unknown: 'x^2 = x' is not 'x = 1'."""
-    unknowns = set()
-    for x in f.free_symbols:
+    """A differential equation rearranged and multiplied by a nonzero expression free of the unknown function
+    ('\\ddot{x} = -kx/m' against 'm\\ddot{x} + kx = 0'; 'd\\omega/dt = T/I - 2B\\omega/I' against
+    'I d\\omega/dt + 2B\\omega = T') is the same equation. Only where there is a derivative (y', \\dot{x}) can the
+    unknown be told from the parameters, and the factor may not hold the unknown: 'x\\ddot{x} + kx^2 = 0' is not
+    '\\ddot{x} + kx = 0', and 'x^2 = x' is not 'x = 1'."""
+    names = set()
+    for x in f.free_symbols | g.free_symbols:
         m = re.fullmatch(r"d+ot\((.+)\)|(.+?)'+", x.name)
         if m:
-            unknowns |= {x.name, m.group(1) or m.group(2)}
-    if not unknowns or not (_cheap(f) and _cheap(g)):
+            names |= {x.name, m.group(1) or m.group(2)}
+    if not names or not (_cheap(f) and _cheap(g)):
         return False
     r = sp.cancel(f / g)
-    coeff, rest = r.as_coeff_Mul()
-    return coeff != 0 and rest != 1 and all(
-        isinstance(b, sp.Symbol) and b.name not in unknowns and e.is_Integer for b, e in rest.as_powers_dict().items())
+    return r != 0 and not r.has(sp.zoo, sp.nan, sp.oo) and not any(x.name in names for x in r.free_symbols)
 
 
-_ADDED_CONSTANT = re.compile(r"[+-]\s*([Cc])\s*$")
-_LETTER_C = re.compile(r"(?<![\\\w])C(?!\w)")
+# The usual names of one arbitrary constant (of integration, of an ODE's solution): C, c, C_1, c_0, K.
+_CONSTANT_NAME = re.compile(r"[Cc](?:_\d)?|K")
 
 
-def _one_constant(pred, gold):
-    """'x^2 + C' and 'x^2 + c': one constant of integration, named in two cases. Only an added last term, and only
-    where neither answer also uses the other letter."""
-    m, n = _ADDED_CONSTANT.search(pred), _ADDED_CONSTANT.search(gold)
-    if not (m and n and m.group(1) != n.group(1)):
-        return pred, gold
-    upper, lower = (pred, gold) if m.group(1) == "C" else (gold, pred)
-    if re.search(r"(?<![\\\w])c(?!\w)", upper) or _LETTER_C.search(lower):
-        return pred, gold
-    upper = _LETTER_C.sub("c", upper)
-    return (upper, lower) if m.group(1) == "C" else (lower, upper)
+def _renamed_constant(a, b):
+    """a with its one arbitrary constant named as b's ('y = Ce^{2x} + x' for 'y = x + ce^{2x}', 'x^2 + C_1' for
+    'x^2 + c'), or None: only where each answer has exactly one symbol the other lacks, both are usual names of a
+    constant, and something else is a variable too ('C' alone is an option letter). Two constants against one
+    ('C_1 e^x + C_2 e^{-x}' for 'c e^x + c e^{-x}') stay different."""
+    sa, sb = _symbols(a), _symbols(b)
+    if not sa or not sb:
+        return None
+    only_a, only_b = sa - sb, sb - sa
+    if len(only_a) != 1 or len(only_b) != 1 or len(sa) < 2:
+        return None
+    za, zb = next(iter(only_a)), next(iter(only_b))
+    if not (_CONSTANT_NAME.fullmatch(za.name) and _CONSTANT_NAME.fullmatch(zb.name)):
+        return None
+    return _substituted(a, za, zb)
 
 
-def is_equiv(pred, gold):
-    """Are two final answers mathematically the same (the module docstring lists the policies)."""
-    if not isinstance(pred, str) or not isinstance(gold, str) or "\x00" in pred + gold:
-        return False
-    if len(pred) > MAX_ANSWER or len(gold) > MAX_ANSWER:
-        return False
-    if pred.strip() == gold.strip():
-        return True
-    if pred.rstrip()[-1:] in ("C", "c") and gold.rstrip()[-1:] in ("C", "c"):
-        pred, gold = _one_constant(pred, gold)
-    try:
-        a, pa = parse(pred)
-        b, pb = parse(gold)
-        rng = _Probes(0)                        # probing points are fixed: the same call, the same verdict
-        if _equal(a, b, rng):
-            return True
-        # percent: '50\%' may stand for 50 (done above) or for 50/100; a bare number is never rescaled.
-        if pa and _kind(a) == "expr" and _equal(a / 100, b, rng):
-            return True
-        return bool(pb and _kind(b) == "expr" and _equal(a, b / 100, rng))
-    except Exception:                 # Refuse, or one of sympy's many errors on odd input: no parse
-        try:
-            return re.sub(r"\s+", "", normalize(pred)[0]) == re.sub(r"\s+", "", normalize(gold)[0])
-        except Exception:
-            return False
+def _symbols(v):
+    """The free symbols of an expression, an equation, a tuple, a list or a set of them; None for other kinds."""
+    k = _kind(v)
+    if k == "expr":
+        return v.free_symbols
+    parts = {"eq": lambda: v[1:3], "pm": lambda: v[1:3], "seq": lambda: v[2], "list": lambda: v[1],
+             "set": lambda: v[1]}.get(k)
+    if parts is None:
+        return None
+    out = set()
+    for x in parts():
+        sx = _symbols(x)
+        if sx is None:
+            return None
+        out |= sx
+    return out
 
 
-def reward(completion, gold):
-    """1.0 if the completion's final answer equals gold, else 0.0. Never raises."""
-    try:
-        ans = extract_answer(completion)
-        return 1.0 if ans is not None and is_equiv(ans, str(gold)) else 0.0
-    except Exception:
-        return 0.0
+def _substituted(v, old, new):
+    k = _kind(v)
+    if k == "expr":
+        return v.subs(old, new)
+    if k in ("eq", "pm"):
+        return (k, _substituted(v[1], old, new), _substituted(v[2], old, new))
+    if k == "seq":
+        return ("seq", v[1], [_substituted(x, old, new) for x in v[2]], v[3])
+    return (k, [_substituted(x, old, new) for x in v[1]])
