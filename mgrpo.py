@@ -12,9 +12,10 @@ MGRPO trains one policy πθ with two layers of GRPO in every step:
 One step (train_step: grpo_layer, then correction_layer), in pseudocode, over a batch of B questions:
 
   Layer 1:  for each question q:  o_1..o_G ~ πθ(·|q),  r_i = reward(o_i),  A = group_advantages(r)
-            then, over all B·G answers: θ <- AdamW step on -J(q, o, A), gradient clipped     # policy_update
+            then, over all B·G answers: θ <- --mu AdamW steps (1) on -J(q, o, A), clipped     # policy_update
   Layer 2:  for each wrong o_i:   q' = q + o_i + p_guide,  c_1..c_H ~ πθ(·|q'),  A' = group_advantages(r')
-            then, over the c_j that are correct with A'_j > 0: θ <- AdamW step on -J(q', c, A')   # selection
+            then, over the c_j that are correct with A'_j > 0: the same on -J(q', c, A')
+                                                                  # select_corrections, policy_update
 
 Equations and the function that computes each, in the order Part I defines them:
 
@@ -23,11 +24,11 @@ Equations and the function that computes each, in the order Part I defines them:
   selection: corrections with r >= CORRECT and A > 0              select_corrections()
   ρ_{i,t} = πθ(o_{i,t} | q, o_{i,<t}) / πθ_old(o_{i,t} | ...)     grpo_loss()
   KL_{i,t} = πref/πθ - log(πref/πθ) - 1      (k3 estimator)       grpo_loss()
-  J = 1/N Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}];  loss = -J    grpo_loss()
-      N: B·G in Layer 1 (B questions over all ranks, G answers each; the paper's 1/G per question); in
-      Layer 2 the corrections trained, or B·G again (--l2-loss-norm); --loss-agg token-mean divides by the
-      tokens instead. 1/N spans every micro-batch and rank; policy_update picks N   micro_batch_weight()
-  q = template(user: question + INSTRUCTION) + generation prompt  layer1_prompt()
+  J = 1/N Σ_i 1/|o_i| Σ_t [min(ρ A_i, clip(ρ, 1-ε, 1+ε) A_i) - β KL_{i,t}];  loss = -J
+      grpo_loss() on one micro-batch, times micro_batch_weight(), its share of N: B·G in Layer 1 (B
+      questions over all ranks, G answers each; the paper's 1/G per question), in Layer 2 the corrections
+      trained or B·G again (--l2-loss-norm; token-mean: tokens); N spans every micro-batch and rank
+  q = template(user: question + INSTRUCTION) + generation prompt  layer1_prompt() (run.tk.prompt's text)
   q' = q + o + p_guide                                            build_correction_prompt()
   r = reward(completion, problem) in [0, 1]                       score()
   one step; Layer 1; Layer 2; the update of either     train_step(), grpo_layer(), correction_layer(), policy_update()
@@ -97,18 +98,20 @@ from verify import last_boxed, reward
 #         --max-grad-norm 1.0 --temperature 1.0 --layers 2 (MGRPO) --l2-loss-norm trained
 #   sample(run, prompts, n, args)  n completions per prompt from run.rollout: pure samples at --temperature (no
 #         top-k, top-p or penalty), id lists, group-major, each cut after its stop token
-#   world, all_reduce, std_over_ranks, is_main, my_share, gather  the ranks of torchrun (FSDP2 shards the policy
-#         and averages gradients over them): their number, sums, std, rank 0, this rank's share of a list, all
-#         ranks' lists; in one process 1, the values themselves, ...
+#   world, all_reduce, std_over_ranks, is_main, my_share, gather  torchrun's ranks (FSDP2, set up by shard, averages
+#         gradients over them; clip_grad_norm_'s norm is theirs): their number, sums, std, rank 0?, this rank's
+#         share of a list, all ranks' lists; in one process: 1, the values, x's std, True, the list, the list
 #   plan_micro_batches  packs a layer's rows (prompt + completion, right-padded, longest first) into micro-batches
-#         of at most --micro-tokens tokens with padding, each with ids, mask (attention), comp (completion tokens),
-#         scored (comp without the excluded completions), adv, n_seq, n_tok (the tokens J counts) and token_share;
-#         returns them, the layer's N = (n_seq, n_tok) summed over all ranks, and the padding fraction. A rank
-#         with fewer micro-batches than the busiest gets empty stand-ins (weight 0), or FSDP would wait forever
-#   frozen_logprobs  token_logprobs without gradient for each micro-batch (log πref, log πθ_old)
-#   guard_non_finite  the gradient norm over all ranks and the loss summed over them, and whether both are
-#         finite (a NaN or inf skips the optimizer step; 5 skipped in a row end the run)
-#   sync_rollout_model, update_stats  copy πθ into run.rollout; policy_update's means over its --mu steps
+#         of at most --micro-tokens tokens with padding, each with ids, mask (attention), comp (completion tokens,
+#         stop token included), scored (comp without the excluded completions), adv, n_seq (excluded ones count),
+#         n_tok (the tokens J counts: scored) and token_share; returns them, the layer's N = (n_seq, n_tok) summed
+#         over all ranks, and the padding fraction. A rank with fewer micro-batches than the busiest gets empty
+#         stand-ins (n_seq 0, weight 0), or FSDP would wait forever
+#   guard_non_finite  the gradient norm and the loss summed over the ranks, and whether both are finite (a NaN or
+#         inf skips the optimizer step; 5 skipped in a row end the run)
+#   frozen_logprobs, sync_rollout_model  token_logprobs without gradient per micro-batch; copies πθ into run.rollout
+#   update_stats  policy_update's statistics, means over its --mu steps: grad_norm (before clipping), loss
+#         (summed over ranks), kl and clip_frac (means over the layer's tokens, token_share weighting each)
 #   autocast(device)  bf16 compute on CUDA, fp32 on the CPU
 #   final_hidden_states, output_logits  the model's own forward up to its last hidden states; its own logits
 #         (lm_head, then the family's scaling or soft-cap)
@@ -158,11 +161,10 @@ def is_correct(rewards):
 
 
 def select_corrections(rewards, advantages, mode, truncated=None):
-    """Layer-2 rewards and advantages [n_groups, H] -> bool [n_groups, H], the corrections the update trains
-    on. 'successful': the paper trains on the successful corrections, read here as the correct ones
-    (is_correct) with a positive advantage and, where `truncated` ([n_groups, H] bool) is given
-    (--mask-truncated), that finished; 'all': every correction (plain GRPO on q'). correction_layer says
-    why. Raises ValueError for another mode."""
+    """Layer-2 rewards and advantages [n_groups, H] -> bool [n_groups, H], the corrections the update trains on.
+    'successful': the paper's successful corrections, read as the correct ones (is_correct) with a positive
+    advantage and, where `truncated` ([n_groups, H] bool) is given (--mask-truncated), that finished; 'all':
+    every correction (plain GRPO on q'). correction_layer says why. Raises ValueError for another mode."""
     if mode == "successful":
         train_on = is_correct(rewards) & (advantages > 0)
         return train_on if truncated is None else train_on & ~truncated
@@ -220,10 +222,9 @@ def grpo_loss(logp, old_logp, ref_logp, adv, scored, clip_eps, beta, agg="seq-me
 
 
 def micro_batch_weight(n_seq, n_tok, layer_seq, layer_tok, agg):
-    """grpo_loss averages over one micro-batch of n_seq sequences and n_tok completion tokens; times this
-    weight it is that micro-batch's share of J's mean over the whole layer (layer_seq sequences and
-    layer_tok tokens, J's N, over every micro-batch and rank), so the summed gradients equal one pass over
-    the layer: n_tok / layer_tok for 'token-mean', n_seq / layer_seq for the two means over sequences."""
+    """grpo_loss averages over one micro-batch of n_seq sequences and n_tok completion tokens; times this weight
+    it is that micro-batch's share of J's mean over the layer's N (layer_seq, layer_tok: over every micro-batch
+    and rank): n_tok / layer_tok for 'token-mean', n_seq / layer_seq for the two means over sequences."""
     if agg == "token-mean":
         return n_tok / layer_tok if layer_tok else 0.0      # every token masked out: nothing to train
     return n_seq / layer_seq
@@ -260,9 +261,9 @@ def layer1_prompt(tok, question):
 
 
 def build_correction_prompt(prompt, response, guide):
-    """q' = q + o + p_guide. Token-id lists (or strings): `prompt` the Layer-1 prompt (Tokens.prompt),
+    """q' = q + o + p_guide. Token-id lists (or strings): `prompt` the Layer-1 prompt (run.tk.prompt),
     `response` o as sampled without its stop token, `guide` already wrapped in the template's turn
-    markers (Tokens.guides). o is kept as sampled even where a template would rewrite it in history
+    markers (run.tk.guides). o is kept as sampled even where a template would rewrite it in history
     (Qwen3 and R1-Distill drop the reasoning of earlier assistant turns): q' is the paper's q + o + p_guide."""
     return prompt + response + guide
 
@@ -297,8 +298,7 @@ def is_truncated(completions, stop, max_new_tokens):
     """completions: n id lists as sampled, each cut after its first stop token if it has one (cut_at_stop)
     -> [n] bool: the ones cut off at --max-new-tokens before a stop token. They are scored like any other; with
     --mask-truncated they get no policy-gradient or KL term (DAPO's overlong filtering, arXiv 2503.14476)."""
-    return torch.tensor([len(c) >= max_new_tokens and not (c and c[-1] in stop) for c in completions],
-                        dtype=torch.bool)
+    return torch.tensor([len(c) >= max_new_tokens and not (c and c[-1] in stop) for c in completions], dtype=bool)
 
 
 # -----------------------------------------------------------------------------
@@ -306,9 +306,8 @@ def is_truncated(completions, stop, max_new_tokens):
 
 
 def train_step(run, batch, args, rng):
-    """One MGRPO step on this rank's problems (rows of load_problems). Returns the step's log entries over
-    all ranks (step_log): the same keys every step, with --layers 2 the l2_* ones too, null where there was
-    nothing to measure."""
+    """One MGRPO step on this rank's problems (rows of load_problems). Returns the step's log entries over all
+    ranks (step_log): the same keys every step (--layers 2: the l2_* ones too), null where nothing was measured."""
     l1 = grpo_layer(run, batch, args)                                           # Layer 1: GRPO on q
     l2 = correction_layer(run, batch, l1, args, rng) if args.layers == 2 else None   # Layer 2: on q'
     return step_log(run, l1, l2, args)
@@ -340,7 +339,7 @@ def correction_layer(run, batch, l1, args, rng):
        a right one teaches little and costs H rollouts. `all`: every answer, to teach "keep it right" too.
     2. q' = q + o + p_guide (build_correction_prompt): o as sampled, without its stop token, then one of
        GUIDES drawn at random, wrapped in the chat template's turn markers (Tokens.guides).
-    3. H corrections per q', sampled from the policy that Layer 1 has just updated.
+    3. H corrections per q', sampled from run.rollout, refreshed after Layer 1's update (sync_rollout_model).
     4. Advantages over all H corrections of a q', before selection: a success counts for more in a group
        where few succeed.
     5. Selection (select_corrections; --l2-select successful, the paper): only the correct corrections with a
@@ -417,7 +416,8 @@ def policy_update(run, prompts, completions, adv, args, excluded=None, N=None):
             (loss * w * world()).backward()
             pass_loss = pass_loss + loss.detach() * w
             terms.append((st, mb.token_share))
-        # --max-grad-norm 0: no clipping (an infinite bound only measures the norm)
+        # --max-grad-norm 0: no clipping (an infinite bound only measures the norm); under FSDP2 the norm is
+        # that of the whole gradient, over all ranks
         norm = torch.nn.utils.clip_grad_norm_(run.policy.parameters(), args.max_grad_norm or math.inf)
         passes.append(guard_non_finite(run, norm, pass_loss))    # norm and loss over all ranks; finite?
         if passes[-1].finite:                    # a NaN or inf (a bf16 overflow) would ruin AdamW's state
@@ -466,7 +466,6 @@ def train(run, train_set, eval_sets, args, rng, start, progress):
         log = {"step": step, **train_step(run, batch, args, rng)}
         if eval_sets and ((args.eval_every and step % args.eval_every == 0) or step == args.steps):
             log["eval"] = evaluate_sets(run, eval_sets, args, f"eval-{{name}}-{step:06d}.jsonl")
-        # log.jsonl's line, then a checkpoint every --save-every steps and at the end (stop signals wait for both)
         log = end_step(run, log, rng, args, progress)
     return log
 
@@ -622,10 +621,9 @@ def eval_sampling_rng(args, device):
 @torch.no_grad()
 def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=False, gen_batch=256, cache_len=None,
              desc=None):
-    """Sample n completions per prompt from softmax(z / temperature), or take the argmax (greedy).
-    Returns completion id lists, group-major: row i*n + j is the j-th sample for prompt i. With
-    cache_len set (static cache), each call gets a fixed max_cache_len and a power-of-two number
-    of rows, so the compiled decode step is reused. desc: show a progress bar with this label."""
+    """n completions per prompt from softmax(z / temperature), or the argmax (greedy): id lists, group-major
+    (row i*n + j is prompt i's j-th). With cache_len (static cache) every call has one max_cache_len and a
+    power-of-two number of rows, so the compiled decode step is reused. desc: a progress bar's label."""
     from tqdm.auto import tqdm
     from transformers import GenerationConfig
 
@@ -794,7 +792,7 @@ def plan_micro_batches(run, prompts, completions, adv, args, excluded=None):
     """This rank's rollouts of one layer packed into micro-batches (micro_batches, pack): (mbs, N, pad_frac) as
     the list where Part I begins says; ids, mask, comp and scored are [b, L], adv [b].
 
-    Many GPUs: summing the normalisers over all ranks makes an update on N ranks equal one process's update
+    Many GPUs: summing the normalisers over all ranks makes an update on R ranks equal one process's update
     on the union of their rollouts; and each rank runs as many micro-batches as the busiest one (FSDP would
     wait forever otherwise): the extra ones are empty, zero-weight passes on a one-token stand-in."""
     lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
@@ -940,10 +938,9 @@ def steps_with_progress(start, args, progress):
 
 
 def end_step(run, log, rng, args, progress):
-    """The end of a training step: its log line, with sec_step (the step without its evaluation) and
-    sec_eval; the evaluation's metrics on the terminal and the progress bar's numbers; then one line in
-    log.jsonl and, every --save-every steps and at the end, a checkpoint, both whole even if a stop signal
-    arrives meanwhile (stop_held). Returns the log line."""
+    """The end of a training step: its log line (sec_step: the step without its evaluation), the metrics on
+    the terminal and the progress bar, then log.jsonl's line and, every --save-every steps and at the end, a
+    checkpoint, both whole even if a stop signal arrives meanwhile (stop_held). Returns the log line."""
     from tqdm.auto import tqdm
     sec_eval = run.seconds.pop("eval", None) if "eval" in log else None
     step, sec_step = log["step"], round(time.time() - progress["t0"] - (sec_eval or 0), 3)
@@ -1623,11 +1620,10 @@ def stop_held():
 
 @contextlib.contextmanager
 def ends_cleanly(args):
-    """main()'s frame: Ctrl-C or SIGTERM inside it ends the run with one line saying at which step it
-    stopped, the latest complete checkpoint and the --resume command, and exit code 128 + the
-    signal's number (130, 143). Under torchrun every rank gets the signal; a rank whose collective
-    broke because another rank stopped first leaves the same way, and rank 0 alone prints.
-    Yields a dict whose 'step' the loop keeps at the step in progress."""
+    """main()'s frame: Ctrl-C or SIGTERM inside it ends the run with one line (the step, the latest complete
+    checkpoint, the --resume command) and exit code 128 + the signal (130, 143). Under torchrun every rank
+    gets the signal, a rank whose collective broke leaves the same way, and rank 0 alone prints. Yields a
+    dict whose 'step' the loop keeps at the step in progress."""
     progress = {"step": None}
     STOP.update(signal=None, held=False)
     before = {}
@@ -2052,10 +2048,9 @@ def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
 
 def cli(argv=None, reward=None):
     """The command line as `python mgrpo.py` and `torchrun ... mgrpo.py` run it: main(), then the exit a
-    torchrun rank needs (leave_distributed). A script of your own that calls mgrpo.cli(reward=my_reward)
-    runs your reward (a function of (completion text, problem row) into [0, 1]) under python or torchrun
-    with every flag of mgrpo.py. The reward is passed, not put in rule_reward's place, so a reward that
-    falls back to mgrpo.rule_reward still reaches the rule."""
+    torchrun rank needs (leave_distributed). mgrpo.cli(reward=my_reward) in a script of your own runs your
+    reward (completion text, problem row) -> [0, 1] with every flag, under python or torchrun; it is passed,
+    not put in rule_reward's place, so a reward that falls back to mgrpo.rule_reward reaches the rule."""
     code = 0
     try:
         main(argv, reward)
