@@ -2628,8 +2628,8 @@ def test_families_two_step_cli_run_trains_evaluates_and_checkpoints(name, tiny, 
 # The two paper-era aggregations, and every GRPO variant at once: Dr. GRPO's normaliser, the std over all
 # ranks' rewards, truncated completions masked, clip-higher and GSPO's sequence ratio over two passes.
 CONFIGS = {"seq-mean-token-mean": {}, "token-mean": {"loss_agg": "token-mean"},
-           "l2-loss-norm batch": {"l2_loss_norm": "batch"},
-           "l2-loss-norm batch, token-mean": {"l2_loss_norm": "batch", "loss_agg": "token-mean"},
+           "l2-loss-norm trained": {"l2_loss_norm": "trained"},
+           "l2-loss-norm trained, token-mean": {"l2_loss_norm": "trained", "loss_agg": "token-mean"},
            "variants": {"loss_agg": "seq-mean-token-sum-norm", "scale_rewards": "batch", "mask_truncated": True,
                         "max_new_tokens": 6, "clip_eps_high": 0.28, "importance_sampling": "sequence", "mu": 2}}
 R, W = 20, 21                               # first token of a right / wrong injected completion
@@ -4028,13 +4028,14 @@ def test_compute_on_the_addition_task_writes_its_own_files_with_the_intrinsic_ro
     assert result["task"] == "addition" and not os.path.exists(os.path.join(out, "compute.md"))
     lines = [x for x in md.splitlines() if x.startswith("| ")]
     assert [x.split(" | ")[0] for x in lines[2:5]] == ["| warm start, before RL (intrinsic)", "| GRPO (`--layers 1`)",
-                                                       "| MGRPO (`--l2-loss-norm trained`)"]
+                                                       "| MGRPO, Layer 2's N = the corrections trained "
+                                                       "(`--l2-loss-norm trained`)"]
     run = result["methods"]["mgrpo"]["runs"][0]
     assert [s for s, _, _ in run["curve_greedy"]] == [0, 1, 2]
     assert list(run["curve_greedy"][-1][1:]) == [run["after"]["delta_i2c"], run["after"]["delta_c2i"]]
     # one progress bar per run, named by method and seed; none from the evaluations or from transformers
     err = capsys.readouterr().err
-    assert "MGRPO (--l2-loss-norm trained), seed 0" in err and "GRPO (--layers 1), seed 0" in err
+    assert "(--l2-loss-norm trained), seed 0" in err and "GRPO (--layers 1), seed 0" in err
     assert "eval t1" not in err and "eval t2" not in err and "Writing model shards" not in err
     if importlib.util.find_spec("matplotlib"):
         assert os.path.getsize(os.path.join(out, "curves-addition.png")) > 10_000
@@ -4242,10 +4243,10 @@ def test_the_table_pairs_each_method_with_its_baseline_seed_by_seed(tmp_path):
         json.dump(result, f)
     ablations.main(["report", "--out", str(tmp_path)])             # the tables again from the saved result
     md = (tmp_path / "compute.md").read_text()
-    row = next(line for line in md.splitlines() if line.startswith("| MGRPO − GRPO |"))
+    row = next(line for line in md.splitlines() if line.startswith("| MGRPO N=trained − GRPO |"))
     half = ablations.t_quantile(0.975, 2) * 0.1 / math.sqrt(3)   # the differences' sample std is 0.1
     assert row.split(" | ")[1] == f"+0.100 [{0.1 - half:+.3f}, {0.1 + half:+.3f}] 2↑ 0↓"
-    assert "| MGRPO − warm start |" in md and "| GRPO − warm start |" in md and "3 seeds (0-2)" in md
+    assert "| MGRPO N=trained − warm start |" in md and "| GRPO − warm start |" in md and "3 seeds (0-2)" in md
 
 
 def test_an_out_folder_inside_the_checkout_is_recorded_relative_to_it():

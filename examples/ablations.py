@@ -64,8 +64,9 @@ METHODS = {  # name -> (label, mgrpo flags as keywords, steps as a multiple of -
     "grpo_2x": ("GRPO, 2x steps", {"layers": 1}, 2),
     "grpo_g": ("GRPO, G matched to MGRPO's rollout tokens", {"layers": 1}, 1),
     # MGRPO's Layer-2 normaliser is named in its flags, so that a result means the same whatever the default
-    "mgrpo": ("MGRPO (`--l2-loss-norm trained`)", {"l2_loss_norm": "trained"}, 1),
-    "mgrpo_batch_norm": ("MGRPO, Layer 2's N = B·G (`--l2-loss-norm batch`)", {"l2_loss_norm": "batch"}, 1),
+    # (`trained` until these runs made `batch` the default: docs/variants.md)
+    "mgrpo": ("MGRPO, Layer 2's N = the corrections trained (`--l2-loss-norm trained`)", {"l2_loss_norm": "trained"}, 1),
+    "mgrpo_batch_norm": ("MGRPO, Layer 2's N = B·G (`--l2-loss-norm batch`, the default)", {"l2_loss_norm": "batch"}, 1),
     "mgrpo_select_all": ("MGRPO, no selection (`--l2-select all`)", {"l2_select": "all"}, 1),
     "mgrpo_inputs_all": ("MGRPO, `--l2-inputs all`", {"l2_inputs": "all"}, 1),
 }
@@ -195,7 +196,7 @@ def with_warm_start(result):
     warm = {"label": "warm start, before RL (intrinsic)",
             "runs": [{**r, "after": r["before"], "sampled_corr_after": r["sampled_corr_before"],
                       "optimizer_steps": 0, "rollout_tokens": 0} for r in first]}
-    return {"warm": warm, **result["methods"]}
+    return {"warm": warm, **labelled(result["methods"])}
 
 
 def differences(entries, method, base, f):
@@ -227,8 +228,14 @@ def paired_table(entries):
 
 # The names of the comparisons (the tables' rows say each method in full)
 SHORT = {"warm": "warm start", "grpo": "GRPO", "grpo_2x": "GRPO 2x steps", "grpo_g": "GRPO matched tokens",
-         "mgrpo": "MGRPO", "mgrpo_batch_norm": "MGRPO N=B·G", "mgrpo_select_all": "MGRPO no selection",
+         "mgrpo": "MGRPO N=trained", "mgrpo_batch_norm": "MGRPO N=B·G", "mgrpo_select_all": "MGRPO no selection",
          "mgrpo_inputs_all": "MGRPO all inputs"}
+
+
+def labelled(methods):
+    """A saved result's methods, each with the label METHODS gives it now (grpo_g's names its G), so that a
+    label can be made clearer after the runs without changing a number."""
+    return {m: {**e, "label": METHODS[m][0]} if m in METHODS and m != "grpo_g" else e for m, e in methods.items()}
 
 
 def step_table(entries):
@@ -300,7 +307,7 @@ def plot_curves(plt, result):
     # results saved before the greedy Δi→c curve was recorded have two panels
     greedy = all("curve_greedy" in r for e in result["methods"].values() for r in e["runs"])
     fig, axes = plt.subplots(1, 3 if greedy else 2, figsize=(16 if greedy else 11, 4.2))
-    for m, entry in result["methods"].items():
+    for m, entry in labelled(result["methods"]).items():
         panels = [("curve", 1), ("curve", 2)] + ([("curve_greedy", 1)] if greedy else [])
         for ax, (key, k) in zip(axes, panels):
             curves = [r[key] for r in entry["runs"]]

@@ -20,7 +20,7 @@ import toy  # noqa: E402
 
 VARIANTS = {  # name -> (label, mgrpo flags as keywords)
     "mgrpo": ("MGRPO (the defaults)", {}),
-    "l2_norm_batch": ("Layer 2's N = B·G, `--l2-loss-norm batch`", {"l2_loss_norm": "batch"}),
+    "l2_norm_trained": ("Layer 2's N = the corrections trained, `--l2-loss-norm trained`", {"l2_loss_norm": "trained"}),
     "scale_none": ("Dr. GRPO's advantages, `--scale-rewards none`", {"scale_rewards": "none"}),
     "sum_norm": ("Dr. GRPO's normaliser, `--loss-agg seq-mean-token-sum-norm`", {"loss_agg": "seq-mean-token-sum-norm"}),
     "clip_higher_mu2": ("DAPO's clip-higher, `--clip-eps-high 0.28 --mu 2`", {"clip_eps_high": 0.28, "mu": 2}),
