@@ -4050,20 +4050,31 @@ def test_ablations_refuse_bad_input_in_one_line(argv, needle, tmp_path, capsys):
     assert e.value.code == 2 and needle in capsys.readouterr().err.splitlines()[-1]
 
 
+# The learning tests run on whatever kernels this machine's torch picks (the pin of examples/numerics.py needs
+# a fresh process), so they assert what holds on every kernel path with room to spare. MGRPO (the defaults),
+# digits task, seed 0, 150 steps, one thread, measured 2026-12-06: held-out Acc@t1 0.350 -> 0.725 on torch's
+# AVX2 (pinned) and AVX-512 kernels and 0.715 on its plain C++ ones; sampled correction rate 0.109 -> 0.245,
+# 0.240 and 0.245. Over the 10 seeds of examples/results/compute.md every seed gained at least 0.29 Acc@t1,
+# and every seed's sampled correction rate rose.
+
+
 @pytest.fixture(scope="module")
 def toy_mgrpo(tmp_path_factory):
-    return toy.run_toy(seed=0, layers=2, steps=150, workdir=str(tmp_path_factory.mktemp("toy")), curve_every=0,
-                       log=None)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                     # as measured
+    try:
+        return toy.run_toy(seed=0, layers=2, steps=150, workdir=str(tmp_path_factory.mktemp("toy")), curve_every=0,
+                           log=None)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_mgrpo_raises_held_out_accuracy_on_the_toy_task(toy_mgrpo):
-    # seeds 0, 1, 2 gave +0.50, +0.505, +0.51 (examples/results/compute.md, one thread); the test runs seed 0
-    assert toy_mgrpo["after"]["acc_t1"] - toy_mgrpo["before"]["acc_t1"] >= 0.3
+    assert toy_mgrpo["after"]["acc_t1"] - toy_mgrpo["before"]["acc_t1"] >= 0.25
 
 
 def test_mgrpo_raises_the_correction_rate_of_wrong_answers_on_the_toy_task(toy_mgrpo):
-    # seed 0: 0.109 -> 0.283 (seeds 1 and 2: +0.027, +0.112), repeatable on the CPU
-    assert toy_mgrpo["sampled_corr_after"] > toy_mgrpo["sampled_corr_before"] + 0.1
+    assert toy_mgrpo["sampled_corr_after"] > toy_mgrpo["sampled_corr_before"] + 0.05
 
 
 def test_negative_control_flipped_advantage_does_not_learn_the_toy_task(tmp_path, monkeypatch):
@@ -4387,20 +4398,3 @@ def test_the_answer_first_warm_start_never_boxes_a_wrong_answer_nor_shows_a_corr
                 assert box != str(a + b) and target.startswith("}.") and toy.answer_first_work(a, b, box).endswith(target)
                 kinds.append("misleading box")
     assert kinds.count("second turn") == 8 and kinds.count("misleading box") == 8 and kinds.count("first turn") == 16
-
-
-@SLOW
-def test_mgrpo_raises_greedy_corrections_on_the_answer_first_task(tmp_path, monkeypatch):
-    # Two-digit sums, seed 0, 15 MGRPO steps from the warm start, one thread (as measured). Its warm start
-    # already corrects (greedy Δi→c 0.760: having seen second turns whose box and check agree, t2 often reads
-    # the check); 15 steps of MGRPO take it to 0.810 with Δc→i 0 (docs/toy.md has the seeds). The test checks
-    # the direction: Layer 2 raises greedy Δi→c and breaks no right answer.
-    monkeypatch.setattr(toy, "ADD_DIGITS", 2)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        r = toy.run_toy(seed=0, steps=15, workdir=str(tmp_path), task="answer_first", curve_every=0, log=None)
-    finally:
-        torch.set_num_threads(threads)
-    assert r["after"]["delta_i2c"] >= r["before"]["delta_i2c"] + 0.01     # seeds 0, 1, 2 rose by 0.05, 0.01, 0.075
-    assert r["after"]["delta_c2i"] <= 0.01
