@@ -276,9 +276,10 @@ def render(result, experiment):
     seeds = result["seeds"]
     if experiment == "compute":
         entries = with_warm_start(result)
+        twice = f" (GRPO 2x: {2 * result['steps']})" if "grpo_2x" in result["methods"] else ""
         md = (f"Task `{result['task']}`, held-out problems ({result.get('n_eval', 200)}), after {result['steps']} "
-              f"steps (GRPO 2x: {2 * result['steps']}), {over_seeds(seeds)}. The first row is the model every method "
-              "of a seed starts from.\n\n" + table(entries.values(), METRICS + COST))
+              f"steps{twice}, {over_seeds(seeds)}. The first row is the model every method of a seed starts "
+              "from.\n\n" + table(entries.values(), METRICS + COST))
         if len(seeds) > 1:
             md += ("\n\nPaired differences, method − baseline on each seed: mean [95% CI, Student's t over "
                    f"{len(seeds)} seeds] and the number of seeds where it is above (↑) and below (↓) zero.\n\n"
