@@ -4283,8 +4283,11 @@ def test_jobs_run_seeds_in_processes_of_their_own_and_give_the_same_numbers(tmp_
     import ablations
     common = ["compute", "--methods", "grpo", "mgrpo", "--seeds", "0", "1", "--steps", "1", "--n-eval", "8",
               "--warm-target", "0.1", "--curve-every", "0"]
+    env = os.environ.get("MGRPO_NATIVE_KERNELS")
     one, two = (ablations.main([*common, "--jobs", jobs, "--out", str(tmp_path / jobs)]) for jobs in ("1", "2"))
     assert run_numbers(one) == run_numbers(two) and one["methods"]["mgrpo"]["runs"][1]["l2_tokens"] > 0
+    assert os.environ.get("MGRPO_NATIVE_KERNELS") == env   # the pool's kernel choice stays with the pool: later
+                                                           # processes this one starts still pin theirs
 
 
 def run_numbers(result):
@@ -4306,6 +4309,8 @@ def why_not_bit_for_bit(numerics):
         return f"this is a {platform.machine()} machine; the committed results ran x86-64's AVX2 kernels"
     if here not in ("AVX2", "AVX512"):
         return f"this CPU runs torch's {here} kernels, not AVX2 ones as the committed results did"
+    if os.environ.get("MGRPO_NATIVE_KERNELS") == "1":
+        return "MGRPO_NATIVE_KERNELS=1 is set: the reruns would not pin the kernels the committed results ran"
     if torch.__version__ != numerics["torch"]:
         return f"torch {torch.__version__} here; the committed results were made with torch {numerics['torch']}"
     return None

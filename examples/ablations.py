@@ -114,11 +114,18 @@ def run_plan(plan, opts, work):
     if opts.jobs == 1:
         per_seed = [run_seed(plan, s, opts, work, True) for s in opts.seeds]
     else:
+        before = os.environ.get("MGRPO_NATIVE_KERNELS")
         if not numerics.PINNED_HERE:     # the processes run the kernels this one runs (see numerics.py)
             os.environ["MGRPO_NATIVE_KERNELS"] = "1"
-        ctx = multiprocessing.get_context("spawn")
-        with ctx.Pool(min(opts.jobs, len(opts.seeds)), initializer=_ignore_sigint) as pool:
-            per_seed = pool.starmap(run_seed, [(plan, s, opts, work, False) for s in opts.seeds], chunksize=1)
+        try:
+            ctx = multiprocessing.get_context("spawn")
+            with ctx.Pool(min(opts.jobs, len(opts.seeds)), initializer=_ignore_sigint) as pool:
+                per_seed = pool.starmap(run_seed, [(plan, s, opts, work, False) for s in opts.seeds], chunksize=1)
+        finally:                         # only for the pool: a caller's later processes pin as they would
+            if before is None:
+                os.environ.pop("MGRPO_NATIVE_KERNELS", None)
+            else:
+                os.environ["MGRPO_NATIVE_KERNELS"] = before
     return {m: [runs[i] for runs in per_seed] for i, (m, *_) in enumerate(plan)}
 
 
