@@ -12,7 +12,7 @@ MGRPO trains one policy πθ with two layers of GRPO in every step:
 One step (train_step: grpo_layer, then correction_layer), in pseudocode, over a batch of B questions:
 
   Layer 1:  for each question q:  o_1..o_G ~ πθ(·|q),  r_i = reward(o_i),  A = group_advantages(r)
-            then, over all B·G answers: θ <- --mu AdamW steps (1) on -J(q, o, A), clipped     # policy_update
+            then, over all B·G answers: θ <- --mu AdamW steps (1) on -J(q, o, A), norm-clipped # policy_update
   Layer 2:  for each wrong o_i:   q' = q + o_i + p_guide,  c_1..c_H ~ πθ(·|q'),  A' = group_advantages(r')
             then, over the c_j that are correct with A'_j > 0: the same on -J(q', c, A')
                                                                   # select_corrections, policy_update
@@ -105,7 +105,7 @@ from verify import last_boxed, reward
 #         top-k, top-p or penalty), id lists, group-major, each cut after its stop token
 #   world, all_reduce, std_over_ranks, is_main, my_share, gather  torchrun's ranks (FSDP2, set up by shard, averages
 #         gradients over them; clip_grad_norm_'s norm is theirs): their number, sums, std, rank 0?, this rank's
-#         share of a list, all ranks' lists; in one process: 1, the values, x's std, True, the list, the list
+#         share of a list, all ranks' lists; in one process: 1, the values, x's population std, True, the lists
 #   plan_micro_batches  packs a layer's rows (prompt + completion, right-padded, longest first) into micro-batches
 #         of at most --micro-tokens tokens with padding, each with ids, mask (attention), comp (completion tokens,
 #         stop token included), scored (comp without the excluded completions), adv, n_seq (excluded ones count),
@@ -115,8 +115,8 @@ from verify import last_boxed, reward
 #   guard_non_finite  the gradient norm and the loss summed over the ranks, and whether both are finite (a NaN or
 #         inf skips the optimizer step; 5 skipped in a row end the run)
 #   frozen_logprobs, sync_rollout_model  token_logprobs without gradient per micro-batch; copies πθ into run.rollout
-#   update_stats  policy_update's statistics, means over its --mu steps: grad_norm (before clipping), loss
-#         (summed over ranks), kl and clip_frac (means over the layer's tokens, token_share weighting each)
+#   update_stats  policy_update's dict: N, pad_frac, skipped, and means over its --mu steps of grad_norm (before
+#         clipping), loss (summed over ranks), kl and clip_frac (over the layer's tokens, token_share weighting)
 #   autocast(device)  bf16 compute on CUDA, fp32 on the CPU
 #   final_hidden_states, output_logits  the model's own forward up to its last hidden states; its own logits
 #         (lm_head, then the family's scaling or soft-cap)
