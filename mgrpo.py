@@ -69,6 +69,7 @@ import contextlib
 import difflib
 import errno
 import glob
+import hashlib
 import json
 import math
 import os
@@ -87,7 +88,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint as recompute
 
-from verify import last_boxed, reward
+from verify import extract_answer, last_boxed, reward
 
 # =============================================================================
 # PART I: THE ALGORITHM
@@ -1054,7 +1055,7 @@ def setup(args, reward=None):
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
     policy.train()          # from_pretrained returns eval mode, in which transformers skips gradient checkpointing
     return SimpleNamespace(policy=policy, rollout=rollout, ref=ref, opt=opt, tk=Tokens(tok, policy), device=device,
-                           reward=reward or rule_reward, bad_steps=0, cache_len=None, seconds={})
+                           reward=reward or rule_reward, bad_steps=0, cache_len=None, seconds={}, data=None)
 
 
 # -----------------------------------------------------------------------------
@@ -1178,6 +1179,33 @@ def load_problems(spec, split):
 
 
 NOT_JSON = object()
+
+
+def data_digest(problems):
+    """What a checkpoint records of its training data: the number of problems and a hash of every row."""
+    rows = json.dumps(problems, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+    return {"problems": len(problems), "sha256": hashlib.sha256(rows).hexdigest()}
+
+
+def check_golds(spec, problems):
+    """The rule reward pays a reply whose final answer equals the gold, so a gold must be an answer: one that a
+    reply boxing it earns, and not a sentence stating another value ('The answer is 6.', an 'answer' field without
+    GSM8K's '####'). A set with no such gold would train or score nothing at all: one line, exit 2; a set with some
+    gets one line naming how many problems can earn nothing."""
+    bad = [i for i, p in enumerate(problems, 1) if not gold_is_an_answer(p)]
+    if bad and len(bad) == len(problems):
+        die(f"{spec}: no gold answer can earn the rule reward (problem 1's gold is {problems[0]['gold'][:80]!r}): "
+            "put the final answer alone in 'gold', or after '####' in 'answer', or pass a reward of your own")
+    if bad and is_main():
+        print(f"mgrpo: {spec}: {len(bad)} of {len(problems)} gold answers can earn no reward (problem {bad[0]}: "
+              f"{problems[bad[0] - 1]['gold'][:80]!r}); those problems train and score nothing")
+
+
+def gold_is_an_answer(problem):
+    gold = problem["gold"]
+    stated = extract_answer(gold)
+    answer = stated if stated is not None else gold
+    return rule_reward("\\boxed{" + answer + "}", problem) == 1.0
 
 
 def read_lines(path):
@@ -1338,8 +1366,8 @@ def save_checkpoint(out_dir, step, run, rng, args):
             run.policy.save_pretrained(tmp, state_dict=weights)
             run.tk.tok.save_pretrained(tmp)
             torch.save(optimizer, os.path.join(tmp, "optimizer.pt"))
-            torch.save({"step": step, "args": vars(args), "world": world(), "rng": rngs},
-                       os.path.join(tmp, "trainer_state.pt"))
+            torch.save({"step": step, "args": vars(args), "world": world(), "rng": rngs, "cwd": os.getcwd(),
+                        "data": run.data}, os.path.join(tmp, "trainer_state.pt"))
             if os.path.exists(final):
                 shutil.rmtree(final)
             durable_replace(tmp, final)
@@ -1534,6 +1562,8 @@ def how_to_go_on(args, **run_control):
         return f"no checkpoint yet{first_checkpoint(args)}; {start_over(args.output_dir, extra)}"
     launcher = "python mgrpo.py" if world() == 1 else \
         f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world())} mgrpo.py"
+    if "OMP_NUM_THREADS" in os.environ and world() == 1:     # the thread count this run had (README)
+        launcher = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} {launcher}"
     return f"latest complete checkpoint: {found[-1]}; continue with: {launcher} --resume {args.output_dir}{extra}"
 
 
@@ -1879,13 +1909,28 @@ def resolve_resume(args, given):
         die(f"--resume: {ckpt} was written by an older mgrpo.py that this one cannot continue; its weights "
             f"still start a new run: --model {ckpt}")
     saved = {**vars(args), **state["args"]}               # flags newer than the checkpoint keep their defaults
+    for k in PATH_FLAGS:                 # relative to the folder the run started in: resumable from anywhere
+        saved[k] = local_paths(saved[k], state.get("cwd", os.getcwd()))
     for k, v in given.items():
-        if k not in RUN_CONTROL and v != saved[k]:
+        if k not in RUN_CONTROL and (local_paths(v, os.getcwd()) if k in PATH_FLAGS else v) != saved[k]:
             die(f"--resume: --{k.replace('_', '-')} {v} differs from the checkpoint's {saved[k]}; a resumed run "
                 f"keeps its learning settings (to change them, start a new run from its weights: --model {ckpt})")
         saved[k] = v
     saved["output_dir"] = given.get("output_dir") or os.path.dirname(os.path.abspath(ckpt))
     return argparse.Namespace(**saved), state, ckpt
+
+
+PATH_FLAGS = ("model", "data", "eval_data")
+
+
+def local_paths(value, base):
+    """A path flag's value (a comma list for --eval-data) with each local file or folder as its real absolute path
+    from `base`; Hub ids and dataset names as they are."""
+    if not isinstance(value, str):
+        return value
+    parts = [os.path.realpath(os.path.join(base, v)) if os.path.exists(os.path.join(base, v)) else v
+             for v in value.split(",")]
+    return ",".join(parts)
 
 
 def read_state(path):
@@ -2030,8 +2075,18 @@ def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
         if eval_spec is None and is_main():
             print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
         eval_sets = {name: load_problems(spec, "test")[: args.eval_n or None] for name, spec in eval_specs.items()}
+        data = train_set and data_digest(train_set)
+        if state and state.get("data") and data != state["data"]:
+            die(f"--resume: {args.data} is not the data this run trained on ({state['data']['problems']} problems "
+                f"then, {data['problems']} now, or other contents): its data order would not go on; resume with "
+                f"the file as it was, or start a new run from its weights: --model {ckpt}")
+        if reward is None:               # a reward of your own reads the golds its own way
+            for spec, problems in ([(args.data, train_set)] if train_set else []) + [
+                    (spec, eval_sets[name]) for name, spec in eval_specs.items()]:
+                check_golds(spec, problems)
         longest_prompt = check_context(args, train_set, eval_sets)
         run = setup(args, reward)
+        run.data = data
         if args.static_cache == "on" or (args.static_cache == "auto" and run.device.type == "cuda"):
             run.cache_len = static_cache_len(longest_prompt, args.max_new_tokens, run.tk.guides)
 

@@ -1143,6 +1143,36 @@ def test_gold_answers_from_each_format():
     assert mgrpo.gold_of({"solution": "so $\\boxed{\\frac{1}{2}}$ and \\boxed{(1, {2})}"}) == "(1, {2})"
 
 
+@pytest.mark.parametrize("gold,is_answer", [("6", True), ("-\\frac{5}{3}.", True), ("(1, 2)", True), ("Yes", True),
+                                             ("The answer is 6.", False), ("So 3 + 3 = 6. #### 6", False),
+                                             ("\\frac{1}{", False), ("", False)])
+def test_a_gold_is_an_answer_that_a_reply_boxing_it_earns(gold, is_answer):
+    assert mgrpo.gold_is_an_answer({"question": "What is 3 + 3?", "gold": gold}) is is_answer
+
+
+@pytest.mark.parametrize("answer", ["The answer is 6.", "\\frac{1}{"])    # a sentence; a gold nothing can equal
+def test_a_set_whose_golds_no_reply_can_earn_is_refused_before_the_model_loads(answer, tiny, tmp_path, monkeypatch,
+                                                                               capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"question": f"What is {a} + 3?", "answer": answer} for a in range(4)])
+    monkeypatch.setattr(mgrpo, "setup", lambda *a, **kw: pytest.fail("the model loaded"))
+    err = refused(cli_args(tiny, data, str(tmp_path / "out"), "--steps", "1"), capsys)
+    assert err.startswith(f"mgrpo: error: {data}: no gold answer can earn the rule reward") and "'gold'" in err
+    assert not os.path.exists(tmp_path / "out")
+    monkeypatch.undo()                            # a reward of your own reads the golds its own way
+    mgrpo.main(cli_args(tiny, data, str(tmp_path / "own"), "--steps", "1"), reward=lambda text, problem: 1.0)
+    assert len(read_log(tmp_path / "own")) == 1
+
+
+def test_golds_that_no_reply_can_earn_are_counted_in_one_line_and_the_run_goes_on(tiny, toy_data, tmp_path, capsys):
+    rows = [json.loads(x) for x in open(toy_data)] + [{"question": "What is 9 + 9?", "answer": "The answer is 18."}]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    mgrpo.main(cli_args(tiny, data, str(tmp_path / "out"), "--steps", "1", "--eval-data", toy_data))
+    said = [x for x in capsys.readouterr().out.splitlines() if "gold" in x]
+    assert said == [f"mgrpo: {data}: 1 of 37 gold answers can earn no reward (problem 37: 'The answer is 18.'); those "
+                    "problems train and score nothing"]
+    assert len(read_log(tmp_path / "out")) == 1
+
+
 def test_batch_order_is_a_seeded_permutation_per_epoch():
     n, B = 10, 4
     seen = [i for s in range(5) for i in mgrpo.batch_indices(s, B, n, seed=3)]   # 2 epochs
@@ -1335,6 +1365,33 @@ def test_a_fresh_run_refuses_an_output_dir_holding_another_run(two_step_run, tin
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1 and "--resume" in err and "--output-dir" in err
     assert sorted(os.listdir(b)) == before and len(read_log(b)) == 2
+
+
+def test_a_run_resumes_from_any_folder_with_the_relative_paths_it_started_with(tiny, toy_data, tmp_path,
+                                                                                 monkeypatch):
+    start, elsewhere = tmp_path / "start", tmp_path / "elsewhere"
+    start.mkdir(), elsewhere.mkdir()
+    os.symlink(tiny, start / "model")
+    shutil.copy(toy_data, start / "toy.jsonl")
+    monkeypatch.chdir(start)                      # --model model --data toy.jsonl: relative to where the run began
+    mgrpo.main(cli_args("model", "toy.jsonl", "out", "--steps", "1"))
+    monkeypatch.chdir(elsewhere)
+    mgrpo.main(["--resume", str(start / "out"), "--steps", "2", "--data", str(start / "toy.jsonl")])  # the same file
+    assert [x["step"] for x in read_log(start / "out")] == [1, 2]
+
+
+def test_resume_refuses_data_that_changed_since_the_checkpoint(tiny, toy_data, tmp_path, capsys):
+    data = shutil.copy(toy_data, tmp_path / "toy.jsonl")
+    out = str(tmp_path / "out")
+    mgrpo.main(cli_args(tiny, str(data), out, "--steps", "1"))
+    capsys.readouterr()
+    rows = open(data).readlines()
+    for changed in (rows[:10], rows[:-1] + [rows[-1].replace("####", "#### 1")]):   # fewer rows; one gold changed
+        open(data, "w").writelines(changed)
+        err = refused(["--resume", out, "--steps", "2"], capsys)
+        assert f"--resume: {os.path.realpath(data)} is not the data this run trained on" in err
+        assert ("36 problems then, 10 now" in err) == (len(changed) == 10)
+    assert [x["step"] for x in read_log(out)] == [1]
 
 
 def test_resume_drops_a_log_line_cut_by_a_kill(two_step_run, tmp_path):
@@ -1958,7 +2015,8 @@ def default_signals():
 
 def run_until(tiny, toy_data, out, monkeypatch, capsys, at_step, action, *extra):
     """The CLI with `action()` done at the start of step `at_step` (inside train_step); returns the
-    exit code and the lines it wrote on stderr."""
+    exit code and the lines it wrote on stderr. OMP_NUM_THREADS unset: the line would name it."""
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     real, steps = mgrpo.train_step, []
 
     def step(*a, **kw):
@@ -1982,6 +2040,9 @@ def test_a_stop_signal_mid_step_ends_with_one_line_naming_the_checkpoint_and_res
     name = signal.Signals(sig).name
     assert rc == code and err[-1] == (f"mgrpo: stopped by {name} during step 3; latest complete checkpoint: "
                                       f"{out}/step-000002; continue with: python mgrpo.py --resume {out}")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")          # the README's thread count goes on with the run
+    assert mgrpo.how_to_go_on(mgrpo.build_parser().parse_args(["--output-dir", out])).endswith(
+        f"continue with: OMP_NUM_THREADS=1 python mgrpo.py --resume {out}")
     assert not any("Traceback" in ln for ln in err)
     assert [x["step"] for x in read_log(out)] == [1, 2] and mgrpo.checkpoints(out)[-1].endswith("step-000002")
     assert {s: signal.getsignal(s) for s in default_signals} == default_signals   # main() put the handlers back
