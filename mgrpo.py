@@ -548,8 +548,7 @@ def pass_at_k(n, c, k):
 
 # =============================================================================
 # PART II: THE ENGINE ROOM
-# Everything below only makes Part I run: sampling, batching, models, data, many GPUs, checkpoints, how a
-# run ends, the command line. A reader of the algorithm can stop here.
+# Everything below only makes Part I run (the module docstring lists what); a reader of the algorithm can stop here.
 # =============================================================================
 
 # -----------------------------------------------------------------------------
@@ -697,16 +696,13 @@ def static_cache_len(longest_prompt, max_new_tokens, guides):
 
 
 # -----------------------------------------------------------------------------
-# Log-prob internals. Several families change lm_head's output in their forward before `generate` samples
-# from it; check_logprobs() compares token_logprobs with the model's own forward at start, so a family
-# whose change is not known here refuses to train instead of training on another distribution.
+# Log-prob internals: the logits as the model's own forward returns them, checked against that forward at start.
 
 
 def output_logits(head, h, config):
-    """[n, d] final hidden states -> [n, V] fp32 logits as the model's forward returns them: lm_head,
-    then what the family's forward applies after it (read from its config): Granite divides by
-    `logits_scaling`, Cohere multiplies by `logit_scale`, Gemma-2/3 soft-cap at `final_logit_softcapping`
-    (c · tanh(z / c))."""
+    """[n, d] final hidden states -> [n, V] fp32 logits as the model's forward returns them: lm_head, then what the
+    family's forward applies after it (read from its config): Granite divides by `logits_scaling`, Cohere
+    multiplies by `logit_scale`, Gemma-2/3 soft-cap at `final_logit_softcapping` (c · tanh(z / c))."""
     z = head(h).float()
     cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
     if getattr(cfg, "logits_scaling", None):
@@ -1035,8 +1031,7 @@ def setup(args, reward=None):
 
 
 # -----------------------------------------------------------------------------
-# Data: a list of rows {"question": str, "gold": str, ...the file's other fields}. The named sets are
-# downloaded once into CACHE_DIR.
+# Data: a list of rows {"question": str, "gold": str, ...the file's other fields}; named sets are cached in CACHE_DIR.
 
 QWEN_EVAL = "https://raw.githubusercontent.com/QwenLM/Qwen2.5-Math/main/evaluation/data/{name}/test.jsonl"
 URLS = {"gsm8k": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{split}.jsonl",
@@ -1275,9 +1270,8 @@ def shard(model, device):
 
 
 # -----------------------------------------------------------------------------
-# Checkpoints: model + tokenizer, optimizer.pt and trainer_state.pt (step, args, every rank's random state),
-# written to a temporary directory and renamed, so a crash never leaves a checkpoint that looks complete.
-# Only --keep-last deletes checkpoints, and only older step-* of this run's output directory.
+# Checkpoints: model + tokenizer, optimizer.pt and trainer_state.pt (step, args, every rank's random state), renamed
+# into place whole (durable_replace). Only --keep-last deletes checkpoints: older step-* of this run's output directory.
 
 
 def save_checkpoint(out_dir, step, run, rng, args):
@@ -1438,10 +1432,9 @@ def cannot_write(path):
 
 
 # -----------------------------------------------------------------------------
-# How a run ends. Besides finishing, a run can be stopped (Ctrl-C; SIGTERM, a scheduler's preemption
-# notice), run out of GPU memory, fill the disk or lose power. Each of the first three ends with one
-# line that names the latest complete checkpoint and the command that continues; none of the four
-# can leave a checkpoint that looks complete but is not.
+# How a run ends. Besides finishing, a run can be stopped (Ctrl-C; SIGTERM, a scheduler's preemption notice), run
+# out of GPU memory, fill the disk or lose power. Each of the first three ends with one line that names the latest
+# complete checkpoint and the command that continues; none of the four can leave a checkpoint that looks complete.
 
 
 def fsync_path(path):
@@ -1711,9 +1704,8 @@ def die(msg, code=2, every_rank=False, label="error: "):
     sys.exit(code)
 
 
-# The range of every numeric flag (int or float): check_args refuses a value outside it, and a float that
-# is not finite, in one line with the reason given here, before anything is downloaded or loaded. A test
-# walks every int and float flag of build_parser and fails for one that is missing here.
+# The range of every numeric flag (int or float) and the reason check_args gives for it; a test fails for an int or
+# float flag of build_parser that is missing here.
 RANGES = {
     "steps": ((">=", 1), "one step is Layer 1 and Layer 2 on one batch"),
     "batch_size": ((">=", 1), "questions per step"),
@@ -1787,11 +1779,10 @@ def context_length(config):
 
 
 def check_context(args, train_set, eval_sets):
-    """Refuse at start, before any model is loaded, a run whose longest sequence does not fit in the
-    model's context: past it, learned positions (GPT-2) fail deep inside generate, in Layer 2, and
-    rotary ones run on silently outside what the model was trained on. The longest sequence is the
-    longest prompt + answer, and in Layer 2 and evaluation (t2) + guide + correction. A model without
-    a known context length is not refused. Returns the longest prompt in tokens (for static_cache_len)."""
+    """Refuse at start, before any model is loaded, a run whose longest sequence (longest_sequence) does not fit
+    in the model's context: past it, learned positions (GPT-2) fail deep inside generate, in Layer 2, and rotary
+    ones run on silently outside what the model was trained on. A model without a known context length is not
+    refused. Returns the longest prompt in tokens (for static_cache_len)."""
     from transformers import AutoConfig, AutoTokenizer
     src = find_checkpoint(args.resume) if args.resume else args.model
     tk = Tokens(from_pretrained(AutoTokenizer, src))
@@ -1894,11 +1885,10 @@ def check_fresh_output_dir(path, eval_only_names=None):
 
 def make_output_dir(path):
     """Create the output directory (and its parents) now, before anything is loaded, and prove that it takes a
-    file: a run must not find out after a whole step that it cannot write (one line, exit 2). Returns the
-    directories this call created, innermost first, so that a run that fails before writing anything can
-    remove them again, and nothing that was there before it."""
+    file: a run must not find out after a whole step that it cannot write (one line, exit 2). Returns the folders
+    this call created, innermost first, for a run that fails before writing anything to remove (remove_empty)."""
     created, d = [], os.path.normpath(path)
-    while d and not os.path.lexists(d):               # the folders this call creates, innermost first
+    while d and not os.path.lexists(d):
         created.append(d)
         d = os.path.dirname(d)
     if d and not os.path.isdir(d):
