@@ -87,6 +87,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint as recompute
+from tqdm.auto import tqdm  # ships with transformers
 
 from verify import extract_answer, last_boxed, reward
 
@@ -548,8 +549,7 @@ def pass_at_k(n, c, k):
 
 # =============================================================================
 # PART II: THE ENGINE ROOM
-# Everything below only makes Part I run: sampling, batching, models, data, many GPUs, checkpoints, how a
-# run ends, the command line. A reader of the algorithm can stop here.
+# Everything below only makes Part I run (the module docstring lists what); a reader of the algorithm can stop here.
 # =============================================================================
 
 # -----------------------------------------------------------------------------
@@ -582,8 +582,7 @@ class Tokens:
         stop.update(eos if isinstance(eos, list) else [eos])
         # The token that ends an assistant turn (<|im_end|>, <|eot_id|>, <end_of_turn>, <|end|>, </s>, ...)
         # opens every guide turn; the model writes it when it is done, so it must stop generation too.
-        turn_end = self.guides[0][:1]
-        stop.update(t for t in turn_end if t in tok.all_special_ids or
+        stop.update(t for t in self.guides[0][:1] if t in tok.all_special_ids or
                     getattr(tok.added_tokens_decoder.get(t), "special", False))
         self.stop = sorted(t for t in stop if t is not None)
         if not self.stop:
@@ -630,7 +629,6 @@ def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=Fals
     """n completions per prompt from softmax(z / temperature), or the argmax (greedy): id lists, group-major
     (row i*n + j is prompt i's j-th). With cache_len (static cache) every call has one max_cache_len and a
     power-of-two number of rows, so the compiled decode step is reused. desc: a progress bar's label."""
-    from tqdm.auto import tqdm
     from transformers import GenerationConfig
 
     rows = [p for p in prompts for _ in range(n)]
@@ -670,15 +668,15 @@ def generate(model, prompts, n, tk, max_new_tokens, temperature=1.0, greedy=Fals
     return out
 
 
+def pad_rows(rows, value, device, side="right", dtype=torch.long):
+    """list of lists -> [n, L] tensor on device, each row padded with value up to the longest (on `side`)."""
+    rows = [torch.tensor(r, dtype=dtype) for r in rows]
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True, padding_value=value, padding_side=side).to(device)
+
+
 def left_pad(rows, pad, device):
     """list of id lists -> (ids, attention_mask) [n, L], left-padded so every row ends at column L-1."""
-    L = max(len(r) for r in rows)
-    ids = torch.full((len(rows), L), pad, dtype=torch.long)
-    mask = torch.zeros((len(rows), L), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, L - len(r):] = torch.tensor(r, dtype=torch.long)
-        mask[i, L - len(r):] = 1
-    return ids.to(device), mask.to(device)
+    return pad_rows(rows, pad, device, "left"), pad_rows([[1] * len(r) for r in rows], 0, device, "left")
 
 
 def cut_at_stop(row, stop):
@@ -689,28 +687,23 @@ def cut_at_stop(row, stop):
 def longest_sequence(longest_prompt, max_new_tokens, guides, layers=2):
     """Tokens in the longest sequence a run builds: prompt + answer, and with Layer 2 (or evaluation's
     t2) the longest q' + correction = prompt + answer + guide + correction."""
-    if layers == 1:
-        return longest_prompt + max_new_tokens
-    return longest_prompt + 2 * max_new_tokens + max(map(len, guides))
+    return longest_prompt + layers * max_new_tokens + (max(map(len, guides)) if layers == 2 else 0)
 
 
 def static_cache_len(longest_prompt, max_new_tokens, guides):
-    """One KV-cache length for the whole run, long enough for the longest q' (prompt + answer + guide +
-    correction), so the compiled decode step is reused by every call of the same row count."""
+    """One KV-cache length for the whole run, longest_sequence rounded up to 128: the compiled decode step is
+    reused by every call of the same row count."""
     return -(-longest_sequence(longest_prompt, max_new_tokens, guides) // 128) * 128
 
 
 # -----------------------------------------------------------------------------
-# Log-prob internals. Several families change lm_head's output in their forward before `generate` samples
-# from it; check_logprobs() compares token_logprobs with the model's own forward at start, so a family
-# whose change is not known here refuses to train instead of training on another distribution.
+# Log-prob internals: the logits as the model's own forward returns them, checked against that forward at start.
 
 
 def output_logits(head, h, config):
-    """[n, d] final hidden states -> [n, V] fp32 logits as the model's forward returns them: lm_head,
-    then what the family's forward applies after it (read from its config): Granite divides by
-    `logits_scaling`, Cohere multiplies by `logit_scale`, Gemma-2/3 soft-cap at `final_logit_softcapping`
-    (c · tanh(z / c))."""
+    """[n, d] final hidden states -> [n, V] fp32 logits as the model's forward returns them: lm_head, then what the
+    family's forward applies after it (read from its config): Granite divides by `logits_scaling`, Cohere
+    multiplies by `logit_scale`, Gemma-2/3 soft-cap at `final_logit_softcapping` (c · tanh(z / c))."""
     z = head(h).float()
     cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
     if getattr(cfg, "logits_scaling", None):
@@ -770,15 +763,9 @@ def autocast(device):
 def pack(prompts, completions, pad, device):
     """Rows prompt + completion, right-padded (so positions need no correction) -> ids, attention mask
     and completion mask, each [b, L]."""
-    L = max(len(p) + len(c) for p, c in zip(prompts, completions))
-    ids = torch.full((len(prompts), L), pad, dtype=torch.long)
-    mask = torch.zeros((len(prompts), L), dtype=torch.long)
-    comp = torch.zeros((len(prompts), L), dtype=torch.bool)
-    for i, (p, c) in enumerate(zip(prompts, completions)):
-        ids[i, :len(p) + len(c)] = torch.tensor(p + c, dtype=torch.long)
-        mask[i, :len(p) + len(c)] = 1
-        comp[i, len(p):len(p) + len(c)] = True
-    return ids.to(device), mask.to(device), comp.to(device)
+    pairs = list(zip(prompts, completions))
+    return (pad_rows([p + c for p, c in pairs], pad, device), pad_rows([[1] * len(p + c) for p, c in pairs], 0, device),
+            pad_rows([[False] * len(p) + [True] * len(c) for p, c in pairs], False, device, dtype=torch.bool))
 
 
 def micro_batches(lengths, budget):
@@ -865,14 +852,8 @@ def update_stats(passes, terms, pad_frac, N, mu):
     """policy_update's return: the means over its --mu passes (guard_non_finite's) of grad_norm and loss, kl and
     clip_frac (means over the layer's tokens: each micro-batch's weighted by its token_share, summed over the
     ranks), skipped (the non-finite passes), pad_frac and N."""
-    kl = clip_frac = grad_norm = loss = 0.0
-    for st, share in terms:
-        kl += st["kl"] * share / mu
-        clip_frac += st["clip_frac"] * share / mu
-    for p in passes:
-        grad_norm += p.norm / mu
-        loss += p.loss / mu
-    kl, clip_frac = all_reduce([kl, clip_frac])
+    kl, clip_frac = all_reduce([sum(st[k] * share / mu for st, share in terms) for k in ("kl", "clip_frac")])
+    grad_norm, loss = sum(p.norm / mu for p in passes), sum(p.loss / mu for p in passes)
     return {"kl": kl, "clip_frac": clip_frac, "grad_norm": float(grad_norm), "loss": loss,
             "skipped": sum(not p.finite for p in passes), "pad_frac": pad_frac, "N": N}
 
@@ -935,7 +916,6 @@ def layer2_log(l2, args):
 def steps_with_progress(start, args, progress):
     """Steps start+1 .. --steps for train(), under a progress bar on rank 0 (end_step shows r1, r2 and the KL
     on it). progress['step'] is the step in progress, for a stop's message."""
-    from tqdm.auto import tqdm  # ships with transformers
     progress["bar"] = tqdm(range(start + 1, args.steps + 1), initial=start, total=args.steps, desc="mgrpo",
                            dynamic_ncols=True, disable=not is_main())
     for step in progress["bar"]:
@@ -947,14 +927,12 @@ def end_step(run, log, rng, args, progress):
     """The end of a training step: its log line (sec_step: the step without its evaluation), the metrics on
     the terminal and the progress bar, then log.jsonl's line and, every --save-every steps and at the end, a
     checkpoint, both whole even if a stop signal arrives meanwhile (stop_held). Returns the log line."""
-    from tqdm.auto import tqdm
     sec_eval = run.seconds.pop("eval", None) if "eval" in log else None
     step, sec_step = log["step"], round(time.time() - progress["t0"] - (sec_eval or 0), 3)
     log = {**{k: v for k, v in log.items() if k != "eval"}, "sec_step": sec_step, "eval": log.get("eval"),
            "sec_eval": sec_eval}
-    for name, m in (log["eval"] or {}).items():
-        if is_main():
-            tqdm.write(f"step {step} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+    for name, m in (log["eval"] or {}).items() if is_main() else ():
+        tqdm.write(f"step {step} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
     r2 = log.get("l2_reward")
     progress["bar"].set_postfix(r1=f"{log['l1_reward']:.2f}", r2="-" if r2 is None else f"{r2:.2f}",
                                 kl=f"{log['l1_kl']:.3f}")
@@ -992,14 +970,11 @@ def from_pretrained(cls, name, **kw):
     except Exception as e:                      # the Hub and the loaders raise many kinds of errors
         why = " ".join(str(e).split()) or type(e).__name__          # one line, however many the library wrote
         why = why if len(why) <= 300 else why[:300] + " ..."
-        if is_dir:
-            where = ""
-        elif os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
+        if not is_dir and os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on"):
             die(f"cannot load '{name}': no such local directory, and HF_HUB_OFFLINE is set, so only the Hugging "
                 "Face cache was searched, and it is not there: pass a local directory, or unset HF_HUB_OFFLINE "
                 "to download it")            # the library's own text would advise going offline
-        else:
-            where = " (no such local directory; offline, pass a local directory and set HF_HUB_OFFLINE=1)"
+        where = "" if is_dir else " (no such local directory; offline, pass a local directory and set HF_HUB_OFFLINE=1)"
         die(f"cannot load '{name}'{where}: {why}")
 
 
@@ -1044,12 +1019,10 @@ def setup(args, reward=None):
     policy = load_model(src, load_to, torch.float32, args.grad_checkpointing)
     check_logprobs(policy)
     sampling_dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    rollout = policy
-    if sampling_dtype != torch.float32 or world() > 1:
-        rollout = load_model(src, device, sampling_dtype).requires_grad_(False)
-    ref = None
-    if args.beta > 0 and not args.eval_only:       # the initial policy, even on resume
-        ref = load_model(args.model, load_to, sampling_dtype).eval().requires_grad_(False)
+    rollout = policy if sampling_dtype == torch.float32 and world() == 1 else \
+        load_model(src, device, sampling_dtype).requires_grad_(False)
+    ref = load_model(args.model, load_to, sampling_dtype).eval().requires_grad_(False) \
+        if args.beta > 0 and not args.eval_only else None          # the initial policy, even on resume
     if world() > 1:
         policy, ref = shard(policy, device), ref and shard(ref, device)
     opt = torch.optim.AdamW(policy.parameters(), lr=args.lr, betas=(0.9, 0.99), weight_decay=0.0)
@@ -1059,8 +1032,7 @@ def setup(args, reward=None):
 
 
 # -----------------------------------------------------------------------------
-# Data: a list of rows {"question": str, "gold": str, ...the file's other fields}. The named sets are
-# downloaded once into CACHE_DIR.
+# Data: a list of rows {"question": str, "gold": str, ...the file's other fields}; named sets are cached in CACHE_DIR.
 
 QWEN_EVAL = "https://raw.githubusercontent.com/QwenLM/Qwen2.5-Math/main/evaluation/data/{name}/test.jsonl"
 URLS = {"gsm8k": "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/{split}.jsonl",
@@ -1074,21 +1046,13 @@ CACHE_DIR = os.environ.get("MGRPO_CACHE", os.path.join(os.path.expanduser("~"), 
 def download(url, path, offline_hint):
     """Fetch url to path once; later runs read the cached file offline."""
     if not os.path.exists(path):
-        folder = os.path.dirname(path)
-        created, d = [], folder                         # the folders this call creates, innermost first
-        while not os.path.exists(d):
-            created.append(d)
-            d = os.path.dirname(d)
-        os.makedirs(folder, exist_ok=True)
         print(f"downloading {url}")
         try:
             with urllib.request.urlopen(url, timeout=60) as r:
                 data = r.read()
         except OSError as e:
-            for d in created:                          # a failed download leaves no empty cache folder
-                if not os.listdir(d):
-                    os.rmdir(d)
             die(f"could not download {url} ({e}); to run offline, {offline_hint}")
+        os.makedirs(os.path.dirname(path), exist_ok=True)   # only now: a failed download leaves no empty folder
         tmp = f"{path}.{os.getpid()}.tmp"  # never a half-written cache file, even with several ranks at once
         with open(tmp, "wb") as f:
             f.write(data)
@@ -1161,8 +1125,7 @@ def load_problems(spec, split):
                 f"< {path} > {os.path.splitext(path)[0]}.jsonl)")
         if row is NOT_JSON:
             die(f"{path} line {n}: not valid JSON")
-        q = row.get("question", row.get("problem")) if isinstance(row, dict) else None
-        gold = gold_of(row) if isinstance(row, dict) else None
+        q, gold = (row.get("question", row.get("problem")), gold_of(row)) if isinstance(row, dict) else (None, None)
         if spec == "math" and isinstance(q, str) and not gold:
             no_gold.append(n)            # MATH's training split has two solutions that box nothing: '\boxed{}'
             continue
@@ -1237,12 +1200,8 @@ def is_json_array(path):
 
 def batch_indices(step, batch_size, n, seed):
     """Questions for a step: a fresh seeded permutation each epoch, so a resumed run sees the same order."""
-    out = []
-    for k in range(step * batch_size, (step + 1) * batch_size):
-        epoch, i = divmod(k, n)
-        perm = np.random.default_rng([seed, epoch]).permutation(n)
-        out.append(int(perm[i]))
-    return out
+    ks = range(step * batch_size, (step + 1) * batch_size)
+    return [int(np.random.default_rng([seed, k // n]).permutation(n)[k % n]) for k in ks]   # epoch k // n
 
 
 # -----------------------------------------------------------------------------
@@ -1338,11 +1297,9 @@ def shard(model, device):
     return fully_shard(model, mesh=mesh, mp_policy=mp)
 
 
-
 # -----------------------------------------------------------------------------
-# Checkpoints: model + tokenizer, optimizer.pt and trainer_state.pt (step, args, every rank's random state),
-# written to a temporary directory and renamed, so a crash never leaves a checkpoint that looks complete.
-# Only --keep-last deletes checkpoints, and only older step-* of this run's output directory.
+# Checkpoints: model + tokenizer, optimizer.pt and trainer_state.pt (step, args, every rank's random state), renamed
+# into place whole (durable_replace). Only --keep-last deletes checkpoints: older step-* of this run's output directory.
 
 
 def save_checkpoint(out_dir, step, run, rng, args):
@@ -1503,10 +1460,9 @@ def cannot_write(path):
 
 
 # -----------------------------------------------------------------------------
-# How a run ends. Besides finishing, a run can be stopped (Ctrl-C; SIGTERM, a scheduler's preemption
-# notice), run out of GPU memory, fill the disk or lose power. Each of the first three ends with one
-# line that names the latest complete checkpoint and the command that continues; none of the four
-# can leave a checkpoint that looks complete but is not.
+# How a run ends. Besides finishing, a run can be stopped (Ctrl-C; SIGTERM, a scheduler's preemption notice), run
+# out of GPU memory, fill the disk or lose power. Each of the first three ends with one line that names the latest
+# complete checkpoint and the command that continues; none of the four can leave a checkpoint that looks complete.
 
 
 def fsync_path(path):
@@ -1770,7 +1726,6 @@ def die(msg, code=2, every_rank=False, label="error: "):
     """One line on stderr, then exit: code 2 for bad input, 1 for a failure, 128 + N for signal N.
     Every rank sees the same bad input, so rank 0 alone says so; a failure only one rank meets (out
     of memory) is said by that rank (every_rank=True)."""
-    from tqdm.auto import tqdm
     for bar in list(getattr(tqdm, "_instances", ())):   # close progress bars first: the error is the last line
         bar.close()
     if every_rank or rank() == 0:
@@ -1779,9 +1734,8 @@ def die(msg, code=2, every_rank=False, label="error: "):
     sys.exit(code)
 
 
-# The range of every numeric flag (int or float): check_args refuses a value outside it, and a float that
-# is not finite, in one line with the reason given here, before anything is downloaded or loaded. A test
-# walks every int and float flag of build_parser and fails for one that is missing here.
+# The range of every numeric flag (int or float) and the reason check_args gives for it; a test fails for an int or
+# float flag of build_parser that is missing here.
 RANGES = {
     "steps": ((">=", 1), "one step is Layer 1 and Layer 2 on one batch"),
     "batch_size": ((">=", 1), "questions per step"),
@@ -1855,11 +1809,10 @@ def context_length(config):
 
 
 def check_context(args, train_set, eval_sets):
-    """Refuse at start, before any model is loaded, a run whose longest sequence does not fit in the
-    model's context: past it, learned positions (GPT-2) fail deep inside generate, in Layer 2, and
-    rotary ones run on silently outside what the model was trained on. The longest sequence is the
-    longest prompt + answer, and in Layer 2 and evaluation (t2) + guide + correction. A model without
-    a known context length is not refused. Returns the longest prompt in tokens (for static_cache_len)."""
+    """Refuse at start, before any model is loaded, a run whose longest sequence (longest_sequence) does not fit
+    in the model's context: past it, learned positions (GPT-2) fail deep inside generate, in Layer 2, and rotary
+    ones run on silently outside what the model was trained on. A model without a known context length is not
+    refused. Returns the longest prompt in tokens (for static_cache_len)."""
     from transformers import AutoConfig, AutoTokenizer
     src = find_checkpoint(args.resume) if args.resume else args.model
     tk = Tokens(from_pretrained(AutoTokenizer, src))
@@ -1977,11 +1930,10 @@ def check_fresh_output_dir(path, eval_only_names=None):
 
 def make_output_dir(path):
     """Create the output directory (and its parents) now, before anything is loaded, and prove that it takes a
-    file: a run must not find out after a whole step that it cannot write (one line, exit 2). Returns the
-    directories this call created, innermost first, so that a run that fails before writing anything can
-    remove them again, and nothing that was there before it."""
+    file: a run must not find out after a whole step that it cannot write (one line, exit 2). Returns the folders
+    this call created, innermost first, for a run that fails before writing anything to remove (remove_empty)."""
     created, d = [], os.path.normpath(path)
-    while d and not os.path.lexists(d):               # the folders this call creates, innermost first
+    while d and not os.path.lexists(d):
         created.append(d)
         d = os.path.dirname(d)
     if d and not os.path.isdir(d):
