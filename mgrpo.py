@@ -1130,8 +1130,8 @@ def load_problems(spec, split):
             no_gold.append(n)            # MATH's training split has two solutions that box nothing: '\boxed{}'
             continue
         if not isinstance(q, str) or not gold:
-            die(f"{path} line {n}: needs a 'question' or 'problem' field and a 'gold', 'answer', 'final_answer' "
-                "or 'solution' field")
+            die(f"{path} line {n}: needs a 'question' or 'problem' field holding text and a 'gold', 'answer', "
+                "'final_answer' or 'solution' field")
         problems.append({**row, "question": q, "gold": gold})
     if no_gold and is_main():
         print(f"mgrpo: {spec}: left out {len(no_gold)} problem(s) whose solution boxes no answer (line(s) "

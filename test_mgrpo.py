@@ -1767,6 +1767,10 @@ def test_a_model_that_is_a_file_and_a_row_that_is_not_an_object_are_one_line(toy
     with pytest.raises(SystemExit) as e:
         mgrpo.load_problems(str(rows), "train")
     assert e.value.code == 2 and "line 2: needs a 'question'" in capsys.readouterr().err
+    rows.write_text('{"question": "q", "gold": "1"}\n{"question": 12345, "gold": "1"}\n')
+    with pytest.raises(SystemExit) as e:          # a number where the question's text should be
+        mgrpo.load_problems(str(rows), "train")
+    assert e.value.code == 2 and "line 2: needs a 'question' or 'problem' field holding text" in capsys.readouterr().err
     rows.write_text('{"question": "q", "gold": "1"}\n' + "[" * 100_000 + "\n")
     with pytest.raises(SystemExit) as e:
         mgrpo.load_problems(str(rows), "train")
