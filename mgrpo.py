@@ -1150,17 +1150,17 @@ def data_digest(problems):
     return {"problems": len(problems), "sha256": hashlib.sha256(rows).hexdigest()}
 
 
-def check_golds(spec, problems):
+def check_golds(flag, problems):
     """The rule reward pays a reply whose final answer equals the gold, so a gold must be an answer: one that a
     reply boxing it earns, and not a sentence stating another value ('The answer is 6.', an 'answer' field without
     GSM8K's '####'). A set with no such gold would train or score nothing at all: one line, exit 2; a set with some
     gets one line naming how many problems can earn nothing."""
     bad = [i for i, p in enumerate(problems, 1) if not gold_is_an_answer(p)]
     if bad and len(bad) == len(problems):
-        die(f"{spec}: no gold answer can earn the rule reward (problem 1's gold is {problems[0]['gold'][:80]!r}): "
+        die(f"{flag}: no gold answer can earn the rule reward (problem 1's gold is {problems[0]['gold'][:80]!r}): "
             "put the final answer alone in 'gold', or after '####' in 'answer', or pass a reward of your own")
     if bad and is_main():
-        print(f"mgrpo: {spec}: {len(bad)} of {len(problems)} gold answers can earn no reward (problem {bad[0]}: "
+        print(f"mgrpo: {flag}: {len(bad)} of {len(problems)} gold answers can earn no reward (problem {bad[0]}: "
               f"{problems[bad[0] - 1]['gold'][:80]!r}); those problems train and score nothing")
 
 
@@ -1878,11 +1878,11 @@ PATH_FLAGS = ("model", "data", "eval_data")
 
 def local_paths(value, base):
     """A path flag's value (a comma list for --eval-data) with each local file or folder as its real absolute path
-    from `base`; Hub ids and dataset names as they are."""
+    from `base`; Hub ids and the named datasets (gsm8k, ..., even beside a folder of that name) as they are."""
     if not isinstance(value, str):
         return value
-    parts = [os.path.realpath(os.path.join(base, v)) if os.path.exists(os.path.join(base, v)) else v
-             for v in value.split(",")]
+    parts = [os.path.realpath(os.path.join(base, v)) if os.path.exists(os.path.join(base, v)) and
+             v not in (*URLS, "math500") else v for v in value.split(",")]
     return ",".join(parts)
 
 
@@ -2028,14 +2028,14 @@ def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
             print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
         eval_sets = {name: load_problems(spec, "test")[: args.eval_n or None] for name, spec in eval_specs.items()}
         data = train_set and data_digest(train_set)
-        if state and state.get("data") and data != state["data"]:
+        if data and state and state.get("data") and data != state["data"]:
             die(f"--resume: {args.data} is not the data this run trained on ({state['data']['problems']} problems "
                 f"then, {data['problems']} now, or other contents): its data order would not go on; resume with "
                 f"the file as it was, or start a new run from its weights: --model {ckpt}")
-        if reward is None:               # a reward of your own reads the golds its own way
-            for spec, problems in ([(args.data, train_set)] if train_set else []) + [
-                    (spec, eval_sets[name]) for name, spec in eval_specs.items()]:
-                check_golds(spec, problems)
+        sets = [(f"--data {args.data}", train_set)] if train_set else []
+        sets += [(f"--eval-data {spec}", eval_sets[name]) for name, spec in eval_specs.items()]
+        for flag, problems in sets if reward is None else []:    # a reward of your own reads golds its own way
+            check_golds(flag, problems)
         longest_prompt = check_context(args, train_set, eval_sets)
         run = setup(args, reward)
         run.data = data

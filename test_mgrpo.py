@@ -1151,13 +1151,15 @@ def test_a_gold_is_an_answer_that_a_reply_boxing_it_earns(gold, is_answer):
 
 
 @pytest.mark.parametrize("answer", ["The answer is 6.", "\\frac{1}{"])    # a sentence; a gold nothing can equal
-def test_a_set_whose_golds_no_reply_can_earn_is_refused_before_the_model_loads(answer, tiny, tmp_path, monkeypatch,
-                                                                               capsys):
+def test_a_set_whose_golds_no_reply_can_earn_is_refused_before_the_model_loads(answer, tiny, toy_data, tmp_path,
+                                                                               monkeypatch, capsys):
     data = write_jsonl(tmp_path / "d.jsonl", [{"question": f"What is {a} + 3?", "answer": answer} for a in range(4)])
     monkeypatch.setattr(mgrpo, "setup", lambda *a, **kw: pytest.fail("the model loaded"))
     err = refused(cli_args(tiny, data, str(tmp_path / "out"), "--steps", "1"), capsys)
-    assert err.startswith(f"mgrpo: error: {data}: no gold answer can earn the rule reward") and "'gold'" in err
+    assert err.startswith(f"mgrpo: error: --data {data}: no gold answer can earn the rule reward") and "'gold'" in err
     assert not os.path.exists(tmp_path / "out")
+    args = cli_args(tiny, toy_data, str(tmp_path / "out"), "--steps", "1", "--eval-data", data)   # an eval set too
+    assert refused(args, capsys).startswith(f"mgrpo: error: --eval-data {data}: no gold answer can earn")
     monkeypatch.undo()                            # a reward of your own reads the golds its own way
     mgrpo.main(cli_args(tiny, data, str(tmp_path / "own"), "--steps", "1"), reward=lambda text, problem: 1.0)
     assert len(read_log(tmp_path / "own")) == 1
@@ -1168,7 +1170,7 @@ def test_golds_that_no_reply_can_earn_are_counted_in_one_line_and_the_run_goes_o
     data = write_jsonl(tmp_path / "d.jsonl", rows)
     mgrpo.main(cli_args(tiny, data, str(tmp_path / "out"), "--steps", "1", "--eval-data", toy_data))
     said = [x for x in capsys.readouterr().out.splitlines() if "gold" in x]
-    assert said == [f"mgrpo: {data}: 1 of 37 gold answers can earn no reward (problem 37: 'The answer is 18.'); those "
+    assert said == [f"mgrpo: --data {data}: 1 of 37 gold answers can earn no reward (problem 37: 'The answer is 18.'); those "
                     "problems train and score nothing"]
     assert len(read_log(tmp_path / "out")) == 1
 
@@ -1378,6 +1380,20 @@ def test_a_run_resumes_from_any_folder_with_the_relative_paths_it_started_with(t
     monkeypatch.chdir(elsewhere)
     mgrpo.main(["--resume", str(start / "out"), "--steps", "2", "--data", str(start / "toy.jsonl")])  # the same file
     assert [x["step"] for x in read_log(start / "out")] == [1, 2]
+
+
+def test_a_resumed_path_flag_is_a_local_path_from_the_runs_folder_and_a_named_set_stays_a_name(tmp_path):
+    (tmp_path / "gsm8k").mkdir()                   # a folder named like a dataset does not make the name a path
+    (tmp_path / "toy.jsonl").write_text("")
+    assert mgrpo.local_paths("toy.jsonl,gsm8k,math500", str(tmp_path)) == f"{tmp_path.resolve()}/toy.jsonl,gsm8k,math500"
+    assert mgrpo.local_paths("Qwen/Qwen2.5-0.5B", str(tmp_path)) == "Qwen/Qwen2.5-0.5B"     # a Hub id
+    assert mgrpo.local_paths(None, str(tmp_path)) is None                                  # no --eval-data
+
+
+def test_resume_with_eval_only_evaluates_the_checkpoint_without_reading_the_training_data(two_step_run, tmp_path,
+                                                                                          capsys):
+    m = mgrpo.main(["--resume", two_step_run, "--eval-only", "--output-dir", str(tmp_path / "e"), "--eval-n", "2"])
+    assert set(m["toy"]) >= {"acc_t1", "acc_t2"}
 
 
 def test_resume_refuses_data_that_changed_since_the_checkpoint(tiny, toy_data, tmp_path, capsys):
