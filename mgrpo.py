@@ -719,8 +719,9 @@ def output_logits(head, h, config):
 def final_hidden_states(model, ids, mask):
     """[b, L, d] hidden states after the last layer, from the model's own forward (under FSDP its hooks
     gather the weights and reduce the gradients) with its logits cut to one position."""
-    seen = []
-    hook = model.get_decoder().register_forward_hook(lambda module, args, out: seen.append(out.last_hidden_state))
+    seen, decoder = [], model.get_decoder()
+    decoder = model.base_model if decoder is model else decoder     # transformers 4.x: GPT-2 returns itself
+    hook = decoder.register_forward_hook(lambda module, args, out: seen.append(out.last_hidden_state))
     try:
         model(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
     finally:

@@ -2594,7 +2594,7 @@ def test_families_prompts_are_each_real_templates_own_generation_prompt(name):
     user = {"role": "user", "content": q + "\n" + mgrpo.INSTRUCTION}
     # Layer 1: exactly the ids the tokenizer gives the template's generation prompt
     prompt = tk.prompt(q)
-    assert prompt == tok.apply_chat_template([user], add_generation_prompt=True)["input_ids"]
+    assert prompt == tok.apply_chat_template([user], add_generation_prompt=True, return_dict=True)["input_ids"]
     # q' = q + o as sampled + the end of o's turn + the guide's user turn + the generation prompt
     eot = tok.convert_tokens_to_ids(END_OF_TURN[name])
     o_ids = tok.encode(o, add_special_tokens=False)
