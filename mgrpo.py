@@ -89,7 +89,7 @@ import torch.distributed as dist
 from torch.utils.checkpoint import checkpoint as recompute
 from tqdm.auto import tqdm  # ships with transformers
 
-from verify import extract_answer, last_boxed, reward
+from verify import last_boxed, reward
 
 # =============================================================================
 # PART I: THE ALGORITHM
@@ -934,6 +934,10 @@ def end_step(run, log, rng, args, progress):
            "sec_eval": sec_eval}
     for name, m in (log["eval"] or {}).items() if is_main() else ():
         tqdm.write(f"step {step} {name}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
+    if log["l1_truncated"] == args.batch_size * args.G and not progress.get("all_cut") and is_main():
+        progress["all_cut"] = True      # once: a run whose answers cannot finish learns nothing, and says so
+        tqdm.write(f"mgrpo: step {step}: every answer was cut off at --max-new-tokens {args.max_new_tokens} before "
+                   "it ended; raise it (a cut-off answer rarely states its final answer)")
     r2 = log.get("l2_reward")
     progress["bar"].set_postfix(r1=f"{log['l1_reward']:.2f}", r2="-" if r2 is None else f"{r2:.2f}",
                                 kl=f"{log['l1_kl']:.3f}")
@@ -1064,11 +1068,16 @@ def download(url, path, offline_hint):
 def gold_of(row):
     """Gold answer: `gold` as it is, else `answer` after its last '####' (GSM8K, commas dropped), else `answer`, else the first
     `final_answer` without its $ (OlympiadBench), else the last \\boxed{} of `solution` (MATH, Minerva).
-    A field that is null (or an empty list) is absent: the next one is tried."""
-    if row.get("gold") is not None:                 # a file already in load_problems' own form
-        return str(row["gold"]).strip()
-    if row.get("answer") is not None:
-        ans = str(row["answer"])
+    A field that is null (or an empty list) is absent: the next one is tried; a list of one is its item, and any
+    other list or an object is no answer (None)."""
+    gold, ans = ((v[0] if len(v) == 1 else v or None) if isinstance(v, list) else v
+                 for v in (row.get("gold"), row.get("answer")))
+    if isinstance(gold, (list, dict)) or gold is None and isinstance(ans, (list, dict)):
+        return None
+    if gold is not None:                            # a file already in load_problems' own form
+        return str(gold).strip()
+    if ans is not None:
+        ans = str(ans)
         return ans.rsplit("####", 1)[1].strip().replace(",", "") if "####" in ans else ans.strip()
     fa = row.get("final_answer")
     if isinstance(fa, list):
@@ -1123,16 +1132,16 @@ def load_problems(spec, split):
         if not isinstance(row, dict) and is_json_array(path):
             die(f"{path} is one JSON array; the data must be JSON Lines, one object per line (convert it with: "
                 f"python -c \"import json,sys; [print(json.dumps(r)) for r in json.load(sys.stdin)]\" "
-                f"< {path} > {os.path.splitext(path)[0]}.jsonl)")
+                f"< {path} > {beside(path, '.jsonl', '.lines.jsonl')})")
         if row is NOT_JSON:
             die(f"{path} line {n}: not valid JSON")
         q, gold = (row.get("question", row.get("problem")), gold_of(row)) if isinstance(row, dict) else (None, None)
         if spec == "math" and isinstance(q, str) and not gold:
             no_gold.append(n)            # MATH's training split has two solutions that box nothing: '\boxed{}'
             continue
-        if not isinstance(q, str) or not gold:
+        if not isinstance(q, str) or not q.strip() or not gold:
             die(f"{path} line {n}: needs a 'question' or 'problem' field holding text and a 'gold', 'answer', "
-                "'final_answer' or 'solution' field")
+                "'final_answer' or 'solution' field holding one answer (text or a number)")
         problems.append({**row, "question": q, "gold": gold})
     if no_gold and is_main():
         print(f"mgrpo: {spec}: left out {len(no_gold)} problem(s) whose solution boxes no answer (line(s) "
@@ -1145,6 +1154,11 @@ def load_problems(spec, split):
 NOT_JSON = object()
 
 
+def reward_name(reward):
+    """What a checkpoint records of its reward: None for the rule (rule_reward), else module.name of yours."""
+    return None if reward in (None, rule_reward) else f"{reward.__module__}.{reward.__qualname__}"
+
+
 def data_digest(problems):
     """What a checkpoint records of its training data: the number of problems and a hash of every row."""
     rows = json.dumps(problems, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
@@ -1152,24 +1166,37 @@ def data_digest(problems):
 
 
 def check_golds(flag, problems):
-    """The rule reward pays a reply whose final answer equals the gold, so a gold must be an answer: one that a
-    reply boxing it earns, and not a sentence stating another value ('The answer is 6.', an 'answer' field without
-    GSM8K's '####'). A set with no such gold would train or score nothing at all: one line, exit 2; a set with some
-    gets one line naming how many problems can earn nothing."""
+    """The rule reward pays a reply whose final answer equals the gold, so a gold must be an answer (gold_is_an_answer),
+    not a sentence around one ('The answer is 6.', an 'answer' field without GSM8K's '####') nor text that nothing
+    parses. A set with no such gold would train or score nothing at all: one line, exit 2; a set with some gets one
+    line counting them."""
     bad = [i for i, p in enumerate(problems, 1) if not gold_is_an_answer(p)]
     if bad and len(bad) == len(problems):
-        die(f"{flag}: no gold answer can earn the rule reward (problem 1's gold is {problems[0]['gold'][:80]!r}): "
-            "put the final answer alone in 'gold', or after '####' in 'answer', or pass a reward of your own")
+        die(f"{flag}: no gold is an answer a reply can earn (problem 1's gold is {problems[0]['gold'][:80]!r}: a "
+            "sentence, or nothing that parses): put the final answer alone in 'gold', or after '####' in 'answer', "
+            "or pass a reward of your own")
     if bad and is_main():
-        print(f"mgrpo: {flag}: {len(bad)} of {len(problems)} gold answers can earn no reward (problem {bad[0]}: "
-              f"{problems[bad[0] - 1]['gold'][:80]!r}); those problems train and score nothing")
+        print(f"mgrpo: {flag}: {len(bad)} of {len(problems)} golds are sentences or do not parse (problem {bad[0]}: "
+              f"{problems[bad[0] - 1]['gold'][:80]!r}): a reply's boxed answer will not earn them")
 
 
 def gold_is_an_answer(problem):
+    """Whether a reply boxing the gold earns it, and a gold that is a sentence around a number ('The answer is
+    6.', 'She has 6 apples.': words outside LaTeX) is earned by a reply boxing that number."""
     gold = problem["gold"]
-    stated = extract_answer(gold)
-    answer = stated if stated is not None else gold
-    return rule_reward("\\boxed{" + answer + "}", problem) == 1.0
+    if rule_reward("\\boxed{" + gold + "}", problem) < 1.0:
+        return False
+    prose = re.sub(r"\\[a-zA-Z]+(\{[^{}]*\})?", " ", gold)          # not \frac, \text{ cm}, \begin{pmatrix}
+    numbers = re.findall(r"\d+(?:\.\d+)?", prose)
+    return len(re.findall(r"[a-zA-Z]{3,}", prose)) < 2 or not numbers or \
+        rule_reward("\\boxed{" + numbers[-1] + "}", problem) == 1.0
+
+
+def beside(path, suffix, otherwise=None):
+    """A file next to `path` for a command the user is told to run: path without its extension + suffix, or +
+    `otherwise` where that would be path itself (a shell's '> path' empties the file before it is read)."""
+    out = os.path.splitext(path)[0] + suffix
+    return out if out != path else os.path.splitext(path)[0] + otherwise
 
 
 def read_lines(path):
@@ -1181,13 +1208,13 @@ def read_lines(path):
     except OSError as e:
         die(f"cannot read {path}: {e.strerror or type(e).__name__}")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):             # the byte-order marks of UTF-16 (Windows' "Unicode")
-        die(f"{path} is UTF-16 text: save it as UTF-8 (iconv -f utf-16 -t utf-8 {path} > utf8.jsonl)")
+        die(f"{path} is UTF-16 text: save it as UTF-8 (iconv -f utf-16 -t utf-8 {path} > {beside(path, '.utf8.jsonl')})")
     for n, raw in enumerate(data.removeprefix(b"\xef\xbb\xbf").split(b"\n"), 1):
         try:
             yield n, raw.decode("utf-8")
         except UnicodeDecodeError as e:
             die(f"{path} line {n}: not UTF-8 text (byte 0x{raw[e.start]:02x} at column {e.start + 1}): save the file "
-                f"as UTF-8 (from Latin-1, say: iconv -f latin1 -t utf-8 {path} > utf8.jsonl)")
+                f"as UTF-8 (from Latin-1, say: iconv -f latin1 -t utf-8 {path} > {beside(path, '.utf8.jsonl')})")
 
 
 def is_json_array(path):
@@ -1325,7 +1352,8 @@ def save_checkpoint(out_dir, step, run, rng, args):
             run.tk.tok.save_pretrained(tmp)
             torch.save(optimizer, os.path.join(tmp, "optimizer.pt"))
             torch.save({"step": step, "args": vars(args), "world": world(), "rng": rngs, "cwd": os.getcwd(),
-                        "data": run.data}, os.path.join(tmp, "trainer_state.pt"))
+                        "data": run.data, "reward": reward_name(run.reward), "script": SCRIPT},
+                       os.path.join(tmp, "trainer_state.pt"))
             if os.path.exists(final):
                 shutil.rmtree(final)
             durable_replace(tmp, final)
@@ -1517,8 +1545,8 @@ def how_to_go_on(args, **run_control):
     extra = "".join(f" --{k.replace('_', '-')} {v}" for k, v in run_control.items())
     if not found:
         return f"no checkpoint yet{first_checkpoint(args)}; {start_over(args.output_dir, extra)}"
-    launcher = "python mgrpo.py" if world() == 1 else \
-        f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world())} mgrpo.py"
+    launcher = f"python {SCRIPT}" if world() == 1 else \
+        f"torchrun --nproc_per_node {os.environ.get('LOCAL_WORLD_SIZE', world())} {SCRIPT}"
     if "OMP_NUM_THREADS" in os.environ and world() == 1:     # the thread count this run had (README)
         launcher = f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']} {launcher}"
     return f"latest complete checkpoint: {found[-1]}; continue with: {launcher} --resume {args.output_dir}{extra}"
@@ -1645,7 +1673,8 @@ def ends_cleanly(args):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.")
+    p = argparse.ArgumentParser(description="Multi-Layer GRPO (MGRPO): python mgrpo.py on one GPU, torchrun on many.",
+                                allow_abbrev=False)     # '--h 4' (meant: --H) is no abbreviation of --help
     # A negative number in any notation is a flag's value (--lr -1e-3, -inf), as --lr -0.001 is: argparse would
     # take it for a flag ('expected one argument'), and the line check_args gives is about the value.
     p._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)(e[-+]?\d+)?$|^-(inf|nan)$", re.IGNORECASE)
@@ -1716,7 +1745,8 @@ def build_parser():
         if msg.startswith("unrecognized arguments:"):
             words = [w.split("=")[0] for w in msg.split(":", 1)[1].split() if w.startswith("--")]
             hints = [f"{w}: did you mean {m[0]}?" for w in words
-                     if (m := difflib.get_close_matches(w, p._option_string_actions, n=1))]
+                     if (m := [o for o in p._option_string_actions if o.lower() == w.lower()]        # --g: --G
+                         or difflib.get_close_matches(w, p._option_string_actions, n=1))]
             msg += "".join(f" ({h})" for h in hints)
         die(msg)
     p.error = error
@@ -2029,6 +2059,12 @@ def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
             print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
         eval_sets = {name: load_problems(spec, "test")[: args.eval_n or None] for name, spec in eval_specs.items()}
         data = train_set and data_digest(train_set)
+        if state and "reward" in state and (state["reward"] is None) != (reward is None):
+            mine = state["reward"] or reward_name(reward)
+            die(f"--resume: this run trained with {'your reward ' + mine if state['reward'] else 'the rule reward'}, "
+                f"this command gives {'the rule reward' if reward is None else 'your reward ' + mine}; a resumed run "
+                f"keeps its reward: " + (f"go on with the script that passed it (python {state['script']} --resume "
+                f"{args.resume})" if state["reward"] else f"to train on with yours, start from --model {ckpt}"))
         if data and state and state.get("data") and data != state["data"]:
             die(f"--resume: {args.data} is not the data this run trained on ({state['data']['problems']} problems "
                 f"then, {data['problems']} now, or other contents): its data order would not go on; resume with "
@@ -2059,11 +2095,17 @@ def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
         return train(run, train_set, eval_sets, args, rng, start, progress)
 
 
+SCRIPT = "mgrpo.py"     # the script a stopped run's resume line names: as typed, or yours that passes a reward
+
+
 def cli(argv=None, reward=None):
     """The command line as `python mgrpo.py` and `torchrun ... mgrpo.py` run it: main(), then the exit a
     torchrun rank needs (leave_distributed). mgrpo.cli(reward=my_reward) in a script of your own runs your
     reward (completion text, problem row) -> [0, 1] with every flag, under python or torchrun; it is passed,
     not put in rule_reward's place, so a reward that falls back to mgrpo.rule_reward reaches the rule."""
+    global SCRIPT
+    if argv is None:
+        SCRIPT = sys.argv[0]
     code = 0
     try:
         main(argv, reward)

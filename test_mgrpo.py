@@ -1141,25 +1141,43 @@ def test_gold_answers_from_each_format():
     assert mgrpo.gold_of({"answer": "48/2 = <<48/2=24>>24\n#### 1,080"}) == "1080"
     assert mgrpo.gold_of({"answer": "\\frac{\\sqrt{3}}{2}"}) == "\\frac{\\sqrt{3}}{2}"
     assert mgrpo.gold_of({"solution": "so $\\boxed{\\frac{1}{2}}$ and \\boxed{(1, {2})}"}) == "(1, {2})"
+    assert mgrpo.gold_of({"answer": ["6"]}) == "6" and mgrpo.gold_of({"gold": 6}) == "6"     # a list of one; a number
+    assert mgrpo.gold_of({"gold": [], "answer": "#### 4"}) == "4"                            # an empty list is absent
+    assert mgrpo.gold_of({"answer": ["6", "7"]}) is None and mgrpo.gold_of({"gold": {"value": 6}}) is None
 
 
-@pytest.mark.parametrize("gold,is_answer", [("6", True), ("-\\frac{5}{3}.", True), ("(1, 2)", True), ("Yes", True),
-                                             ("The answer is 6.", False), ("So 3 + 3 = 6. #### 6", False),
-                                             ("\\frac{1}{", False), ("", False)])
+@pytest.mark.parametrize("row", [{"question": "q", "answer": ["6", "7"]}, {"question": "q", "gold": {"value": 6}},
+                                 {"question": "", "gold": "6"}, {"question": " \n", "gold": "6"}])
+def test_a_row_without_one_answer_or_with_an_empty_question_is_one_line(row, tmp_path, capsys):
+    data = write_jsonl(tmp_path / "d.jsonl", [{"question": "What is 1 + 1?", "gold": "2"}, row])
+    with pytest.raises(SystemExit) as e:
+        mgrpo.load_problems(data, "train")
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and err == (f"mgrpo: error: {data} line 2: needs a 'question' or 'problem' field holding "
+                                         "text and a 'gold', 'answer', 'final_answer' or 'solution' field holding one "
+                                         "answer (text or a number)")
+
+
+@pytest.mark.parametrize("gold,is_answer", [
+    ("6", True), ("-\\frac{5}{3}.", True), ("(1, 2)", True), ("Yes", True), ("Devon and Andy", True), ("6 apples", True),
+    ("AB=9, CD=4", True), ("7\\text{ hours}.", True), ("164 \\pi \\mbox{ square feet}", True),   # MATH's golds
+    ("\\begin{pmatrix} 4 \\\\ -3 \\end{pmatrix}", True),
+    ("The answer is 6.", False), ("So 3 + 3 = 6. #### 6", False), ("The largest digit is 6.", False),   # sentences
+    ("She has 6 apples.", False), ("\\frac{1}{", False), ("", False)])                               # nothing parses
 def test_a_gold_is_an_answer_that_a_reply_boxing_it_earns(gold, is_answer):
     assert mgrpo.gold_is_an_answer({"question": "What is 3 + 3?", "gold": gold}) is is_answer
 
 
-@pytest.mark.parametrize("answer", ["The answer is 6.", "\\frac{1}{"])    # a sentence; a gold nothing can equal
+@pytest.mark.parametrize("answer", ["The answer is 6.", "The largest digit is 6.", "\\frac{1}{"])
 def test_a_set_whose_golds_no_reply_can_earn_is_refused_before_the_model_loads(answer, tiny, toy_data, tmp_path,
                                                                                monkeypatch, capsys):
     data = write_jsonl(tmp_path / "d.jsonl", [{"question": f"What is {a} + 3?", "answer": answer} for a in range(4)])
     monkeypatch.setattr(mgrpo, "setup", lambda *a, **kw: pytest.fail("the model loaded"))
     err = refused(cli_args(tiny, data, str(tmp_path / "out"), "--steps", "1"), capsys)
-    assert err.startswith(f"mgrpo: error: --data {data}: no gold answer can earn the rule reward") and "'gold'" in err
+    assert err.startswith(f"mgrpo: error: --data {data}: no gold is an answer a reply can earn") and "'gold'" in err
     assert not os.path.exists(tmp_path / "out")
     args = cli_args(tiny, toy_data, str(tmp_path / "out"), "--steps", "1", "--eval-data", data)   # an eval set too
-    assert refused(args, capsys).startswith(f"mgrpo: error: --eval-data {data}: no gold answer can earn")
+    assert refused(args, capsys).startswith(f"mgrpo: error: --eval-data {data}: no gold is an answer a reply")
     monkeypatch.undo()                            # a reward of your own reads the golds its own way
     mgrpo.main(cli_args(tiny, data, str(tmp_path / "own"), "--steps", "1"), reward=lambda text, problem: 1.0)
     assert len(read_log(tmp_path / "own")) == 1
@@ -1170,8 +1188,8 @@ def test_golds_that_no_reply_can_earn_are_counted_in_one_line_and_the_run_goes_o
     data = write_jsonl(tmp_path / "d.jsonl", rows)
     mgrpo.main(cli_args(tiny, data, str(tmp_path / "out"), "--steps", "1", "--eval-data", toy_data))
     said = [x for x in capsys.readouterr().out.splitlines() if "gold" in x]
-    assert said == [f"mgrpo: --data {data}: 1 of 37 gold answers can earn no reward (problem 37: 'The answer is 18.'); those "
-                    "problems train and score nothing"]
+    assert said == [f"mgrpo: --data {data}: 1 of 37 golds are sentences or do not parse (problem 37: 'The answer is "
+                    "18.'): a reply's boxed answer will not earn them"]
     assert len(read_log(tmp_path / "out")) == 1
 
 
@@ -1396,6 +1414,34 @@ def test_resume_with_eval_only_evaluates_the_checkpoint_without_reading_the_trai
     assert set(m["toy"]) >= {"acc_t1", "acc_t2"}
 
 
+def test_a_resumed_run_keeps_its_reward_and_the_resume_line_names_the_script_that_passed_it(tiny, toy_data, tmp_path,
+                                                                                             monkeypatch, capsys):
+    def my_reward(text, problem):
+        return float("boxed" in text)
+    monkeypatch.setattr(mgrpo, "SCRIPT", mgrpo.SCRIPT)             # put back after the test
+    monkeypatch.setattr(sys, "argv", ["../elsewhere/train_mine.py", "--bogus"])
+    with pytest.raises(SystemExit):
+        mgrpo.cli(reward=my_reward)                                # as `python ../elsewhere/train_mine.py` runs it
+    assert mgrpo.SCRIPT == "../elsewhere/train_mine.py"
+    out = str(tmp_path / "mine")
+    mgrpo.main(cli_args(tiny, toy_data, out, "--steps", "1"), reward=my_reward)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert mgrpo.how_to_go_on(mgrpo.build_parser().parse_args(["--output-dir", out])).endswith(
+        f"continue with: python ../elsewhere/train_mine.py --resume {out}")
+    capsys.readouterr()
+    err = refused(["--resume", out, "--steps", "2"], capsys)       # plain mgrpo.py would train on with the rule
+    assert "this run trained with your reward " in err and "my_reward, this command gives the rule reward" in err
+    assert err.endswith(f"go on with the script that passed it (python ../elsewhere/train_mine.py --resume {out})")
+    plain = str(tmp_path / "plain")
+    mgrpo.main(cli_args(tiny, toy_data, plain, "--steps", "1"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        mgrpo.main(["--resume", plain, "--steps", "2"], reward=my_reward)
+    assert "this run trained with the rule reward, this command gives your reward" in capsys.readouterr().err
+    mgrpo.main(["--resume", out, "--steps", "2"], reward=my_reward)     # the same reward goes on
+    assert [x["step"] for x in read_log(out)] == [1, 2]
+
+
 def test_resume_refuses_data_that_changed_since_the_checkpoint(tiny, toy_data, tmp_path, capsys):
     data = shutil.copy(toy_data, tmp_path / "toy.jsonl")
     out = str(tmp_path / "out")
@@ -1416,6 +1462,18 @@ def test_resume_drops_a_log_line_cut_by_a_kill(two_step_run, tmp_path):
         f.write('{"step": 2, "l1_rew')                   # the kill came in the middle of a write
     mgrpo.main(["--resume", b])
     assert [x["step"] for x in read_log(b)] == [1, 2]
+
+
+def test_a_run_whose_answers_are_all_cut_off_says_so_once(tiny, toy_data, tmp_path, monkeypatch, capsys):
+    mgrpo.main(cli_args(tiny, toy_data, str(tmp_path / "o"), "--steps", "2", "--max-new-tokens", "1"))
+    said = [x for x in capsys.readouterr().out.splitlines() if "cut off" in x]
+    assert said == ["mgrpo: step 1: every answer was cut off at --max-new-tokens 1 before it ended; raise it (a "
+                    "cut-off answer rarely states its final answer)"]
+    assert [x["l1_truncated"] for x in read_log(tmp_path / "o")] == [6, 6]       # --batch-size 2, --G 3
+    real = mgrpo.is_truncated                                                  # one answer of each step ends
+    monkeypatch.setattr(mgrpo, "is_truncated", lambda *a: real(*a).index_fill(0, torch.tensor([0]), False))
+    mgrpo.main(cli_args(tiny, toy_data, str(tmp_path / "p"), "--steps", "1", "--max-new-tokens", "1"))
+    assert "cut off" not in capsys.readouterr().out and read_log(tmp_path / "p")[0]["l1_truncated"] == 5
 
 
 def test_keep_last_deletes_only_older_checkpoints_of_this_run(tiny, toy_data, tmp_path):
@@ -1570,6 +1628,10 @@ def test_a_mistyped_flag_gets_the_flag_it_meant(capsys):
     err = capsys.readouterr().err.strip()
     assert e.value.code == 2 and len(err.splitlines()) == 1
     assert "--lrr: did you mean --lr?" in err and "--max-new-tokes: did you mean --max-new-tokens?" in err
+    for typed, meant in (("--h", "--H"), ("--g", "--G"), ("--max-new-token", "--max-new-tokens")):   # not --help's
+        with pytest.raises(SystemExit) as e:                             # help and exit 0, nor a silent prefix
+            mgrpo.main(["--model", "x", typed, "8"])
+        assert e.value.code == 2 and f"{typed}: did you mean {meant}?" in capsys.readouterr().err
 
 
 def test_resuming_an_older_checkpoint_beside_newer_ones_is_refused_and_loses_nothing(two_step_run, tmp_path,
@@ -1752,7 +1814,11 @@ def test_a_data_file_that_is_not_utf8_is_one_line_naming_the_line_and_a_bom_is_r
     bom.write_bytes(b'\xef\xbb\xbf[{"question": "q", "gold": "1"}]')
     with pytest.raises(SystemExit):
         mgrpo.load_problems(str(bom), "train")
-    assert "is one JSON array" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "is one JSON array" in err and f"< {bom} > {tmp_path}/bom.lines.jsonl)" in err   # never '> the file itself'
+    for name, wrote in (("a.json", "a.jsonl"), ("a.jsonl", "a.lines.jsonl"), ("a", "a.jsonl")):
+        assert mgrpo.beside(name, ".jsonl", ".lines.jsonl") == wrote
+    assert mgrpo.beside("utf8.jsonl", ".utf8.jsonl") == "utf8.utf8.jsonl"
     for path, said in ((tmp_path, f"{tmp_path} is a directory: the data is one .jsonl file"),
                        (bad, f"cannot read {bad}: Permission denied")):
         if path == bad:                                    # root reads through permission bits: simulate it
@@ -2860,7 +2926,7 @@ def test_distributed_ctrl_c_is_one_line_from_rank_0_naming_torchrun_resume(tiny,
     said = [ln for ln in err.replace("\r", "\n").splitlines() if ln.startswith("mgrpo: ") and "%|" not in ln
             and not ln.startswith("mgrpo: finishing the checkpoint")]     # said first if a save was under way
     assert len(said) == 1 and said[0].startswith("mgrpo: stopped by SIGINT during step ")
-    assert said[0].endswith(f"continue with: torchrun --nproc_per_node 2 mgrpo.py --resume {out}")
+    assert said[0].endswith(f"continue with: torchrun --nproc_per_node 2 {MGRPO_PY} --resume {out}")   # as launched
     assert 'mgrpo.py", line' not in err and "terminate called" not in err       # no rank's traceback or abort
 
 
