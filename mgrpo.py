@@ -1156,7 +1156,8 @@ NOT_JSON = object()
 
 def reward_name(reward):
     """What a checkpoint records of its reward: None for the rule (rule_reward), else module.name of yours."""
-    return None if reward in (None, rule_reward) else f"{reward.__module__}.{reward.__qualname__}"
+    name = getattr(reward, "__qualname__", type(reward).__name__)      # a function, or a callable object
+    return None if reward in (None, rule_reward) else f"{getattr(reward, '__module__', '?')}.{name}"
 
 
 def data_digest(problems):
@@ -2059,12 +2060,14 @@ def run_main(args, state, ckpt, eval_spec, eval_specs, reward):
             print(f"mgrpo: no --eval-data given and {args.data} has no test split: training without evaluation")
         eval_sets = {name: load_problems(spec, "test")[: args.eval_n or None] for name, spec in eval_specs.items()}
         data = train_set and data_digest(train_set)
-        if state and "reward" in state and (state["reward"] is None) != (reward is None):
-            mine = state["reward"] or reward_name(reward)
-            die(f"--resume: this run trained with {'your reward ' + mine if state['reward'] else 'the rule reward'}, "
-                f"this command gives {'the rule reward' if reward is None else 'your reward ' + mine}; a resumed run "
-                f"keeps its reward: " + (f"go on with the script that passed it (python {state['script']} --resume "
-                f"{args.resume})" if state["reward"] else f"to train on with yours, start from --model {ckpt}"))
+        if state and "reward" in state and (state["reward"] is None) != (reward_name(reward) is None):
+            if state["reward"]:           # plain mgrpo.py would go on with the rule
+                die(f"--resume: this run trained with your reward {state['reward']}, this command gives the rule "
+                    f"reward; a resumed run keeps its reward: go on with the script that passed it (python "
+                    f"{state['script']} --resume {args.resume})")
+            die(f"--resume: this run trained with the rule reward, this command gives your reward "
+                f"{reward_name(reward)}; a resumed run keeps its reward: to train on with yours, start from --model "
+                f"{ckpt}")
         if data and state and state.get("data") and data != state["data"]:
             die(f"--resume: {args.data} is not the data this run trained on ({state['data']['problems']} problems "
                 f"then, {data['problems']} now, or other contents): its data order would not go on; resume with "

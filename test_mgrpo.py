@@ -5,6 +5,7 @@ import ast
 import copy
 import datetime
 import errno
+import functools
 import glob
 import importlib.util
 import json
@@ -1440,6 +1441,9 @@ def test_a_resumed_run_keeps_its_reward_and_the_resume_line_names_the_script_tha
     assert "this run trained with the rule reward, this command gives your reward" in capsys.readouterr().err
     mgrpo.main(["--resume", out, "--steps", "2"], reward=my_reward)     # the same reward goes on
     assert [x["step"] for x in read_log(out)] == [1, 2]
+    mgrpo.main(["--resume", plain, "--steps", "2"], reward=mgrpo.rule_reward)   # the rule, passed by name, is the rule
+    assert [x["step"] for x in read_log(plain)] == [1, 2]
+    assert mgrpo.reward_name(functools.partial(my_reward)) == "functools.partial"     # any callable has a name
 
 
 def test_resume_refuses_data_that_changed_since_the_checkpoint(tiny, toy_data, tmp_path, capsys):
