@@ -1045,6 +1045,7 @@ URLS = {"gsm8k": "https://raw.githubusercontent.com/openai/grade-school-math/mas
         # MATH's training split (Hendrycks et al. 2021; 7,500 problems, gold = last \boxed{} of `solution`). The
         # Hub copies were taken down in 2025; Qwen2.5-Math keeps one beside its evaluation sets.
         "math": "https://raw.githubusercontent.com/QwenLM/Qwen2.5-Math/main/evaluation/data/math/train.jsonl"}
+NAMED_SETS = (*URLS, "math500")        # the datasets --data and --eval-data name (MATH-500 comes from the Hub)
 CACHE_DIR = os.environ.get("MGRPO_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "mgrpo"))
 
 
@@ -1914,7 +1915,7 @@ def local_paths(value, base):
     if not isinstance(value, str):
         return value
     parts = [os.path.realpath(os.path.join(base, v)) if os.path.exists(os.path.join(base, v)) and
-             v not in (*URLS, "math500") else v for v in value.split(",")]
+             v not in NAMED_SETS else v for v in value.split(",")]
     return ",".join(parts)
 
 
