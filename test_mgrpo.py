@@ -4209,16 +4209,27 @@ def test_ablations_refuse_bad_input_in_one_line(argv, needle, tmp_path, capsys):
 # and every seed's sampled correction rate rose.
 
 
+def committed_warm_start():
+    """Seed 0's first run of the committed digits quick result, and what it ran with (its numerics: threads,
+    transformers, ...)."""
+    committed = json.load(open(os.path.join(HERE, "examples", "results", "quick", "compute.json"), encoding="utf-8"))
+    return next(iter(committed["methods"].values()))["runs"][0], committed["numerics"]
+
+
+def warm_start(run):
+    """A run_toy result's numbers before RL."""
+    return run["warm_steps"], run["before"], run["sampled_corr_before"]
+
+
 def another_toy_model(run):
     """None where `run` (a run_toy result, digits, seed 0) started from the committed warm start, else the one-line
     reason to skip: another transformers (or its tokenizers) builds another tiny model and tokenizer from the same
     seed, so the measured margins are not about it. The same transformers with another warm start is no reason:
     the caller's assertion, or the warm-start test, then fails."""
     import transformers
-    committed = json.load(open(os.path.join(HERE, "examples", "results", "quick", "compute.json"), encoding="utf-8"))
-    first, made_with = next(iter(committed["methods"].values()))["runs"][0], committed["numerics"]["transformers"]
-    if (run["warm_steps"], run["before"], run["sampled_corr_before"]) == \
-            (first["warm_steps"], first["before"], first["sampled_corr_before"]) or transformers.__version__ == made_with:
+    first, numerics = committed_warm_start()
+    made_with = numerics["transformers"]
+    if warm_start(run) == warm_start(first) or transformers.__version__ == made_with:
         return None
     return (f"transformers {transformers.__version__} builds another toy model (warm start Acc@t1 "
             f"{run['before']['acc_t1']} after {run['warm_steps']} steps) than transformers {made_with} did for the "
@@ -4521,18 +4532,16 @@ def test_the_warm_start_is_the_same_on_every_kernel_path(tmp_path):
     # torch's AVX-512, AVX2 and plain C++ kernels (docs/toy.md), so seed 0's numbers before RL equal the
     # committed quick result's on any CPU. (RL after it amplifies last-bit differences; the rerun above checks
     # that where the kernels can be pinned.)
-    committed = json.load(open(os.path.join(HERE, "examples", "results", "quick", "compute.json"), encoding="utf-8"))
-    first = next(iter(committed["methods"].values()))["runs"][0]
+    first, numerics = committed_warm_start()
     threads = torch.get_num_threads()
-    torch.set_num_threads(committed["threads"])
+    torch.set_num_threads(numerics["threads"])
     try:
         r = toy.run_toy(0, 0, str(tmp_path), curve_every=0, log=None)
     finally:
         torch.set_num_threads(threads)
     if another_toy_model(r):
         pytest.skip(another_toy_model(r))
-    assert (r["warm_steps"], r["before"], r["sampled_corr_before"]) == \
-        (first["warm_steps"], first["before"], first["sampled_corr_before"])
+    assert warm_start(r) == warm_start(first)
 
 
 def test_answer_first_work_puts_the_box_first_and_the_sums_digits_ones_first_last():
